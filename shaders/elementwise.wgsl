@@ -1,0 +1,181 @@
+// Elementwise kernels: unary maps, their backward, binary ops with broadcasting, fill.
+// The operation is picked by the `OP` override constant, so each op is its own compiled pipeline.
+
+// Unary ops: y = f(x).
+//  0 neg      -x                    1 exp    e^x
+//  2 log      ln x                  3 sqrt   √x
+//  4 gelu     x/2 (1 + tanh(√(2/π)(x + 0.044715 x³)))
+//  5 leaky    x if x > 0 else a·x   (a = alpha)
+//  6 sin      sin x                 7 softplus  ln(1 + e^x)
+//  8 sigmoid  1/(1 + e^-x)          9 tanh
+// 10 relu     max(x, 0)            11 square x²
+// 12 affine   alpha·x + beta       13 recip  1/x
+// 14 cos      cos x
+override OP: u32 = 0u;
+
+struct UnaryParams {
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> up: UnaryParams;
+@group(0) @binding(1) var<storage, read> ux: array<f32>;
+@group(0) @binding(2) var<storage, read_write> uy: array<f32>;
+
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+}
+
+fn sigmoid(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn tanh_stable(x: f32) -> f32 {
+    // tanh(x) = 1 - 2 / (e^{2x} + 1), clamped so e^{2x} stays finite.
+    let c = clamp(x, -15.0, 15.0);
+    return 1.0 - 2.0 / (exp(2.0 * c) + 1.0);
+}
+
+fn unary_apply(x: f32, alpha: f32, beta: f32) -> f32 {
+    switch OP {
+        case 0u: { return -x; }
+        case 1u: { return exp(x); }
+        case 2u: { return log(x); }
+        case 3u: { return sqrt(x); }
+        case 4u: { return 0.5 * x * (1.0 + tanh_stable(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
+        case 5u: { return select(alpha * x, x, x > 0.0); }
+        case 6u: { return sin(x); }
+        case 7u: { return softplus(x); }
+        case 8u: { return sigmoid(x); }
+        case 9u: { return tanh_stable(x); }
+        case 10u: { return max(x, 0.0); }
+        case 11u: { return x * x; }
+        case 12u: { return alpha * x + beta; }
+        case 13u: { return 1.0 / x; }
+        case 14u: { return cos(x); }
+        default: { return x; }
+    }
+}
+
+/// dy/dx of the unary op at x.
+fn unary_derivative(x: f32, alpha: f32) -> f32 {
+    switch OP {
+        case 0u: { return -1.0; }
+        case 1u: { return exp(x); }
+        case 2u: { return 1.0 / x; }
+        case 3u: { return 0.5 / sqrt(x); }
+        case 4u: {
+            let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+            let t = tanh_stable(u);
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
+        }
+        case 5u: { return select(alpha, 1.0, x > 0.0); }
+        case 6u: { return cos(x); }
+        case 7u: { return sigmoid(x); }
+        case 8u: { let s = sigmoid(x); return s * (1.0 - s); }
+        case 9u: { let t = tanh_stable(x); return 1.0 - t * t; }
+        case 10u: { return select(0.0, 1.0, x > 0.0); }
+        case 11u: { return 2.0 * x; }
+        case 12u: { return alpha; }
+        case 13u: { return -1.0 / (x * x); }
+        case 14u: { return -sin(x); }
+        default: { return 1.0; }
+    }
+}
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+/// y[i] = f(x[i])
+@compute @workgroup_size(256)
+fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < up.n) {
+        uy[i] = unary_apply(ux[i], up.alpha, up.beta);
+    }
+}
+
+@group(0) @binding(1) var<storage, read> bx: array<f32>;
+@group(0) @binding(2) var<storage, read> bdy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bdx: array<f32>;
+
+/// dx[i] = dy[i] · f'(x[i])
+@compute @workgroup_size(256)
+fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < up.n) {
+        bdx[i] = bdy[i] * unary_derivative(bx[i], up.alpha);
+    }
+}
+
+/// y[i] = value (alpha)
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < up.n) {
+        uy[i] = up.alpha;
+    }
+}
+
+// Binary ops with broadcasting: out[idx] = a[idx·sa] ∘ b[idx·sb], where a stride of 0 broadcasts.
+//  0 add  1 sub  2 mul  3 div  4 max  5 min
+struct BinaryParams {
+    n: u32,
+    rank: u32,
+    _pad0: u32,
+    _pad1: u32,
+    dims: array<vec4<u32>, 2>,
+    a_strides: array<vec4<u32>, 2>,
+    b_strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> bp: BinaryParams;
+@group(0) @binding(1) var<storage, read> ba: array<f32>;
+@group(0) @binding(2) var<storage, read> bb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bout: array<f32>;
+
+fn binary_apply(a: f32, b: f32) -> f32 {
+    switch OP {
+        case 0u: { return a + b; }
+        case 1u: { return a - b; }
+        case 2u: { return a * b; }
+        case 3u: { return a / b; }
+        case 4u: { return max(a, b); }
+        case 5u: { return min(a, b); }
+        default: { return a; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= bp.n) {
+        return;
+    }
+    var rem = i;
+    var ia = 0u;
+    var ib = 0u;
+    for (var d = i32(bp.rank) - 1; d >= 0; d = d - 1) {
+        let k = u32(d);
+        let dim = bp.dims[k / 4u][k % 4u];
+        let c = rem % dim;
+        rem = rem / dim;
+        ia = ia + c * bp.a_strides[k / 4u][k % 4u];
+        ib = ib + c * bp.b_strides[k / 4u][k % 4u];
+    }
+    bout[i] = binary_apply(ba[ia], bb[ib]);
+}

@@ -1,0 +1,38 @@
+// Strided copy, the one kernel behind permute/transpose, slice, concat, slice-backward (padding) and
+// broadcast materialisation. For every index c of the iteration shape `dims`:
+//   dst[dst_offset + Σ c_d · dst_strides_d] = src[src_offset + Σ c_d · src_strides_d]
+
+struct Params {
+    n: u32,
+    rank: u32,
+    src_offset: u32,
+    dst_offset: u32,
+    dims: array<vec4<u32>, 2>,
+    src_strides: array<vec4<u32>, 2>,
+    dst_strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256)
+fn strided_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (i >= p.n) {
+        return;
+    }
+    var rem = i;
+    var is = p.src_offset;
+    var id = p.dst_offset;
+    for (var d = i32(p.rank) - 1; d >= 0; d = d - 1) {
+        let k = u32(d);
+        let dim = p.dims[k / 4u][k % 4u];
+        let c = rem % dim;
+        rem = rem / dim;
+        is = is + c * p.src_strides[k / 4u][k % 4u];
+        id = id + c * p.dst_strides[k / 4u][k % 4u];
+    }
+    dst[id] = src[is];
+}

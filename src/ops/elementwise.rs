@@ -1,0 +1,255 @@
+//! Elementwise kernels (`shaders/elementwise.wgsl`): unary maps and their backward, broadcasting binary
+//! ops, fill.
+
+use super::{MAX_RANK, grid_1d, pack8, shader};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Shader};
+use crate::tensor::Tensor;
+
+pub static SHADER: Shader = shader!("elementwise");
+
+/// Unary maps `y = f(x)`; the formulas are in the WGSL header.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// −x
+    Neg,
+    /// eˣ
+    Exp,
+    /// ln x
+    Log,
+    /// √x
+    Sqrt,
+    /// x/2 · (1 + tanh(√(2/π)(x + 0.044715x³)))
+    Gelu,
+    /// x if x > 0 else slope·x
+    LeakyRelu(f32),
+    /// sin x
+    Sin,
+    /// ln(1 + eˣ)
+    Softplus,
+    /// 1/(1 + e⁻ˣ)
+    Sigmoid,
+    /// tanh x
+    Tanh,
+    /// max(x, 0)
+    Relu,
+    /// x²
+    Square,
+    /// scale·x + shift
+    Affine(f32, f32),
+    /// 1/x
+    Recip,
+    /// cos x
+    Cos,
+}
+
+impl Unary {
+    /// (OP code, alpha, beta) as the kernel expects them.
+    pub fn code(self) -> (u32, f32, f32) {
+        match self {
+            Unary::Neg => (0, 0.0, 0.0),
+            Unary::Exp => (1, 0.0, 0.0),
+            Unary::Log => (2, 0.0, 0.0),
+            Unary::Sqrt => (3, 0.0, 0.0),
+            Unary::Gelu => (4, 0.0, 0.0),
+            Unary::LeakyRelu(a) => (5, a, 0.0),
+            Unary::Sin => (6, 0.0, 0.0),
+            Unary::Softplus => (7, 0.0, 0.0),
+            Unary::Sigmoid => (8, 0.0, 0.0),
+            Unary::Tanh => (9, 0.0, 0.0),
+            Unary::Relu => (10, 0.0, 0.0),
+            Unary::Square => (11, 0.0, 0.0),
+            Unary::Affine(s, b) => (12, s, b),
+            Unary::Recip => (13, 0.0, 0.0),
+            Unary::Cos => (14, 0.0, 0.0),
+        }
+    }
+}
+
+/// Binary ops with broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// a + b
+    Add,
+    /// a − b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+    /// max(a, b)
+    Max,
+    /// min(a, b)
+    Min,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct UnaryParams {
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BinaryParams {
+    n: u32,
+    rank: u32,
+    _pad: [u32; 2],
+    dims: [u32; MAX_RANK],
+    a_strides: [u32; MAX_RANK],
+    b_strides: [u32; MAX_RANK],
+}
+
+fn launch_unary(entry: &'static str, op: Unary, inputs: &[&Tensor], out: &Tensor) -> Result<()> {
+    let (code, alpha, beta) = op.code();
+    let n = out.numel();
+    let params = UnaryParams {
+        n: n as u32,
+        alpha,
+        beta,
+        _pad: 0,
+    };
+    let mut bufs: Vec<(&wgpu::Buffer, Access)> =
+        inputs.iter().map(|t| (t.buffer(), Access::Read)).collect();
+    bufs.push((out.buffer(), Access::ReadWrite));
+    out.gpu().dispatch(
+        &SHADER,
+        entry,
+        &[("OP", code as f64)],
+        bytemuck::bytes_of(&params),
+        &bufs,
+        grid_1d(n, 256),
+    )
+}
+
+/// `y = f(x)`.
+pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
+    let y = Tensor::empty(x.gpu(), x.shape())?;
+    launch_unary("unary", op, &[x], &y)?;
+    Ok(y)
+}
+
+/// `dx = dy · f'(x)`.
+pub fn unary_backward(x: &Tensor, dy: &Tensor, op: Unary) -> Result<Tensor> {
+    if x.shape() != dy.shape() {
+        return Err(Error::shape(
+            "unary_backward",
+            format!("x {:?} vs dy {:?}", x.shape(), dy.shape()),
+        ));
+    }
+    let dx = Tensor::empty(x.gpu(), x.shape())?;
+    launch_unary("unary_backward", op, &[x, dy], &dx)?;
+    Ok(dx)
+}
+
+/// Fill `t` with `value`.
+pub fn fill(t: &Tensor, value: f32) -> Result<()> {
+    let params = UnaryParams {
+        n: t.numel() as u32,
+        alpha: value,
+        beta: 0.0,
+        _pad: 0,
+    };
+    t.gpu().dispatch(
+        &SHADER,
+        "fill",
+        &[],
+        bytemuck::bytes_of(&params),
+        &[(t.buffer(), Access::ReadWrite)],
+        grid_1d(t.numel(), 256),
+    )
+}
+
+/// NumPy-style broadcast of two shapes (aligned at the right).
+pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(Error::shape(
+                op,
+                format!("cannot broadcast {a:?} with {b:?}"),
+            ));
+        };
+    }
+    Ok(out)
+}
+
+/// Strides of `shape` read as `out_shape` (0 on broadcast axes).
+pub fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let own = super::contiguous_strides(shape);
+    let off = out_shape.len() - shape.len();
+    (0..out_shape.len())
+        .map(|i| {
+            if i < off || shape[i - off] == 1 {
+                0
+            } else {
+                own[i - off]
+            }
+        })
+        .collect()
+}
+
+/// `out = a ∘ b` with broadcasting.
+pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
+    let shape = broadcast_shape("binary op", a.shape(), b.shape())?;
+    if shape.len() > MAX_RANK {
+        return Err(Error::shape(
+            "binary op",
+            format!("rank {} exceeds {MAX_RANK}", shape.len()),
+        ));
+    }
+    let out = Tensor::empty(a.gpu(), &shape)?;
+    let params = BinaryParams {
+        n: out.numel() as u32,
+        rank: shape.len() as u32,
+        _pad: [0; 2],
+        dims: pack8(&shape),
+        a_strides: pack8(&broadcast_strides(a.shape(), &shape)),
+        b_strides: pack8(&broadcast_strides(b.shape(), &shape)),
+    };
+    let code = op as u32;
+    a.gpu().dispatch(
+        &SHADER,
+        "binary",
+        &[("OP", code as f64)],
+        bytemuck::bytes_of(&params),
+        &[
+            (a.buffer(), Access::Read),
+            (b.buffer(), Access::Read),
+            (out.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(out.numel(), 256),
+    )?;
+    Ok(out)
+}
+
+/// a + b
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, Binary::Add)
+}
+/// a · b
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, Binary::Mul)
+}
+/// s · x
+pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
+    unary(x, Unary::Affine(s, 0.0))
+}

@@ -1,0 +1,347 @@
+//! Batched matmul with fused bias + activation epilogue (`shaders/matmul.wgsl`).
+//!
+//! `C[b] = act(op(A[b]) · op(B[b]) + bias)`, op = identity or transpose per operand. The backward is
+//! matmuls of the same kernel with other transpose flags (`dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC`).
+
+use super::elementwise::Unary;
+use super::shader;
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Gpu, Shader};
+use crate::tensor::Tensor;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// The source as written (default tile constants); launches use per-adapter variants of it.
+pub static SHADER: Shader = shader!("matmul");
+
+/// Activation applied in the epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Activation {
+    /// identity
+    #[default]
+    None,
+    /// GELU (tanh form)
+    Gelu,
+    /// leaky ReLU with the given negative slope
+    LeakyRelu(f32),
+    /// sin
+    Sin,
+    /// ReLU
+    Relu,
+}
+
+impl Activation {
+    fn code(self) -> (u32, f32) {
+        match self {
+            Activation::None => (0, 0.0),
+            Activation::Gelu => (1, 0.0),
+            Activation::LeakyRelu(a) => (2, a),
+            Activation::Sin => (3, 0.0),
+            Activation::Relu => (4, 0.0),
+        }
+    }
+    /// The same map as an elementwise op (for the backward), `None` for identity.
+    pub fn as_unary(self) -> Option<Unary> {
+        match self {
+            Activation::None => None,
+            Activation::Gelu => Some(Unary::Gelu),
+            Activation::LeakyRelu(a) => Some(Unary::LeakyRelu(a)),
+            Activation::Sin => Some(Unary::Sin),
+            Activation::Relu => Some(Unary::Relu),
+        }
+    }
+}
+
+/// Workgroup tile geometry: `WG_X × WG_Y` invocations, each computing `TM × TN` outputs, K step `TK`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TileConfig {
+    pub wg_x: u32,
+    pub wg_y: u32,
+    pub tm: u32,
+    pub tn: u32,
+    pub tk: u32,
+}
+
+impl TileConfig {
+    /// For GPUs: 16×16 invocations × 4×4 outputs = 64×64 tiles.
+    pub const GPU: TileConfig = TileConfig {
+        wg_x: 16,
+        wg_y: 16,
+        tm: 4,
+        tn: 4,
+        tk: 16,
+    };
+    /// For CPU adapters (lavapipe/llvmpipe): fewer invocations per workgroup (one CPU thread runs a
+    /// workgroup, its invocations are SIMD lanes) and more work per invocation.
+    pub const CPU: TileConfig = TileConfig {
+        wg_x: 8,
+        wg_y: 8,
+        tm: 4,
+        tn: 4,
+        tk: 16,
+    };
+
+    /// The default for an adapter; `VITGAN_MATMUL_TILE=wgx,wgy,tm,tn,tk` overrides it.
+    pub fn for_gpu(gpu: &Gpu) -> TileConfig {
+        if let Ok(s) = std::env::var("VITGAN_MATMUL_TILE") {
+            let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            if let [wg_x, wg_y, tm, tn, tk] = v[..] {
+                return TileConfig {
+                    wg_x,
+                    wg_y,
+                    tm,
+                    tn,
+                    tk,
+                };
+            }
+        }
+        if gpu.is_cpu() {
+            TileConfig::CPU
+        } else {
+            TileConfig::GPU
+        }
+    }
+    /// Rows of C per workgroup.
+    pub fn bm(&self) -> u32 {
+        self.wg_y * self.tm
+    }
+    /// Columns of C per workgroup.
+    pub fn bn(&self) -> u32 {
+        self.wg_x * self.tn
+    }
+}
+
+thread_local! {
+    static VARIANTS: RefCell<HashMap<TileConfig, &'static Shader>> = RefCell::default();
+}
+
+/// The matmul shader with its tile constants rewritten to `t` (generated once per config).
+pub fn shader_variant(t: TileConfig) -> &'static Shader {
+    VARIANTS.with(|v| {
+        *v.borrow_mut().entry(t).or_insert_with(|| {
+            let mut src = String::with_capacity(SHADER.source.len());
+            for line in SHADER.source.lines() {
+                let replaced = match line.split(':').next().unwrap_or("") {
+                    "const WG_X" => format!("const WG_X: u32 = {}u;", t.wg_x),
+                    "const WG_Y" => format!("const WG_Y: u32 = {}u;", t.wg_y),
+                    "const TM" => format!("const TM: u32 = {}u;", t.tm),
+                    "const TN" => format!("const TN: u32 = {}u;", t.tn),
+                    "const TK" => format!("const TK: u32 = {}u;", t.tk),
+                    _ => line.to_string(),
+                };
+                src.push_str(&replaced);
+                src.push('\n');
+            }
+            let name = format!("matmul_{}x{}_{}x{}_{}", t.wg_x, t.wg_y, t.tm, t.tn, t.tk);
+            Box::leak(Box::new(Shader {
+                name: Box::leak(name.into_boxed_str()),
+                source: Box::leak(src.into_boxed_str()),
+            }))
+        })
+    })
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_batch_stride: u32,
+    b_batch_stride: u32,
+    alpha: f32,
+    _pad: u32,
+}
+
+/// Options of a fused matmul.
+#[derive(Clone, Copy, Default)]
+pub struct MatmulOptions<'a> {
+    /// A is stored as [.., K, M].
+    pub trans_a: bool,
+    /// B is stored as [.., N, K].
+    pub trans_b: bool,
+    /// Bias of length N added to every row.
+    pub bias: Option<&'a Tensor>,
+    /// Epilogue activation.
+    pub act: Activation,
+    /// Also return the pre-activation values.
+    pub save_preact: bool,
+}
+
+/// Split a shape into (batch, rows, cols).
+fn as_batched(op: &'static str, name: &str, shape: &[usize]) -> Result<(usize, usize, usize)> {
+    if shape.len() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("{name} must have at least 2 axes, got {shape:?}"),
+        ));
+    }
+    let r = shape.len();
+    Ok((shape[..r - 2].iter().product(), shape[r - 2], shape[r - 1]))
+}
+
+/// `act(op(A)·op(B) + bias)`; returns (output, pre-activation if requested).
+pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor, Option<Tensor>)> {
+    const OP: &str = "matmul";
+    let (ba, ar, ac) = as_batched(OP, "A", a.shape())?;
+    let (bb, br, bc) = as_batched(OP, "B", b.shape())?;
+    let (m, ka) = if o.trans_a { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if o.trans_b { (bc, br) } else { (br, bc) };
+    if ka != kb {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "inner dimensions differ: A {:?}{} vs B {:?}{}",
+                a.shape(),
+                if o.trans_a { "ᵀ" } else { "" },
+                b.shape(),
+                if o.trans_b { "ᵀ" } else { "" }
+            ),
+        ));
+    }
+    let batch = ba.max(bb);
+    if (ba != batch && ba != 1) || (bb != batch && bb != 1) {
+        return Err(Error::shape(
+            OP,
+            format!("batch sizes differ: A {:?} vs B {:?}", a.shape(), b.shape()),
+        ));
+    }
+    let lead = if ba == batch {
+        &a.shape()[..a.rank() - 2]
+    } else {
+        &b.shape()[..b.rank() - 2]
+    };
+    let mut out_shape = lead.to_vec();
+    out_shape.extend([m, n]);
+    if let Some(bias) = o.bias
+        && bias.numel() != n
+    {
+        return Err(Error::shape(
+            OP,
+            format!("bias has shape {:?}, expected {n} values", bias.shape()),
+        ));
+    }
+    let gpu = a.gpu();
+    let c = Tensor::empty(gpu, &out_shape)?;
+    let pre = if o.save_preact {
+        Some(Tensor::empty(gpu, &out_shape)?)
+    } else {
+        None
+    };
+    if c.numel() == 0 {
+        return Ok((c, pre));
+    }
+    if ka == 0 {
+        gpu.clear(c.buffer(), (c.numel() * 4) as u64);
+        return Ok((c, pre));
+    }
+    let dummy_bias;
+    let bias = match o.bias {
+        Some(t) => t,
+        None => {
+            dummy_bias = Tensor::empty(gpu, &[1])?;
+            &dummy_bias
+        }
+    };
+    let dummy_pre;
+    let pre_buf = match &pre {
+        Some(t) => t,
+        None => {
+            dummy_pre = Tensor::empty(gpu, &[1])?;
+            &dummy_pre
+        }
+    };
+    let (act, alpha) = o.act.code();
+    let params = Params {
+        m: m as u32,
+        n: n as u32,
+        k: ka as u32,
+        batch: batch as u32,
+        a_batch_stride: if ba == 1 { 0 } else { (m * ka) as u32 },
+        b_batch_stride: if bb == 1 { 0 } else { (ka * n) as u32 },
+        alpha,
+        _pad: 0,
+    };
+    let t = TileConfig::for_gpu(gpu);
+    let groups = [
+        (n as u32).div_ceil(t.bn()),
+        (m as u32).div_ceil(t.bm()),
+        batch as u32,
+    ];
+    gpu.dispatch(
+        shader_variant(t),
+        "matmul",
+        &[
+            ("TRANS_A", o.trans_a as u32 as f64),
+            ("TRANS_B", o.trans_b as u32 as f64),
+            ("HAS_BIAS", o.bias.is_some() as u32 as f64),
+            ("SAVE_PREACT", o.save_preact as u32 as f64),
+            ("ACT", act as f64),
+        ],
+        bytemuck::bytes_of(&params),
+        &[
+            (a.buffer(), Access::Read),
+            (b.buffer(), Access::Read),
+            (bias.buffer(), Access::Read),
+            (c.buffer(), Access::ReadWrite),
+            (pre_buf.buffer(), Access::ReadWrite),
+        ],
+        groups,
+    )?;
+    Ok((c, pre))
+}
+
+/// `A·B` (batched; a rank-2 operand is shared by the whole batch).
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(matmul_fused(a, b, MatmulOptions::default())?.0)
+}
+
+/// `op(A)·op(B)` with transposes.
+pub fn matmul_t(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+    Ok(matmul_fused(
+        a,
+        b,
+        MatmulOptions {
+            trans_a,
+            trans_b,
+            ..Default::default()
+        },
+    )?
+    .0)
+}
+
+/// Gradients of `C = op(A)·op(B)` given `dC` (pre-activation gradient), as (dA, dB) in A's and B's
+/// stored layouts. An operand broadcast over the batch gets its gradient summed over the batch.
+pub fn matmul_backward(
+    a: &Tensor,
+    b: &Tensor,
+    dc: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<(Tensor, Tensor)> {
+    // dOp(A) = dC·op(B)ᵀ ; stored A = op(A) or op(A)ᵀ.
+    let da = if trans_a {
+        matmul_t(b, dc, trans_b, true)? // Aᵀ stored: dA_stored = op(B)·dCᵀ
+    } else {
+        matmul_t(dc, b, false, !trans_b)?
+    };
+    let db = if trans_b {
+        matmul_t(dc, a, true, trans_a)? // B stored [N,K]: dB_stored = dCᵀ·op(A)
+    } else {
+        matmul_t(a, dc, !trans_a, false)?
+    };
+    let da = reduce_broadcast_batch(da, a.shape())?;
+    let db = reduce_broadcast_batch(db, b.shape())?;
+    Ok((da, db))
+}
+
+fn reduce_broadcast_batch(g: Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g);
+    }
+    let r = g.rank();
+    let batch: usize = g.shape()[..r - 2].iter().product();
+    let flat = g.reshape(&[batch, g.shape()[r - 2] * g.shape()[r - 1]])?;
+    super::reduce::sum_axis(&flat, 0, false)?.reshape(shape)
+}

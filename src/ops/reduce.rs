@@ -1,0 +1,121 @@
+//! Reductions (`shaders/reduce.wgsl`): sum and mean over one axis or over all elements, and summing a
+//! broadcast gradient back to an operand's shape.
+
+use super::{grid_1d, shader};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Shader};
+use crate::tensor::Tensor;
+
+pub static SHADER: Shader = shader!("reduce");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    outer: u32,
+    n: u32,
+    inner: u32,
+    scale: f32,
+}
+
+/// `out[o, i] = scale · Σ_k x[o, k, i]` over `axis`; the axis is kept with size 1 when `keep_dim`.
+pub fn sum_axis_scaled(x: &Tensor, axis: usize, keep_dim: bool, scale: f32) -> Result<Tensor> {
+    let shape = x.shape();
+    if axis >= shape.len() {
+        return Err(Error::shape(
+            "sum over axis",
+            format!("axis {axis} out of range for shape {shape:?}"),
+        ));
+    }
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let n = shape[axis];
+    let mut out_shape = shape.to_vec();
+    if keep_dim {
+        out_shape[axis] = 1;
+    } else {
+        out_shape.remove(axis);
+    }
+    let out = Tensor::empty(x.gpu(), &out_shape)?;
+    let params = Params {
+        outer: outer as u32,
+        n: n as u32,
+        inner: inner as u32,
+        scale,
+    };
+    x.gpu().dispatch(
+        &SHADER,
+        "sum_axis",
+        &[],
+        bytemuck::bytes_of(&params),
+        &[
+            (x.buffer(), Access::Read),
+            (out.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(outer * inner, 1),
+    )?;
+    Ok(out)
+}
+
+/// Σ over `axis`.
+pub fn sum_axis(x: &Tensor, axis: usize, keep_dim: bool) -> Result<Tensor> {
+    sum_axis_scaled(x, axis, keep_dim, 1.0)
+}
+
+/// Mean over `axis`.
+pub fn mean_axis(x: &Tensor, axis: usize, keep_dim: bool) -> Result<Tensor> {
+    let n = *x.shape().get(axis).unwrap_or(&1);
+    sum_axis_scaled(x, axis, keep_dim, 1.0 / n.max(1) as f32)
+}
+
+/// Σ of all elements, as a tensor of shape [1]. Two passes when large, so the work spreads over workgroups.
+pub fn sum_all_scaled(x: &Tensor, scale: f32) -> Result<Tensor> {
+    let n = x.numel();
+    const CHUNK: usize = 4096;
+    if n > CHUNK * 4 {
+        let rows = n.div_ceil(CHUNK);
+        if rows * CHUNK == n {
+            let partial = sum_axis_scaled(&x.reshape(&[rows, CHUNK])?, 1, false, 1.0)?;
+            return sum_axis_scaled(&partial.reshape(&[1, rows])?, 1, false, scale);
+        }
+    }
+    sum_axis_scaled(&x.reshape(&[1, n])?, 1, false, scale)
+}
+
+/// Σ of all elements → shape [1].
+pub fn sum_all(x: &Tensor) -> Result<Tensor> {
+    sum_all_scaled(x, 1.0)
+}
+
+/// Mean of all elements → shape [1].
+pub fn mean_all(x: &Tensor) -> Result<Tensor> {
+    sum_all_scaled(x, 1.0 / x.numel().max(1) as f32)
+}
+
+/// Sum a gradient of the broadcast shape `g` back down to `shape` (the reverse of broadcasting).
+pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    let gs = g.shape().to_vec();
+    if shape.len() > gs.len() {
+        return Err(Error::shape(
+            "sum_to_shape",
+            format!("{gs:?} cannot reduce to {shape:?}"),
+        ));
+    }
+    let off = gs.len() - shape.len();
+    let mut cur = g.clone();
+    for axis in 0..gs.len() {
+        let target = if axis < off { 1 } else { shape[axis - off] };
+        if gs[axis] != target {
+            if target != 1 {
+                return Err(Error::shape(
+                    "sum_to_shape",
+                    format!("{gs:?} cannot reduce to {shape:?}"),
+                ));
+            }
+            cur = sum_axis(&cur, axis, true)?;
+        }
+    }
+    cur.reshape(shape)
+}
