@@ -1,5 +1,6 @@
 //! ViTGAN on a hand-written wgpu/WGSL compute engine. See README.md and shared/DESIGN.md.
 
+pub mod autodiff;
 pub mod error;
 pub mod gpu;
 
@@ -9,3 +10,4 @@ pub mod ops;
 pub mod tensor;
 
 pub use tensor::Tensor;
+pub use autodiff::{Parameter, ParamStore, Tape, Var};

@@ -1,13 +1,16 @@
 //! Kernel launchers, one module per WGSL family: shape checks, uniform structs, dispatch.
 //! Functions here work on plain [`Tensor`]s; the autodiff tape wraps them.
 
+pub mod attention;
 pub mod elementwise;
+pub mod inr;
+pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+pub mod patches;
 pub mod reduce;
 pub mod softmax;
-
-use crate::gpu::Shader;
+pub mod spectral_norm;
 
 /// Maximum tensor rank the strided kernels handle.
 pub const MAX_RANK: usize = 8;
@@ -48,13 +51,3 @@ macro_rules! shader {
 }
 pub(crate) use shader;
 
-/// All shaders compiled into the crate (for validation and listing).
-pub fn all_shaders() -> Vec<&'static Shader> {
-    vec![
-        &elementwise::SHADER,
-        &layout::SHADER,
-        &matmul::SHADER,
-        &reduce::SHADER,
-        &softmax::SHADER,
-    ]
-}

@@ -141,3 +141,9 @@ pub fn numeric_grad(x: &[f64], eps: f64, f: impl Fn(&[f64]) -> f64) -> Vec<f64> 
 pub fn dot(w: &[f64], y: &[f64]) -> f64 {
     w.iter().zip(y).map(|(a, b)| a * b).sum()
 }
+
+pub mod attention;
+pub mod inr;
+pub mod layer_norm;
+pub mod patches;
+pub mod spectral_norm;

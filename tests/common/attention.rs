@@ -1,0 +1,1 @@
+//! f64 references for the attention family (in progress)

@@ -1,0 +1,1 @@
+//! f64 references for the inr family (in progress)

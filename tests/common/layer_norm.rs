@@ -1,0 +1,1 @@
+//! f64 references for the layer_norm family (in progress)

@@ -1,0 +1,1 @@
+//! f64 references for the patches family (in progress)

@@ -1,0 +1,1 @@
+//! f64 references for the spectral_norm family (in progress)
