@@ -120,13 +120,15 @@ fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
+@group(0) @binding(1) var<storage, read_write> fill_out: array<f32>;
+
 /// y[i] = value (alpha)
 @compute @workgroup_size(256)
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < up.n) {
-        uy[i] = up.alpha;
+        fill_out[i] = up.alpha;
     }
 }
 

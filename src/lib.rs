@@ -9,5 +9,5 @@ pub use gpu::{Gpu, GpuOptions};
 pub mod ops;
 pub mod tensor;
 
+pub use autodiff::{ParamStore, Parameter, Tape, Var};
 pub use tensor::Tensor;
-pub use autodiff::{Parameter, ParamStore, Tape, Var};

@@ -90,3 +90,140 @@ fn matmul_large_prime_shape() {
     // large, prime-sized dimensions (sampled check keeps the f64 reference cheap)
     check(1, 1, 257, 383, 131, false, false, 7);
 }
+
+#[test]
+fn matmul_8191x383x1537_sampled_rows() {
+    let (m, k, n) = (8191, 383, 1537);
+    let mut r = rng(11);
+    let a = random(&mut r, m * k, -1.0, 1.0);
+    let b = random(&mut r, k * n, -1.0, 1.0);
+    let c = vitgan::ops::matmul::matmul(&upload(&a, &[m, k]), &upload(&b, &[k, n]))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for &row in &[0usize, 1, 63, 64, 4095, 8190] {
+        let want = matmul_ref(
+            &to_f64(&a[row * k..(row + 1) * k]),
+            &to_f64(&b),
+            1,
+            1,
+            1,
+            k,
+            n,
+            false,
+            false,
+        );
+        assert_close(
+            &c[row * n..(row + 1) * n],
+            &want,
+            1e-4,
+            1e-4,
+            &format!("row {row}"),
+        );
+    }
+}
+
+#[test]
+fn fused_bias_and_activation_epilogue() {
+    let (m, k, n) = (19, 23, 29);
+    let mut r = rng(12);
+    let a = random(&mut r, m * k, -1.0, 1.0);
+    let b = random(&mut r, k * n, -1.0, 1.0);
+    let bias = random(&mut r, n, -1.0, 1.0);
+    let z = matmul_ref(&to_f64(&a), &to_f64(&b), 1, 1, m, k, n, false, false);
+    let z: Vec<f64> = z
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + bias[i % n] as f64)
+        .collect();
+    let gbias = upload(&bias, &[n]);
+    for (act, f) in [
+        (Activation::None, (|x| x) as fn(f64) -> f64),
+        (Activation::Gelu, gelu_ref),
+        (Activation::LeakyRelu(0.2), |x: f64| {
+            if x > 0.0 { x } else { 0.2 * x }
+        }),
+        (Activation::Sin, f64::sin),
+        (Activation::Relu, |x: f64| x.max(0.0)),
+    ] {
+        let (y, pre) = matmul_fused(
+            &upload(&a, &[m, k]),
+            &upload(&b, &[k, n]),
+            MatmulOptions {
+                bias: Some(&gbias),
+                act,
+                save_preact: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_close(
+            &pre.unwrap().to_vec().unwrap(),
+            &z,
+            1e-5,
+            1e-5,
+            &format!("{act:?} pre-activation"),
+        );
+        let want: Vec<f64> = z.iter().map(|&v| f(v)).collect();
+        assert_close(
+            &y.to_vec().unwrap(),
+            &want,
+            1e-5,
+            1e-5,
+            &format!("{act:?} output"),
+        );
+    }
+}
+
+#[test]
+fn matmul_backward_matches_finite_differences() {
+    let (m, k, n) = (5, 7, 3);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut r = rng(20 + ta as u64 * 2 + tb as u64);
+        let a = random(&mut r, 2 * m * k, -1.0, 1.0);
+        let b = random(&mut r, k * n, -1.0, 1.0);
+        let w = random(&mut r, 2 * m * n, -1.0, 1.0);
+        let ash = if ta { [2, k, m] } else { [2, m, k] };
+        let bsh = if tb { [n, k] } else { [k, n] };
+        let (da, db) = matmul_backward(
+            &upload(&a, &ash),
+            &upload(&b, &bsh),
+            &upload(&w, &[2, m, n]),
+            ta,
+            tb,
+        )
+        .unwrap();
+        assert_eq!(da.shape(), ash);
+        assert_eq!(db.shape(), bsh);
+        let (af, bf, wf) = (to_f64(&a), to_f64(&b), to_f64(&w));
+        let na = numeric_grad(&af, 1e-5, |x| {
+            dot(&wf, &matmul_ref(x, &bf, 2, 1, m, k, n, ta, tb))
+        });
+        let nb = numeric_grad(&bf, 1e-5, |x| {
+            dot(&wf, &matmul_ref(&af, x, 2, 1, m, k, n, ta, tb))
+        });
+        assert_close(
+            &da.to_vec().unwrap(),
+            &na,
+            1e-4,
+            1e-3,
+            &format!("dA ta={ta} tb={tb}"),
+        );
+        assert_close(
+            &db.to_vec().unwrap(),
+            &nb,
+            1e-4,
+            1e-3,
+            &format!("dB (broadcast over batch) ta={ta} tb={tb}"),
+        );
+    }
+}
+
+#[test]
+fn mismatched_inner_dimension_is_an_error() {
+    let msg = vitgan::ops::matmul::matmul(&upload(&[0.0; 6], &[2, 3]), &upload(&[0.0; 8], &[4, 2]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("[2, 3]") && msg.contains("[4, 2]"), "{msg}");
+}

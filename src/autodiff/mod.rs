@@ -6,7 +6,7 @@
 mod ops;
 mod params;
 
-pub use params::{Parameter, ParamStore};
+pub use params::{ParamStore, Parameter};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -47,7 +47,12 @@ pub struct Tape {
 impl Tape {
     /// An empty tape on `gpu`.
     pub fn new(gpu: &Gpu) -> Tape {
-        Tape { gpu: gpu.clone(), nodes: RefCell::default(), grads: RefCell::default(), no_grad_depth: Cell::new(0) }
+        Tape {
+            gpu: gpu.clone(),
+            nodes: RefCell::default(),
+            grads: RefCell::default(),
+            no_grad_depth: Cell::new(0),
+        }
     }
 
     /// The GPU.
@@ -73,7 +78,13 @@ impl Tape {
 
     /// A leaf value. Gradients are kept for leaves that require them.
     pub fn leaf(&self, value: Tensor, requires_grad: bool) -> Var {
-        self.push(Node { value, requires_grad, inputs: vec![], backward: None, name: None })
+        self.push(Node {
+            value,
+            requires_grad,
+            inputs: vec![],
+            backward: None,
+            name: None,
+        })
     }
 
     /// A constant (no gradient).
@@ -162,12 +173,17 @@ impl Tape {
         inputs: &[Var],
         backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + 'static,
     ) -> Var {
-        let requires_grad = self.no_grad_depth.get() == 0 && inputs.iter().any(|&v| self.requires_grad(v));
+        let requires_grad =
+            self.no_grad_depth.get() == 0 && inputs.iter().any(|&v| self.requires_grad(v));
         self.push(Node {
             value,
             requires_grad,
             inputs: inputs.to_vec(),
-            backward: if requires_grad { Some(Box::new(backward)) } else { None },
+            backward: if requires_grad {
+                Some(Box::new(backward))
+            } else {
+                None
+            },
             name: None,
         })
     }
@@ -176,7 +192,10 @@ impl Tape {
     pub fn backward(&self, loss: Var) -> Result<()> {
         let value = self.value(loss);
         if value.numel() != 1 {
-            return Err(Error::shape("backward", format!("the loss must have one element, got {:?}", value.shape())));
+            return Err(Error::shape(
+                "backward",
+                format!("the loss must have one element, got {:?}", value.shape()),
+            ));
         }
         let seed = Tensor::full(&self.gpu, value.shape(), 1.0)?;
         self.backward_with(loss, seed)
@@ -187,7 +206,11 @@ impl Tape {
         if grad.shape() != self.shape(out).as_slice() {
             return Err(Error::shape(
                 "backward",
-                format!("gradient {:?} does not match the value {:?}", grad.shape(), self.shape(out)),
+                format!(
+                    "gradient {:?} does not match the value {:?}",
+                    grad.shape(),
+                    self.shape(out)
+                ),
             ));
         }
         let nodes = self.nodes.borrow();
@@ -195,7 +218,9 @@ impl Tape {
         grads[out.0] = Some(grad);
         for id in (0..=out.0).rev() {
             let node = &nodes[id];
-            let Some(backward) = &node.backward else { continue };
+            let Some(backward) = &node.backward else {
+                continue;
+            };
             let Some(g) = grads[id].take() else { continue };
             let input_grads = backward(&g)?;
             for (input, ig) in node.inputs.iter().zip(input_grads) {
@@ -207,7 +232,10 @@ impl Tape {
                 if ig.shape() != expected {
                     return Err(Error::shape(
                         "backward",
-                        format!("op at {id} produced a gradient {:?} for an input of shape {expected:?}", ig.shape()),
+                        format!(
+                            "op at {id} produced a gradient {:?} for an input of shape {expected:?}",
+                            ig.shape()
+                        ),
                     ));
                 }
                 grads[input.0] = Some(match grads[input.0].take() {

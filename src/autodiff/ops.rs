@@ -15,7 +15,9 @@ impl Tape {
     pub fn unary(&self, x: Var, op: Unary) -> Result<Var> {
         let xv = self.value(x);
         let y = elementwise::unary(&xv, op)?;
-        Ok(self.record(y, &[x], move |g| Ok(vec![Some(elementwise::unary_backward(&xv, g, op)?)])))
+        Ok(self.record(y, &[x], move |g| {
+            Ok(vec![Some(elementwise::unary_backward(&xv, g, op)?)])
+        }))
     }
 
     /// `a ∘ b` with broadcasting; gradients are summed back over broadcast axes.
@@ -38,19 +40,26 @@ impl Tape {
                     let ga = need_a.then(|| bin(g, &bv, Binary::Div)).transpose()?;
                     let gb = if need_b {
                         let gy = bin(g, &yv, Binary::Mul)?;
-                        Some(elementwise::unary(&bin(&gy, &bv, Binary::Div)?, Unary::Neg)?)
+                        Some(elementwise::unary(
+                            &bin(&gy, &bv, Binary::Div)?,
+                            Unary::Neg,
+                        )?)
                     } else {
                         None
                     };
                     (ga, gb)
                 }
                 Binary::Max | Binary::Min => {
-                    return Err(crate::Error::Other("max/min have no gradient on the tape".into()));
+                    return Err(crate::Error::Other(
+                        "max/min have no gradient on the tape".into(),
+                    ));
                 }
             };
             Ok(vec![
-                ga.map(|t| reduce::sum_to_shape(&t, av.shape())).transpose()?,
-                gb.map(|t| reduce::sum_to_shape(&t, bv.shape())).transpose()?,
+                ga.map(|t| reduce::sum_to_shape(&t, av.shape()))
+                    .transpose()?,
+                gb.map(|t| reduce::sum_to_shape(&t, bv.shape()))
+                    .transpose()?,
             ])
         }))
     }
@@ -94,11 +103,20 @@ impl Tape {
         let bias_v = bias.map(|v| self.value(v));
         let save = act != Activation::None
             && self.no_grad_depth.get() == 0
-            && [Some(a), Some(b), bias].iter().flatten().any(|&v| self.requires_grad(v));
+            && [Some(a), Some(b), bias]
+                .iter()
+                .flatten()
+                .any(|&v| self.requires_grad(v));
         let (y, pre) = matmul::matmul_fused(
             &av,
             &bv,
-            MatmulOptions { trans_a, trans_b, bias: bias_v.as_ref(), act, save_preact: save },
+            MatmulOptions {
+                trans_a,
+                trans_b,
+                bias: bias_v.as_ref(),
+                act,
+                save_preact: save,
+            },
         )?;
         let mut inputs = vec![a, b];
         inputs.extend(bias);
@@ -136,14 +154,22 @@ impl Tape {
 
     fn reduce_axis(&self, x: Var, axis: usize, keep_dim: bool, mean: bool) -> Result<Var> {
         let xv = self.value(x);
-        let y = if mean { reduce::mean_axis(&xv, axis, keep_dim)? } else { reduce::sum_axis(&xv, axis, keep_dim)? };
+        let y = if mean {
+            reduce::mean_axis(&xv, axis, keep_dim)?
+        } else {
+            reduce::sum_axis(&xv, axis, keep_dim)?
+        };
         let shape = xv.shape().to_vec();
         let n = shape[axis];
         Ok(self.record(y, &[x], move |g| {
             let mut kept = shape.clone();
             kept[axis] = 1;
             let g = g.reshape(&kept)?;
-            let g = if mean { elementwise::scale(&g, 1.0 / n as f32)? } else { g };
+            let g = if mean {
+                elementwise::scale(&g, 1.0 / n as f32)?
+            } else {
+                g
+            };
             Ok(vec![Some(layout::broadcast_to(&g, &shape)?)])
         }))
     }
@@ -160,11 +186,19 @@ impl Tape {
 
     fn reduce_all(&self, x: Var, mean: bool) -> Result<Var> {
         let xv = self.value(x);
-        let y = if mean { reduce::mean_all(&xv)? } else { reduce::sum_all(&xv)? };
+        let y = if mean {
+            reduce::mean_all(&xv)?
+        } else {
+            reduce::sum_all(&xv)?
+        };
         let shape = xv.shape().to_vec();
         let n = xv.numel();
         Ok(self.record(y, &[x], move |g| {
-            let g = if mean { elementwise::scale(g, 1.0 / n as f32)? } else { g.clone() };
+            let g = if mean {
+                elementwise::scale(g, 1.0 / n as f32)?
+            } else {
+                g.clone()
+            };
             Ok(vec![Some(layout::broadcast_to(&g, &shape)?)])
         }))
     }
@@ -173,7 +207,9 @@ impl Tape {
     pub fn softmax(&self, x: Var) -> Result<Var> {
         let y = softmax::softmax(&self.value(x))?;
         let yv = y.clone();
-        Ok(self.record(y, &[x], move |g| Ok(vec![Some(softmax::softmax_backward(&yv, g)?)])))
+        Ok(self.record(y, &[x], move |g| {
+            Ok(vec![Some(softmax::softmax_backward(&yv, g)?)])
+        }))
     }
 
     /// A view with another shape (no copy).
@@ -195,7 +231,10 @@ impl Tape {
     pub fn transpose(&self, x: Var, a: usize, b: usize) -> Result<Var> {
         let mut perm: Vec<usize> = (0..self.shape(x).len()).collect();
         if a >= perm.len() || b >= perm.len() {
-            return Err(crate::Error::shape("transpose", format!("axes {a}, {b} out of range for {:?}", self.shape(x))));
+            return Err(crate::Error::shape(
+                "transpose",
+                format!("axes {a}, {b} out of range for {:?}", self.shape(x)),
+            ));
         }
         perm.swap(a, b);
         self.permute(x, &perm)
@@ -206,7 +245,9 @@ impl Tape {
         let xv = self.value(x);
         let y = layout::slice(&xv, axis, start, len)?;
         let full = xv.shape().to_vec();
-        Ok(self.record(y, &[x], move |g| Ok(vec![Some(layout::pad_slice(g, &full, axis, start)?)])))
+        Ok(self.record(y, &[x], move |g| {
+            Ok(vec![Some(layout::pad_slice(g, &full, axis, start)?)])
+        }))
     }
 
     /// Concatenate along `axis`.
@@ -230,6 +271,8 @@ impl Tape {
         let xv = self.value(x);
         let y = layout::broadcast_to(&xv, shape)?;
         let orig = xv.shape().to_vec();
-        Ok(self.record(y, &[x], move |g| Ok(vec![Some(reduce::sum_to_shape(g, &orig)?)])))
+        Ok(self.record(y, &[x], move |g| {
+            Ok(vec![Some(reduce::sum_to_shape(g, &orig)?)])
+        }))
     }
 }

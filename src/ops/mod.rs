@@ -50,4 +50,3 @@ macro_rules! shader {
     };
 }
 pub(crate) use shader;
-

@@ -1,0 +1,126 @@
+mod common;
+use common::*;
+use vitgan::ops::layout;
+
+fn permute_ref(x: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f64> {
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let n: usize = shape.iter().product();
+    let strides = vitgan::ops::contiguous_strides(shape);
+    (0..n)
+        .map(|lin| {
+            let mut rem = lin;
+            let mut src = 0;
+            for d in (0..out_shape.len()).rev() {
+                let c = rem % out_shape[d];
+                rem /= out_shape[d];
+                src += c * strides[perm[d]];
+            }
+            x[src] as f64
+        })
+        .collect()
+}
+
+#[test]
+fn permute_and_transpose() {
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[7, 13], &[1, 0]),
+        (&[2, 65, 6, 17], &[0, 2, 1, 3]),
+        (&[3, 5, 7, 2, 1], &[4, 2, 0, 3, 1]),
+        (&[1], &[0]),
+    ];
+    for (i, (shape, perm)) in cases.iter().enumerate() {
+        let mut r = rng(i as u64);
+        let x = random(&mut r, shape.iter().product(), -1.0, 1.0);
+        let y = layout::permute(&upload(&x, shape), perm).unwrap();
+        assert_close(
+            &y.to_vec().unwrap(),
+            &permute_ref(&x, shape, perm),
+            0.0,
+            0.0,
+            &format!("permute {shape:?} {perm:?}"),
+        );
+        let back = layout::permute(&y, &layout::inverse_permutation(perm)).unwrap();
+        assert_close(
+            &back.to_vec().unwrap(),
+            &to_f64(&x),
+            0.0,
+            0.0,
+            "inverse permutation",
+        );
+    }
+    assert!(layout::permute(&upload(&[0.0; 6], &[2, 3]), &[0, 0]).is_err());
+}
+
+#[test]
+fn slice_concat_and_pad() {
+    let mut r = rng(5);
+    let shape = [3usize, 11, 5];
+    let x = random(&mut r, 165, -1.0, 1.0);
+    let t = upload(&x, &shape);
+    let s = layout::slice(&t, 1, 4, 6).unwrap();
+    assert_eq!(s.shape(), &[3, 6, 5]);
+    let mut want = Vec::new();
+    for a in 0..3 {
+        for b in 4..10 {
+            for c in 0..5 {
+                want.push(x[(a * 11 + b) * 5 + c] as f64);
+            }
+        }
+    }
+    assert_close(&s.to_vec().unwrap(), &want, 0.0, 0.0, "slice");
+    // pad_slice is the adjoint of slice: the slice of the padded tensor is the input, the rest is zero
+    let padded = layout::pad_slice(&s, &shape, 1, 4)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for a in 0..3 {
+        for b in 0..11 {
+            for c in 0..5 {
+                let v = padded[(a * 11 + b) * 5 + c];
+                let expect = if (4..10).contains(&b) {
+                    x[(a * 11 + b) * 5 + c]
+                } else {
+                    0.0
+                };
+                assert_eq!(v, expect);
+            }
+        }
+    }
+    let p0 = layout::slice(&t, 1, 0, 4).unwrap();
+    let p2 = layout::slice(&t, 1, 10, 1).unwrap();
+    let cat = layout::concat(&[&p0, &s, &p2], 1).unwrap();
+    assert_eq!(cat.shape(), &shape);
+    assert_close(
+        &cat.to_vec().unwrap(),
+        &to_f64(&x),
+        0.0,
+        0.0,
+        "concat of slices",
+    );
+    assert!(layout::slice(&t, 1, 8, 4).is_err());
+    assert!(layout::concat(&[&p0, &upload(&[0.0; 4], &[4])], 1).is_err());
+}
+
+#[test]
+fn broadcast_to_materialises() {
+    let x = upload(&[1.0, 2.0, 3.0], &[3, 1]);
+    let y = layout::broadcast_to(&x, &[2, 3, 2])
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(
+        y,
+        vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+    );
+    assert!(layout::broadcast_to(&x, &[2, 2]).is_err());
+}
+
+#[test]
+fn reshape_is_a_view() {
+    let x = upload(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    let y = x.reshape(&[3, 2]).unwrap();
+    assert!(y.same_storage(&x));
+    assert_eq!(y.to_vec().unwrap(), x.to_vec().unwrap());
+    let msg = x.reshape(&[4, 2]).err().unwrap().to_string();
+    assert!(msg.contains("[2, 3]") && msg.contains("[4, 2]"), "{msg}");
+}
