@@ -14,6 +14,7 @@ pub struct Parameter {
 #[derive(Clone, Debug, Default)]
 pub struct ParamStore {
     params: Vec<Parameter>,
+    states: Vec<Parameter>,
 }
 
 impl ParamStore {
@@ -31,6 +32,22 @@ impl ParamStore {
         let p = Parameter { name, value };
         self.params.push(p.clone());
         Ok(p)
+    }
+
+    /// Add a persistent non-trainable tensor (power-iteration vectors, σ(W_init)); checkpoints keep it.
+    pub fn add_state(&mut self, name: impl Into<String>, value: Tensor) -> Result<Parameter> {
+        let name = name.into();
+        if self.get(&name).is_some() || self.states.iter().any(|p| p.name == name) {
+            return Err(Error::Other(format!("tensor `{name}` is defined twice")));
+        }
+        let p = Parameter { name, value };
+        self.states.push(p.clone());
+        Ok(p)
+    }
+
+    /// Persistent non-trainable tensors in insertion order.
+    pub fn states(&self) -> impl Iterator<Item = &Parameter> {
+        self.states.iter()
     }
 
     /// Look a parameter up by name.

@@ -1,6 +1,7 @@
 //! Kernel launchers, one module per WGSL family: shape checks, uniform structs, dispatch.
 //! Functions here work on plain [`Tensor`]s; the autodiff tape wraps them.
 
+pub mod adam;
 pub mod attention;
 pub mod elementwise;
 pub mod inr;

@@ -1,0 +1,188 @@
+//! Model configuration: every size is a plain field; presets reproduce the paper's settings.
+
+use crate::error::{Error, Result};
+use crate::nn::WeightNorm;
+use crate::ops::attention::AttentionKind;
+
+/// One transformer (G or D).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    /// Patch size `P` (the token grid is `(H/P) × (W/P)`).
+    pub patch: usize,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Token width `D`.
+    pub width: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP hidden width (paper: 4D).
+    pub mlp_hidden: usize,
+}
+
+/// How G injects the style `w` into its tokens (ablation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StyleInjection {
+    /// Self-modulated LayerNorm (ViTGAN).
+    SelfModulatedLayerNorm,
+    /// Add `w` to the initial tokens and use plain LayerNorm.
+    AddToTokens,
+}
+
+/// How G turns patch embeddings into pixels (ablation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchDecoder {
+    /// Implicit neural representation (ViTGAN).
+    Implicit,
+    /// A plain linear projection to `P·P·C` values.
+    Linear,
+}
+
+/// The whole model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Preset name (informational; checkpoints record it).
+    pub name: String,
+    /// Image height = width.
+    pub image_size: usize,
+    /// Image channels.
+    pub channels: usize,
+    /// Latent `z` width.
+    pub latent_dim: usize,
+    /// Linear layers in the mapping network `z → w`.
+    pub mapping_layers: usize,
+    /// Generator transformer.
+    pub generator: NetConfig,
+    /// Discriminator transformer.
+    pub discriminator: NetConfig,
+    /// Hidden width of the INR patch decoder.
+    pub inr_hidden: usize,
+    /// Attention in D: L2 (ViTGAN) or dot-product (ablation).
+    pub d_attention: AttentionKind,
+    /// Weight normalisation in D: improved SN (ViTGAN), SN, or none (ablation).
+    pub d_weight_norm: WeightNorm,
+    /// Overlapping patches in D (ViTGAN) or plain ones (ablation).
+    pub d_overlapping_patches: bool,
+    /// Style injection in G.
+    pub g_style: StyleInjection,
+    /// Patch decoder in G.
+    pub g_decoder: PatchDecoder,
+}
+
+impl ModelConfig {
+    /// The paper's 32×32 (CIFAR-10) setting: 4 blocks each, D = 384, MLP 1536, 6 heads, patch 4.
+    pub fn cifar32() -> Self {
+        let net = NetConfig { patch: 4, depth: 4, width: 384, heads: 6, mlp_hidden: 1536 };
+        ModelConfig {
+            name: "cifar32".into(),
+            image_size: 32,
+            channels: 3,
+            latent_dim: 384,
+            mapping_layers: 4,
+            generator: net.clone(),
+            discriminator: net,
+            inr_hidden: 128,
+            d_attention: AttentionKind::L2,
+            d_weight_norm: WeightNorm::ImprovedSpectral,
+            d_overlapping_patches: true,
+            g_style: StyleInjection::SelfModulatedLayerNorm,
+            g_decoder: PatchDecoder::Implicit,
+        }
+    }
+
+    /// 64×64 (CelebA): 6 blocks, patch 8 for G (64 tokens); D uses patch 8 as well.
+    pub fn celeba64() -> Self {
+        let net = NetConfig { patch: 8, depth: 6, width: 384, heads: 6, mlp_hidden: 1536 };
+        ModelConfig {
+            name: "celeba64".into(),
+            image_size: 64,
+            generator: net.clone(),
+            discriminator: net,
+            ..Self::cifar32()
+        }
+    }
+
+    /// 64×64 (LSUN bedroom): as celeba64.
+    pub fn lsun64() -> Self {
+        ModelConfig { name: "lsun64".into(), ..Self::celeba64() }
+    }
+
+    /// Small enough to train visibly within minutes on a CPU (lavapipe): 16×16, width 64, 2 blocks.
+    pub fn tiny() -> Self {
+        let net = NetConfig { patch: 4, depth: 2, width: 64, heads: 4, mlp_hidden: 128 };
+        ModelConfig {
+            name: "tiny".into(),
+            image_size: 16,
+            channels: 3,
+            latent_dim: 64,
+            mapping_layers: 2,
+            generator: net.clone(),
+            discriminator: net,
+            inr_hidden: 32,
+            ..Self::cifar32()
+        }
+    }
+
+    /// A preset by name.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "cifar32" => Ok(Self::cifar32()),
+            "celeba64" => Ok(Self::celeba64()),
+            "lsun64" => Ok(Self::lsun64()),
+            "tiny" => Ok(Self::tiny()),
+            other => Err(Error::Config {
+                field: "preset".into(),
+                detail: format!("unknown preset `{other}`; choose cifar32, celeba64, lsun64 or tiny"),
+            }),
+        }
+    }
+
+    /// Check every field; the error names the offending one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, detail: String| Err(Error::Config { field: field.into(), detail });
+        if self.image_size == 0 {
+            return bad("image_size", "must be positive".into());
+        }
+        if self.channels == 0 {
+            return bad("channels", "must be positive".into());
+        }
+        if self.latent_dim == 0 {
+            return bad("latent_dim", "must be positive".into());
+        }
+        if self.inr_hidden == 0 {
+            return bad("inr_hidden", "must be positive".into());
+        }
+        for (who, net) in [("generator", &self.generator), ("discriminator", &self.discriminator)] {
+            if net.patch == 0 || self.image_size % net.patch != 0 {
+                return bad(
+                    &format!("{who}.patch"),
+                    format!("image size {} is not divisible by patch {}", self.image_size, net.patch),
+                );
+            }
+            if net.width == 0 || net.heads == 0 || net.width % net.heads != 0 {
+                return bad(
+                    &format!("{who}.heads"),
+                    format!("width {} is not divisible by {} heads", net.width, net.heads),
+                );
+            }
+            if net.width / net.heads > 128 {
+                return bad(&format!("{who}.heads"), format!("head width {} exceeds 128", net.width / net.heads));
+            }
+            if net.depth == 0 {
+                return bad(&format!("{who}.depth"), "needs at least one block".into());
+            }
+            if net.mlp_hidden == 0 {
+                return bad(&format!("{who}.mlp_hidden"), "must be positive".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Tokens in G.
+    pub fn g_tokens(&self) -> usize {
+        (self.image_size / self.generator.patch).pow(2)
+    }
+    /// Patch tokens in D (plus one class token in the sequence).
+    pub fn d_tokens(&self) -> usize {
+        (self.image_size / self.discriminator.patch).pow(2)
+    }
+}

@@ -1,0 +1,399 @@
+//! Reusable layers built from tape ops: Linear (+equalised lr, +spectral norm), LayerNorm and
+//! self-modulated LayerNorm, attention (L2 tied or dot-product), MLP, the pre-norm transformer block,
+//! the sine positional embedding and the implicit (INR) patch decoder.
+//!
+//! Conventions: tokens are `[B, L, D]`; linear weights are `[out, in]` and applied as `y = x·Wᵀ + b`.
+
+pub mod init;
+
+use crate::autodiff::{ParamStore, Parameter, Tape, Var};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::attention::AttentionKind;
+use crate::ops::matmul::Activation;
+use crate::ops::spectral_norm::SpectralNorm;
+use crate::tensor::Tensor;
+pub use init::Init;
+
+/// Creates named parameters under a dotted prefix (`generator.blocks.0.attn.qkv`).
+pub struct Builder<'a> {
+    pub gpu: &'a Gpu,
+    pub store: &'a mut ParamStore,
+    pub init: &'a mut Init,
+    prefix: String,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder at the root prefix `prefix`.
+    pub fn new(gpu: &'a Gpu, store: &'a mut ParamStore, init: &'a mut Init, prefix: &str) -> Self {
+        Builder { gpu, store, init, prefix: prefix.to_string() }
+    }
+
+    /// A builder for a child component.
+    pub fn sub(&mut self, name: impl std::fmt::Display) -> Builder<'_> {
+        Builder { gpu: self.gpu, store: self.store, init: self.init, prefix: format!("{}.{name}", self.prefix) }
+    }
+
+    /// Full name of `leaf` under this prefix.
+    pub fn name(&self, leaf: &str) -> String {
+        format!("{}.{leaf}", self.prefix)
+    }
+
+    /// A trainable parameter from host data.
+    pub fn param(&mut self, leaf: &str, data: &[f32], shape: &[usize]) -> Result<Parameter> {
+        let t = Tensor::from_slice(self.gpu, data, shape)?;
+        self.store.add(self.name(leaf), t)
+    }
+
+    /// A persistent non-trainable tensor.
+    pub fn state(&mut self, leaf: &str, value: Tensor) -> Result<Parameter> {
+        self.store.add_state(self.name(leaf), value)
+    }
+}
+
+/// How a linear layer's weight is normalised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightNorm {
+    /// Used as stored.
+    None,
+    /// Spectral normalisation `W / σ(W)`.
+    Spectral,
+    /// ViTGAN's improved spectral normalisation `σ(W_init) · W / σ(W)`.
+    ImprovedSpectral,
+}
+
+/// Options for [`Linear::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct LinearOptions {
+    /// Equalised learning rate: weights stored ~N(0, 1), multiplied by `1/√fan_in` at use.
+    pub equalised_lr: bool,
+    /// Weight normalisation.
+    pub norm: WeightNorm,
+    /// Add a bias.
+    pub bias: bool,
+    /// Initial bias value.
+    pub bias_init: f32,
+    /// Multiplier on the initial weights (after the fan-in scaling).
+    pub gain: f32,
+}
+
+impl Default for LinearOptions {
+    fn default() -> Self {
+        LinearOptions { equalised_lr: false, norm: WeightNorm::None, bias: true, bias_init: 0.0, gain: 1.0 }
+    }
+}
+
+/// `y = act(x · Ŵᵀ + b)` where Ŵ is the stored weight after equalised-lr scaling and/or (improved)
+/// spectral normalisation.
+pub struct Linear {
+    pub weight: Parameter,
+    pub bias: Option<Parameter>,
+    pub in_features: usize,
+    pub out_features: usize,
+    runtime_scale: f32,
+    spectral: Option<SpectralNorm>,
+}
+
+impl Linear {
+    /// A layer `in_features → out_features`.
+    pub fn new(b: &mut Builder, in_features: usize, out_features: usize, o: LinearOptions) -> Result<Linear> {
+        let fan_in_scale = 1.0 / (in_features.max(1) as f32).sqrt();
+        let (init_std, runtime_scale) =
+            if o.equalised_lr { (o.gain, fan_in_scale) } else { (o.gain * fan_in_scale, 1.0) };
+        let w = b.init.normal(out_features * in_features, init_std);
+        let weight = b.param("weight", &w, &[out_features, in_features])?;
+        let bias = if o.bias { Some(b.param("bias", &vec![o.bias_init; out_features], &[out_features])?) } else { None };
+        let spectral = match o.norm {
+            WeightNorm::None => None,
+            norm => {
+                let seed = b.init.seed();
+                let sn = SpectralNorm::init(&weight.value, 50, seed)?;
+                if norm == WeightNorm::Spectral {
+                    sn.sigma_init.write(&[1.0])?;
+                }
+                b.state("sn_u", sn.u.clone())?;
+                b.state("sn_sigma_init", sn.sigma_init.clone())?;
+                Some(sn)
+            }
+        };
+        Ok(Linear { weight, bias, in_features, out_features, runtime_scale, spectral })
+    }
+
+    /// The effective weight on the tape.
+    pub fn effective_weight(&self, tape: &Tape) -> Result<Var> {
+        let mut w = tape.param(&self.weight);
+        if self.runtime_scale != 1.0 {
+            w = tape.scale(w, self.runtime_scale)?;
+        }
+        if let Some(sn) = &self.spectral {
+            w = tape.spectral_normalize(w, sn, 1)?;
+        }
+        Ok(w)
+    }
+
+    /// Apply to `x` of shape `[.., in]` with a fused activation.
+    pub fn forward_act(&self, tape: &Tape, x: Var, act: Activation) -> Result<Var> {
+        let shape = tape.shape(x);
+        if shape.last() != Some(&self.in_features) {
+            return Err(Error::shape(
+                "Linear",
+                format!("{} expects inputs [.., {}], got {shape:?}", self.weight.name, self.in_features),
+            ));
+        }
+        let rows = shape.iter().product::<usize>() / self.in_features.max(1);
+        let x2 = tape.reshape(x, &[rows, self.in_features])?;
+        let w = self.effective_weight(tape)?;
+        let bias = self.bias.as_ref().map(|p| tape.param(p));
+        let y = tape.matmul_fused(x2, w, bias, false, true, act)?;
+        let mut out_shape = shape;
+        *out_shape.last_mut().unwrap() = self.out_features;
+        tape.reshape(y, &out_shape)
+    }
+
+    /// Apply without activation.
+    pub fn forward(&self, tape: &Tape, x: Var) -> Result<Var> {
+        self.forward_act(tape, x, Activation::None)
+    }
+}
+
+/// LayerNorm with a learned affine (γ = 1, β = 0 at init).
+pub struct LayerNorm {
+    pub gamma: Parameter,
+    pub beta: Parameter,
+}
+
+/// ε inside every LayerNorm's square root.
+pub const LN_EPS: f32 = 1e-5;
+
+impl LayerNorm {
+    /// Over the last axis of width `dim`.
+    pub fn new(b: &mut Builder, dim: usize) -> Result<LayerNorm> {
+        Ok(LayerNorm { gamma: b.param("gamma", &vec![1.0; dim], &[dim])?, beta: b.param("beta", &vec![0.0; dim], &[dim])? })
+    }
+
+    /// `γ ⊙ (x − μ)/σ + β` per token.
+    pub fn forward(&self, tape: &Tape, x: Var) -> Result<Var> {
+        let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
+        tape.layer_norm(x, g, b, LN_EPS)
+    }
+}
+
+/// Self-modulated LayerNorm: `SLN(h, w) = γ(w) ⊙ (h − μ)/σ + β(w)` with γ, β affine in the style `w`.
+pub struct SelfModulatedLayerNorm {
+    pub gamma: Linear,
+    pub beta: Linear,
+}
+
+impl SelfModulatedLayerNorm {
+    /// Tokens of width `dim` modulated by a style of width `style_dim`.
+    pub fn new(b: &mut Builder, dim: usize, style_dim: usize) -> Result<Self> {
+        let small = LinearOptions { gain: 0.1, ..Default::default() };
+        Ok(SelfModulatedLayerNorm {
+            gamma: Linear::new(&mut b.sub("gamma"), style_dim, dim, LinearOptions { bias_init: 1.0, ..small })?,
+            beta: Linear::new(&mut b.sub("beta"), style_dim, dim, small)?,
+        })
+    }
+
+    /// `h`: `[B, L, D]`, `w`: `[B, style_dim]`.
+    pub fn forward(&self, tape: &Tape, h: Var, w: Var) -> Result<Var> {
+        let g = self.gamma.forward(tape, w)?;
+        let b = self.beta.forward(tape, w)?;
+        tape.layer_norm(h, g, b, LN_EPS)
+    }
+}
+
+/// The normalisation in front of a block's sublayers.
+pub enum Norm {
+    /// LayerNorm with learned affine.
+    Layer(LayerNorm),
+    /// Self-modulated by the style.
+    SelfModulated(SelfModulatedLayerNorm),
+}
+
+impl Norm {
+    /// Apply; `style` is required for the self-modulated variant.
+    pub fn forward(&self, tape: &Tape, h: Var, style: Option<Var>) -> Result<Var> {
+        match (self, style) {
+            (Norm::Layer(ln), _) => ln.forward(tape, h),
+            (Norm::SelfModulated(sln), Some(w)) => sln.forward(tape, h, w),
+            (Norm::SelfModulated(_), None) => Err(Error::Other("self-modulated LayerNorm needs a style".into())),
+        }
+    }
+}
+
+/// Multi-head self-attention. For L2 attention the query and key projections are tied (`k = q`).
+pub struct Attention {
+    pub kind: AttentionKind,
+    pub heads: usize,
+    pub dim: usize,
+    /// `D → 3D` (q, k, v) for dot-product; `D → 2D` (q, v) for tied L2.
+    pub qkv: Linear,
+    pub out: Linear,
+}
+
+impl Attention {
+    /// `heads` heads over width `dim`.
+    pub fn new(b: &mut Builder, dim: usize, heads: usize, kind: AttentionKind, lin: LinearOptions) -> Result<Self> {
+        let parts = if kind == AttentionKind::L2 { 2 } else { 3 };
+        Ok(Attention {
+            kind,
+            heads,
+            dim,
+            qkv: Linear::new(&mut b.sub("qkv"), dim, parts * dim, lin)?,
+            out: Linear::new(&mut b.sub("out"), dim, dim, lin)?,
+        })
+    }
+
+    /// `x`: `[B, L, D]` → `[B, L, D]`.
+    pub fn forward(&self, tape: &Tape, x: Var) -> Result<Var> {
+        let s = tape.shape(x);
+        let (bsz, len) = (s[0], s[1]);
+        let (h, dh) = (self.heads, self.dim / self.heads);
+        let parts = if self.kind == AttentionKind::L2 { 2 } else { 3 };
+        let p = self.qkv.forward(tape, x)?;
+        let p = tape.reshape(p, &[bsz, len, parts, h, dh])?;
+        let p = tape.permute(p, &[2, 0, 3, 1, 4])?; // [parts, B, H, L, Dh]
+        let part = |i: usize| -> Result<Var> {
+            let t = tape.slice(p, 0, i, 1)?;
+            tape.reshape(t, &[bsz, h, len, dh])
+        };
+        let o = match self.kind {
+            AttentionKind::L2 => tape.l2_attention_tied(part(0)?, part(1)?)?,
+            AttentionKind::Dot => tape.attention(part(0)?, part(1)?, part(2)?, AttentionKind::Dot)?,
+        };
+        let o = tape.permute(o, &[0, 2, 1, 3])?; // [B, L, H, Dh]
+        let o = tape.reshape(o, &[bsz, len, self.dim])?;
+        self.out.forward(tape, o)
+    }
+}
+
+/// `Linear(D→hidden) · GELU · Linear(hidden→D)`.
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    /// Width `dim`, hidden width `hidden`.
+    pub fn new(b: &mut Builder, dim: usize, hidden: usize, lin: LinearOptions) -> Result<Mlp> {
+        Ok(Mlp { fc1: Linear::new(&mut b.sub("fc1"), dim, hidden, lin)?, fc2: Linear::new(&mut b.sub("fc2"), hidden, dim, lin)? })
+    }
+
+    /// Apply token-wise.
+    pub fn forward(&self, tape: &Tape, x: Var) -> Result<Var> {
+        let h = self.fc1.forward_act(tape, x, Activation::Gelu)?;
+        self.fc2.forward(tape, h)
+    }
+}
+
+/// Pre-norm transformer block: `h' = MSA(N₁(h)) + h`, `h = MLP(N₂(h')) + h'`.
+pub struct Block {
+    pub norm1: Norm,
+    pub attn: Attention,
+    pub norm2: Norm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    /// Apply; `style` feeds self-modulated norms.
+    pub fn forward(&self, tape: &Tape, h: Var, style: Option<Var>) -> Result<Var> {
+        let a = self.attn.forward(tape, self.norm1.forward(tape, h, style)?)?;
+        let h = tape.add(h, a)?;
+        let m = self.mlp.forward(tape, self.norm2.forward(tape, h, style)?)?;
+        tape.add(h, m)
+    }
+}
+
+/// Grid coordinates normalised to [-1, 1], row-major, as `[rows·cols, 2]` (row, col).
+pub fn grid_coordinates(rows: usize, cols: usize) -> Vec<f32> {
+    let norm = |i: usize, n: usize| if n <= 1 { 0.0 } else { -1.0 + 2.0 * i as f32 / (n - 1) as f32 };
+    let mut out = Vec::with_capacity(rows * cols * 2);
+    for r in 0..rows {
+        for c in 0..cols {
+            out.push(norm(r, rows));
+            out.push(norm(c, cols));
+        }
+    }
+    out
+}
+
+/// `sin(coords · Wᵀ + b)`: a learned sine embedding of a grid of positions, `[rows·cols, dim]`.
+pub struct SineEmbedding {
+    pub proj: Linear,
+    coords: Tensor,
+}
+
+impl SineEmbedding {
+    /// For a `rows × cols` grid; weights ~N(0, freq²) so the embedding varies across the grid.
+    pub fn new(b: &mut Builder, rows: usize, cols: usize, dim: usize, freq: f32) -> Result<Self> {
+        let coords = Tensor::from_slice(b.gpu, &grid_coordinates(rows, cols), &[rows * cols, 2])?;
+        let mut proj = Linear::new(b, 2, dim, LinearOptions { gain: 1.0, ..Default::default() })?;
+        let w = b.init.normal(2 * dim, freq);
+        proj.weight.value.write(&w)?;
+        let phase = b.init.uniform(dim, std::f32::consts::PI);
+        if let Some(bias) = &mut proj.bias {
+            bias.value.write(&phase)?;
+        }
+        Ok(SineEmbedding { proj, coords })
+    }
+
+    /// The embedding `[positions, dim]`.
+    pub fn forward(&self, tape: &Tape) -> Result<Var> {
+        let c = tape.constant(self.coords.clone());
+        self.proj.forward_act(tape, c, Activation::Sin)
+    }
+}
+
+/// The implicit neural representation decoder: each patch embedding `y` paints its `P×P×C` pixels as
+/// a modulated sine MLP over Fourier features of the pixel coordinates (see `ops::inr`).
+pub struct InrDecoder {
+    pub fourier: SineEmbedding,
+    pub style1: Linear,
+    pub style2: Linear,
+    pub w1: Parameter,
+    pub b1: Parameter,
+    pub w2: Parameter,
+    pub b2: Parameter,
+    pub patch: usize,
+    pub channels: usize,
+}
+
+impl InrDecoder {
+    /// Embeddings of width `dim` → `patch × patch × channels` pixels through `hidden` units.
+    pub fn new(b: &mut Builder, dim: usize, patch: usize, channels: usize, hidden: usize) -> Result<Self> {
+        let fourier = SineEmbedding::new(&mut b.sub("fourier"), patch, patch, hidden, 2.0)?;
+        let mod_opts = LinearOptions { bias_init: 1.0, gain: 0.1, ..Default::default() };
+        let style1 = Linear::new(&mut b.sub("style1"), dim, hidden, mod_opts)?;
+        let style2 = Linear::new(&mut b.sub("style2"), dim, hidden, mod_opts)?;
+        let w1 = b.init.normal(hidden * hidden, 1.0);
+        let w2 = b.init.normal(channels * hidden, 1.0);
+        let phase = b.init.uniform(hidden, 0.5);
+        Ok(InrDecoder {
+            fourier,
+            style1,
+            style2,
+            w1: b.param("w1", &w1, &[hidden, hidden])?,
+            b1: b.param("b1", &phase, &[hidden])?,
+            w2: b.param("w2", &w2, &[channels, hidden])?,
+            b2: b.param("b2", &vec![0.0; channels], &[channels])?,
+            patch,
+            channels,
+        })
+    }
+
+    /// `y`: `[N, dim]` patch embeddings → `[N, P², C]`.
+    pub fn forward(&self, tape: &Tape, y: Var) -> Result<Var> {
+        let e = self.fourier.forward(tape)?;
+        let s1 = self.style1.forward(tape, y)?;
+        let s2 = self.style2.forward(tape, y)?;
+        tape.inr_decode(
+            e,
+            s1,
+            s2,
+            tape.param(&self.w1),
+            tape.param(&self.b1),
+            tape.param(&self.w2),
+            tape.param(&self.b2),
+        )
+    }
+}
