@@ -3,6 +3,7 @@
 
 pub mod adam;
 pub mod attention;
+pub mod augment;
 pub mod elementwise;
 pub mod inr;
 pub mod layer_norm;
