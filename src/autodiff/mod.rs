@@ -42,6 +42,8 @@ pub struct Tape {
     nodes: RefCell<Vec<Node>>,
     grads: RefCell<Vec<Option<Tensor>>>,
     no_grad_depth: Cell<u32>,
+    frozen: RefCell<Vec<String>>,
+    power_iterations: Cell<u32>,
 }
 
 impl Tape {
@@ -52,6 +54,8 @@ impl Tape {
             nodes: RefCell::default(),
             grads: RefCell::default(),
             no_grad_depth: Cell::new(0),
+            frozen: RefCell::default(),
+            power_iterations: Cell::new(1),
         }
     }
 
@@ -92,11 +96,33 @@ impl Tape {
         self.leaf(value, false)
     }
 
-    /// A named parameter as a leaf that requires a gradient.
+    /// Treat parameters whose names start with `prefix` as constants (e.g. D's weights during G's step),
+    /// so no gradient is computed for them.
+    pub fn freeze(&self, prefix: &str) {
+        self.frozen.borrow_mut().push(prefix.to_string());
+    }
+
+    /// Undo all [`Tape::freeze`] calls.
+    pub fn unfreeze_all(&self) {
+        self.frozen.borrow_mut().clear();
+    }
+
+    /// Power iterations that spectrally normalised layers run per forward (1 by default; 0 reuses `u`).
+    pub fn power_iterations(&self) -> u32 {
+        self.power_iterations.get()
+    }
+
+    /// Set the power iterations per spectrally normalised forward.
+    pub fn set_power_iterations(&self, n: u32) {
+        self.power_iterations.set(n);
+    }
+
+    /// A named parameter as a leaf that requires a gradient (unless frozen).
     pub fn param(&self, p: &Parameter) -> Var {
+        let frozen = self.frozen.borrow().iter().any(|f| p.name.starts_with(f.as_str()));
         self.push(Node {
             value: p.value.clone(),
-            requires_grad: true,
+            requires_grad: !frozen,
             inputs: vec![],
             backward: None,
             name: Some(p.name.clone()),

@@ -186,3 +186,32 @@ impl ModelConfig {
         (self.image_size / self.discriminator.patch).pow(2)
     }
 }
+
+impl ModelConfig {
+    /// Every field as `config.<name>` → value, for checkpoints (a resume with another config is refused
+    /// naming the first differing field).
+    pub fn fields(&self) -> std::collections::BTreeMap<String, String> {
+        let mut f = std::collections::BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            f.insert(format!("config.{k}"), v);
+        };
+        put("image_size", self.image_size.to_string());
+        put("channels", self.channels.to_string());
+        put("latent_dim", self.latent_dim.to_string());
+        put("mapping_layers", self.mapping_layers.to_string());
+        put("inr_hidden", self.inr_hidden.to_string());
+        for (who, n) in [("generator", &self.generator), ("discriminator", &self.discriminator)] {
+            put(&format!("{who}.patch"), n.patch.to_string());
+            put(&format!("{who}.depth"), n.depth.to_string());
+            put(&format!("{who}.width"), n.width.to_string());
+            put(&format!("{who}.heads"), n.heads.to_string());
+            put(&format!("{who}.mlp_hidden"), n.mlp_hidden.to_string());
+        }
+        put("d_attention", format!("{:?}", self.d_attention));
+        put("d_weight_norm", format!("{:?}", self.d_weight_norm));
+        put("d_overlapping_patches", self.d_overlapping_patches.to_string());
+        put("g_style", format!("{:?}", self.g_style));
+        put("g_decoder", format!("{:?}", self.g_decoder));
+        f
+    }
+}

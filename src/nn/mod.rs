@@ -126,7 +126,7 @@ impl Linear {
             w = tape.scale(w, self.runtime_scale)?;
         }
         if let Some(sn) = &self.spectral {
-            w = tape.spectral_normalize(w, sn, 1)?;
+            w = tape.spectral_normalize(w, sn, tape.power_iterations())?;
         }
         Ok(w)
     }

@@ -1,0 +1,97 @@
+//! Whole-run checkpoints: G, D, G's EMA, both Adam states, power-iteration vectors and σ(W_init),
+//! LeCam averages, step counters and the config, in one safetensors file. The random streams are
+//! pure functions of (seed, step), so the step is the whole RNG state.
+
+use super::Trainer;
+use crate::error::{Error, Result};
+use crate::io::checkpoint::Checkpoint;
+use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Format tag stored in the metadata.
+pub const FORMAT: &str = "vitgan-checkpoint-1";
+
+impl Trainer {
+    /// Config entries a checkpoint must match to be resumed (model fields plus batch and seed).
+    pub fn checkpoint_config(&self) -> BTreeMap<String, String> {
+        let mut f = self.model.fields();
+        f.insert("config.batch".into(), self.config.batch.to_string());
+        f.insert("config.seed".into(), self.config.seed.to_string());
+        f
+    }
+
+    /// Every persistent tensor, by checkpoint name.
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for store in [&self.g_params, &self.d_params] {
+            out.extend(store.iter().map(|p| (p.name.clone(), p.value.clone())));
+            out.extend(store.states().map(|p| (p.name.clone(), p.value.clone())));
+        }
+        if let Some(ema) = &self.opt_g.ema {
+            out.extend(ema.iter().map(|(n, t)| (format!("ema.{n}"), t.clone())));
+        }
+        for (tag, opt) in [("adam_g", &self.opt_g), ("adam_d", &self.opt_d)] {
+            for (n, m, v) in &opt.moments {
+                out.push((format!("{tag}.m.{n}"), m.clone()));
+                out.push((format!("{tag}.v.{n}"), v.clone()));
+            }
+        }
+        out.push(("lecam.real".into(), self.lecam_real.clone()));
+        out.push(("lecam.fake".into(), self.lecam_fake.clone()));
+        out
+    }
+
+    /// Snapshot the run (reads every tensor back from the GPU).
+    pub fn to_checkpoint(&self) -> Result<Checkpoint> {
+        let mut tensors = Vec::new();
+        for (name, t) in self.named_tensors() {
+            tensors.push((name, t.shape().to_vec(), t.to_vec()?));
+        }
+        let mut metadata = self.checkpoint_config();
+        metadata.insert("format".into(), FORMAT.into());
+        metadata.insert("preset".into(), self.model.name.clone());
+        metadata.insert("step".into(), self.step.to_string());
+        metadata.insert("adam_g.steps".into(), self.opt_g.steps.to_string());
+        metadata.insert("adam_d.steps".into(), self.opt_d.steps.to_string());
+        Ok(Checkpoint { tensors, metadata })
+    }
+
+    /// Write a checkpoint atomically to `path`.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        self.to_checkpoint()?.save(path)
+    }
+
+    /// Restore a run from `ckpt`; refuses a checkpoint from another config, naming the field.
+    pub fn load_checkpoint(&mut self, ckpt: &Checkpoint, source: &str) -> Result<()> {
+        if ckpt.metadata.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(Error::Other(format!("{source} is not a vitgan training checkpoint (format tag missing)")));
+        }
+        ckpt.check_config(&self.checkpoint_config())?;
+        let number = |key: &str| -> Result<u64> {
+            ckpt.metadata
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::Other(format!("{source}: metadata `{key}` missing or not a number")))
+        };
+        let (step, g_steps, d_steps) = (number("step")?, number("adam_g.steps")?, number("adam_d.steps")?);
+        let by_name: BTreeMap<&str, (&Vec<usize>, &Vec<f32>)> =
+            ckpt.tensors.iter().map(|(n, s, d)| (n.as_str(), (s, d))).collect();
+        for (name, t) in self.named_tensors() {
+            let (shape, data) = by_name
+                .get(name.as_str())
+                .ok_or_else(|| Error::Other(format!("{source} has no tensor `{name}`; it was saved by another version")))?;
+            if shape.as_slice() != t.shape() {
+                return Err(Error::shape(
+                    "load_checkpoint",
+                    format!("`{name}` is {shape:?} in {source} but {:?} in this model", t.shape()),
+                ));
+            }
+            t.write(data)?;
+        }
+        self.step = step;
+        self.opt_g.steps = g_steps;
+        self.opt_d.steps = d_steps;
+        Ok(())
+    }
+}

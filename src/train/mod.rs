@@ -1,0 +1,269 @@
+//! The training step: non-saturating logistic losses, balanced consistency regularisation, optional
+//! LeCam regularisation, differentiable augmentation, Adam (+ EMA of G) — all on the GPU. Alternating
+//! D and G updates; losses stay on the GPU until the caller reads them (asynchronously) for logging.
+
+pub mod augment;
+pub mod checkpoint;
+pub mod optimizer;
+
+use crate::autodiff::{ParamStore, Tape, Var};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::{Discriminator, Generator, ModelConfig};
+use crate::nn::Init;
+use crate::ops::adam::AdamConfig;
+use crate::ops::elementwise::Unary;
+use crate::tensor::Tensor;
+use augment::diff_augment;
+use optimizer::Optimizer;
+
+/// Training hyperparameters (defaults: the paper's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Images per batch (paper: 128).
+    pub batch: usize,
+    /// Adam learning rate for G (paper: 0.002).
+    pub lr_g: f32,
+    /// Adam learning rate for D (paper: 0.002).
+    pub lr_d: f32,
+    /// Adam β1 (paper: 0).
+    pub beta1: f32,
+    /// Adam β2 (paper: 0.99).
+    pub beta2: f32,
+    /// bCR weight on real images (paper: 10; 0 disables).
+    pub bcr_real: f32,
+    /// bCR weight on generated images (paper: 10; 0 disables).
+    pub bcr_fake: f32,
+    /// LeCam regularisation weight (0 = off).
+    pub lecam: f32,
+    /// Probability of each augmentation op (paper: 0.8; 0 disables augmentation).
+    pub aug_prob: f32,
+    /// EMA decay of G's weights.
+    pub ema_decay: f32,
+    /// Seed for initialisation, latents, augmentation and data order.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch: 128,
+            lr_g: 0.002,
+            lr_d: 0.002,
+            beta1: 0.0,
+            beta2: 0.99,
+            bcr_real: 10.0,
+            bcr_fake: 10.0,
+            lecam: 0.0,
+            aug_prob: 0.8,
+            ema_decay: 0.999,
+            seed: 0,
+        }
+    }
+}
+
+/// GPU-resident results of one step (read them back only when logging).
+pub struct StepOutput {
+    /// D's total loss `[1]`.
+    pub d_loss: Tensor,
+    /// G's loss `[1]`.
+    pub g_loss: Tensor,
+    /// D's logits on the (augmented) real batch `[B, 1]`.
+    pub logits_real: Tensor,
+    /// D's logits on the (augmented) generated batch `[B, 1]` (from D's step).
+    pub logits_fake: Tensor,
+}
+
+/// A 64-bit mix of several values (SplitMix64 finaliser), for deriving per-step seeds.
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64;
+    for &p in parts {
+        h ^= p.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// Everything a training run holds: both networks, their optimisers, the step counter.
+pub struct Trainer {
+    pub gpu: Gpu,
+    pub model: ModelConfig,
+    pub config: TrainConfig,
+    pub g_params: ParamStore,
+    pub d_params: ParamStore,
+    pub generator: Generator,
+    pub discriminator: Discriminator,
+    pub opt_g: Optimizer,
+    pub opt_d: Optimizer,
+    /// Steps completed.
+    pub step: u64,
+    /// LeCam's moving averages of D's outputs on real and fake images, `[1]` each.
+    pub lecam_real: Tensor,
+    pub lecam_fake: Tensor,
+    tape: Tape,
+}
+
+impl Trainer {
+    /// Fresh networks initialised from `config.seed`.
+    pub fn new(gpu: &Gpu, model: &ModelConfig, config: &TrainConfig) -> Result<Trainer> {
+        model.validate()?;
+        if config.batch == 0 {
+            return Err(Error::Config { field: "batch".into(), detail: "must be at least 1".into() });
+        }
+        let mut init = Init::new(config.seed);
+        let mut g_params = ParamStore::new();
+        let mut d_params = ParamStore::new();
+        let generator = Generator::new(gpu, &mut g_params, &mut init, model)?;
+        let discriminator = Discriminator::new(gpu, &mut d_params, &mut init, model)?;
+        let adam = |lr| AdamConfig { lr, beta1: config.beta1, beta2: config.beta2, eps: 1e-8 };
+        let opt_g = Optimizer::new(gpu, &g_params, adam(config.lr_g), Some(config.ema_decay))?;
+        let opt_d = Optimizer::new(gpu, &d_params, adam(config.lr_d), None)?;
+        Ok(Trainer {
+            gpu: gpu.clone(),
+            model: model.clone(),
+            config: config.clone(),
+            g_params,
+            d_params,
+            generator,
+            discriminator,
+            opt_g,
+            opt_d,
+            step: 0,
+            lecam_real: Tensor::zeros(gpu, &[1])?,
+            lecam_fake: Tensor::zeros(gpu, &[1])?,
+            tape: Tape::new(gpu),
+        })
+    }
+
+    /// Standard-normal latents `[n, latent_dim]`, a pure function of (seed, step, purpose).
+    pub fn latents(&self, n: usize, step: u64, purpose: u64) -> Result<Tensor> {
+        let mut init = Init::new(mix_seed(&[self.config.seed, step, purpose]));
+        Tensor::from_slice(&self.gpu, &init.normal(n * self.model.latent_dim, 1.0), &[n, self.model.latent_dim])
+    }
+
+    fn aug_seed(&self, k: u64) -> u32 {
+        mix_seed(&[self.config.seed, self.step, 100 + k]) as u32
+    }
+
+    fn maybe_augment(&self, x: Var, k: u64) -> Result<Var> {
+        if self.config.aug_prob > 0.0 {
+            diff_augment(&self.tape, x, self.aug_seed(k), self.config.aug_prob)
+        } else {
+            Ok(x)
+        }
+    }
+
+    /// One alternating step: update D on `real` (`[B, H, W, C]` in [-1, 1]) and fresh fakes, then G.
+    pub fn train_step(&mut self, real: &Tensor) -> Result<StepOutput> {
+        let m = &self.model;
+        let want = [self.config.batch, m.image_size, m.image_size, m.channels];
+        if real.shape() != want {
+            return Err(Error::shape("train_step", format!("real batch {:?}, expected {want:?}", real.shape())));
+        }
+        let b = self.config.batch;
+        let t = &self.tape;
+
+        // ---- discriminator step
+        t.clear();
+        t.unfreeze_all();
+        t.freeze("generator.");
+        t.set_power_iterations(1);
+        let z = t.constant(self.latents(b, self.step, 0)?);
+        let fake = t.no_grad(|| self.generator.forward(t, z))?;
+        let x = t.constant(real.clone());
+        let bcr = self.config.bcr_real > 0.0 || self.config.bcr_fake > 0.0;
+        let mut inputs = vec![self.maybe_augment(x, 0)?, self.maybe_augment(fake, 1)?];
+        if bcr {
+            inputs.push(self.maybe_augment(x, 2)?);
+            inputs.push(self.maybe_augment(fake, 3)?);
+        }
+        let logits = self.discriminator.forward(t, t.concat(&inputs, 0)?)?;
+        let part = |i: usize| t.slice(logits, 0, i * b, b);
+        let (lr, lf) = (part(0)?, part(1)?);
+        let real_term = t.mean(t.unary(t.scale(lr, -1.0)?, Unary::Softplus)?)?;
+        let fake_term = t.mean(t.unary(lf, Unary::Softplus)?)?;
+        let mut d_loss = t.add(real_term, fake_term)?;
+        if bcr {
+            let sq_diff = |a: Var, c: Var| -> Result<Var> { t.mean(t.unary(t.sub(a, c)?, Unary::Square)?) };
+            let r = t.scale(sq_diff(lr, part(2)?)?, self.config.bcr_real)?;
+            let f = t.scale(sq_diff(lf, part(3)?)?, self.config.bcr_fake)?;
+            d_loss = t.add(d_loss, t.add(r, f)?)?;
+        }
+        if self.config.lecam > 0.0 {
+            // R = E‖D(x) − α_F‖² + E‖D(G(z)) − α_R‖², α = moving averages of D's outputs
+            let a_f = t.constant(self.lecam_fake.clone());
+            let a_r = t.constant(self.lecam_real.clone());
+            let r1 = t.mean(t.unary(t.sub(lr, a_f)?, Unary::Square)?)?;
+            let r2 = t.mean(t.unary(t.sub(lf, a_r)?, Unary::Square)?)?;
+            d_loss = t.add(d_loss, t.scale(t.add(r1, r2)?, self.config.lecam)?)?;
+        }
+        t.backward(d_loss)?;
+        self.opt_d.step(&self.d_params, &t.param_grads()?)?;
+        let logits_real = t.value(lr);
+        let logits_fake = t.value(lf);
+        if self.config.lecam > 0.0 {
+            self.update_lecam(&logits_real, &logits_fake)?;
+        }
+        let d_loss = t.value(d_loss);
+
+        // ---- generator step (D frozen, its power iteration not advanced)
+        t.clear();
+        t.unfreeze_all();
+        t.freeze("discriminator.");
+        t.set_power_iterations(0);
+        let z = t.constant(self.latents(b, self.step, 1)?);
+        let fake = self.generator.forward(t, z)?;
+        let logits = self.discriminator.forward(t, self.maybe_augment(fake, 4)?)?;
+        let g_loss = t.mean(t.unary(t.scale(logits, -1.0)?, Unary::Softplus)?)?;
+        t.backward(g_loss)?;
+        self.opt_g.step(&self.g_params, &t.param_grads()?)?;
+        let g_loss = t.value(g_loss);
+        t.clear();
+        t.unfreeze_all();
+        t.set_power_iterations(1);
+        self.step += 1;
+        self.gpu.flush()?;
+        Ok(StepOutput { d_loss, g_loss, logits_real, logits_fake })
+    }
+
+    fn update_lecam(&self, real: &Tensor, fake: &Tensor) -> Result<()> {
+        use crate::ops::{elementwise, reduce};
+        const DECAY: f32 = 0.99;
+        for (ema, logits) in [(&self.lecam_real, real), (&self.lecam_fake, fake)] {
+            let mean = reduce::mean_all(logits)?;
+            let next = elementwise::add(&elementwise::scale(ema, DECAY)?, &elementwise::scale(&mean, 1.0 - DECAY)?)?;
+            ema.copy_from(&next)?;
+        }
+        Ok(())
+    }
+
+    /// Images from the EMA generator for latents `z` (`[n, latent_dim]`), NHWC in [-1, 1].
+    pub fn sample_ema(&self, z: &Tensor) -> Result<Tensor> {
+        self.opt_g.swap_ema(&self.g_params)?;
+        let out = self.sample_current(z);
+        self.opt_g.swap_ema(&self.g_params)?;
+        out
+    }
+
+    /// Images from the current (non-averaged) generator.
+    pub fn sample_current(&self, z: &Tensor) -> Result<Tensor> {
+        let tape = Tape::new(&self.gpu);
+        tape.no_grad(|| {
+            let zv = tape.constant(z.clone());
+            let img = self.generator.forward(&tape, zv)?;
+            Ok(tape.value(img))
+        })
+    }
+
+    /// D's logits for images `[n, H, W, C]` (no augmentation, no power iteration).
+    pub fn discriminate(&self, images: &Tensor) -> Result<Tensor> {
+        let tape = Tape::new(&self.gpu);
+        tape.set_power_iterations(0);
+        tape.no_grad(|| {
+            let x = tape.constant(images.clone());
+            Ok(tape.value(self.discriminator.forward(&tape, x)?))
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! Optimiser state for one network: Adam moments per parameter, optionally an EMA copy of the weights.
+
+use crate::autodiff::ParamStore;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::adam::{AdamConfig, adam_step};
+use crate::tensor::Tensor;
+
+/// Adam (+ EMA) over every parameter of a [`ParamStore`].
+pub struct Optimizer {
+    pub config: AdamConfig,
+    /// (name, m, v) in the store's order.
+    pub moments: Vec<(String, Tensor, Tensor)>,
+    /// EMA copies (name, tensor) when enabled.
+    pub ema: Option<Vec<(String, Tensor)>>,
+    pub ema_decay: f32,
+    /// Steps taken (Adam's t).
+    pub steps: u64,
+}
+
+impl Optimizer {
+    /// Zero moments; the EMA starts as a copy of the weights.
+    pub fn new(gpu: &Gpu, store: &ParamStore, config: AdamConfig, ema_decay: Option<f32>) -> Result<Optimizer> {
+        let moments = store
+            .iter()
+            .map(|p| Ok((p.name.clone(), Tensor::zeros(gpu, p.value.shape())?, Tensor::zeros(gpu, p.value.shape())?)))
+            .collect::<Result<Vec<_>>>()?;
+        let ema = match ema_decay {
+            Some(_) => Some(store.iter().map(|p| Ok((p.name.clone(), p.value.deep_clone()?))).collect::<Result<Vec<_>>>()?),
+            None => None,
+        };
+        Ok(Optimizer { config, moments, ema, ema_decay: ema_decay.unwrap_or(0.0), steps: 0 })
+    }
+
+    /// One step from gradients given by name (parameters without a gradient are left alone).
+    pub fn step(&mut self, store: &ParamStore, grads: &[(String, Tensor)]) -> Result<()> {
+        self.steps += 1;
+        for (i, p) in store.iter().enumerate() {
+            let (name, m, v) = &self.moments[i];
+            if name != &p.name {
+                return Err(Error::Other(format!("optimiser state out of order at {name} / {}", p.name)));
+            }
+            let Some((_, g)) = grads.iter().find(|(n, _)| n == name) else { continue };
+            let ema = self.ema.as_ref().map(|e| (&e[i].1, self.ema_decay));
+            adam_step(&p.value, g, m, v, ema, self.config, self.steps)?;
+        }
+        Ok(())
+    }
+
+    /// Swap every parameter's contents with its EMA copy (call twice to swap back).
+    pub fn swap_ema(&self, store: &ParamStore) -> Result<()> {
+        let Some(ema) = &self.ema else { return Ok(()) };
+        for (p, (_, e)) in store.iter().zip(ema) {
+            let tmp = p.value.deep_clone()?;
+            p.value.copy_from(e)?;
+            e.copy_from(&tmp)?;
+        }
+        Ok(())
+    }
+}
