@@ -1,1 +1,573 @@
-fn main() {}
+//! Kernel micro-benchmarks: `cargo bench --bench kernels [-- FILTER ...]`.
+//!
+//! For every case: the first call (pipeline compilation + first dispatch) is timed on its own, then the
+//! case is warmed up and run N times; the median is reported. Times come from GPU timestamp queries when
+//! the adapter has them (`Gpu::time_gpu`), else from the wall clock around the work plus a device sync.
+//! Matmuls report GFLOP/s (2·M·N·K) next to OpenBLAS SGEMM through numpy on the same shapes in the same
+//! run (`benches/numpy_sgemm.py`; skipped with a note when python3/numpy are missing); bandwidth-bound
+//! kernels report GB/s (bytes read + written). Every result is also appended as one JSON object per line
+//! to `$CARGO_TARGET_DIR/bench-results.jsonl` (default `target/`).
+//!
+//! Arguments that do not start with `-` are filters: a case runs when its kernel name contains one of
+//! them (`matmul`, `softmax`, `gelu`, `add`, `permute`, `sum`, `dispatch`). Environment:
+//! `VITGAN_BENCH_SECONDS` (time budget per case for the repetitions, default 2),
+//! `VITGAN_BENCH_REPS` (fixed repetition count), plus the adapter choice of `Gpu::default_adapter`
+//! (`VITGAN_ADAPTER`, `VITGAN_BACKEND`) and `VITGAN_MATMUL_TILE`.
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use vitgan::ops::elementwise::{self, Unary};
+use vitgan::ops::matmul::{Activation, MatmulOptions, TileConfig, matmul_fused};
+use vitgan::ops::{layout, reduce, softmax};
+use vitgan::{Gpu, Result, Tensor};
+
+/// What a case's throughput is measured in.
+#[derive(Clone, Copy)]
+enum Work {
+    /// Floating-point operations per run (reported as GFLOP/s).
+    Flops(f64),
+    /// Bytes read + written per run (reported as GB/s).
+    Bytes(f64),
+}
+
+/// Timing of one case.
+struct Measurement {
+    first_call_ms: f64,
+    median_ms: f64,
+    reps: usize,
+    /// `"gpu"` (timestamp queries) or `"wall"` (wall clock + sync).
+    timer: &'static str,
+}
+
+/// A matmul shape: C[M,N] = op(A)·op(B) with inner dimension K.
+#[derive(Clone, Copy)]
+struct MatmulShape {
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl MatmulShape {
+    const fn plain(m: usize, k: usize, n: usize) -> MatmulShape {
+        MatmulShape {
+            m,
+            k,
+            n,
+            trans_a: false,
+            trans_b: false,
+        }
+    }
+    fn label(&self) -> String {
+        format!(
+            "{}x{}x{}{}{}",
+            self.m,
+            self.k,
+            self.n,
+            if self.trans_a { " Aᵀ" } else { "" },
+            if self.trans_b { " Bᵀ" } else { "" }
+        )
+    }
+    fn flops(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64
+    }
+}
+
+/// OpenBLAS SGEMM throughput (GFLOP/s) for one shape, when numpy could be run.
+struct Yardstick {
+    shape: MatmulShape,
+    gflops: f64,
+}
+
+struct Bench {
+    gpu: Gpu,
+    filters: Vec<String>,
+    rng: StdRng,
+    results_path: PathBuf,
+    adapter: String,
+    backend: String,
+    date: u64,
+}
+
+impl Bench {
+    fn selected(&self, kernel: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| kernel.contains(f.as_str()))
+    }
+
+    fn random_tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| self.rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_slice(&self.gpu, &data, shape)
+    }
+
+    /// First call, warm-up, then the median of N runs of `body` (which records dispatches).
+    fn measure(&self, body: &dyn Fn() -> Result<()>) -> Result<Measurement> {
+        let gpu = &self.gpu;
+        gpu.sync()?;
+        let t0 = Instant::now();
+        body()?;
+        gpu.sync()?;
+        let first_call_ms = ms_since(t0);
+
+        // warm-up: at least one more run, and until ~10% of the budget is spent
+        let budget_ms = env_f64("VITGAN_BENCH_SECONDS", 2.0) * 1e3;
+        let warm = Instant::now();
+        let mut one_ms;
+        loop {
+            let t = Instant::now();
+            body()?;
+            gpu.sync()?;
+            one_ms = ms_since(t);
+            if ms_since(warm) >= 0.1 * budget_ms || ms_since(warm) >= 3.0 * one_ms.max(1.0) {
+                break;
+            }
+        }
+        let reps = match std::env::var("VITGAN_BENCH_REPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(n) => std::cmp::max(n, 1),
+            None => ((budget_ms / one_ms.max(1e-3)).ceil() as usize).clamp(5, 200),
+        };
+        let mut times = Vec::with_capacity(reps);
+        let mut timer = "gpu";
+        for _ in 0..reps {
+            let t = Instant::now();
+            match gpu.time_gpu(body)? {
+                Some(ms) => times.push(ms),
+                None => {
+                    times.push(ms_since(t));
+                    timer = "wall";
+                }
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(Measurement {
+            first_call_ms,
+            median_ms: times[times.len() / 2],
+            reps,
+            timer,
+        })
+    }
+
+    /// Print one result row and append it to the JSONL file.
+    fn report(
+        &self,
+        kernel: &str,
+        shape: &str,
+        work: Work,
+        m: &Measurement,
+        yardstick: Option<f64>,
+    ) -> Result<()> {
+        let rate = match work {
+            Work::Flops(f) => f / m.median_ms / 1e6,
+            Work::Bytes(b) => b / m.median_ms / 1e6,
+        };
+        let unit = match work {
+            Work::Flops(_) => "GFLOP/s",
+            Work::Bytes(_) => "GB/s",
+        };
+        let versus = match yardstick {
+            Some(y) => format!("  numpy {y:7.1} GFLOP/s  ratio {:5.3}", rate / y),
+            None => String::new(),
+        };
+        println!(
+            "{kernel:<18} {shape:<22} {:>9.3} ms  {rate:>8.2} {unit:<7}  first {:>8.1} ms  ({} x{}){versus}  [{}]",
+            m.median_ms, m.first_call_ms, m.timer, m.reps, self.adapter
+        );
+        let mut json = format!(
+            "{{\"kernel\":{},\"shape\":{},\"adapter\":{},\"backend\":{},\"median_ms\":{},\"first_call_ms\":{}",
+            json_str(kernel),
+            json_str(shape),
+            json_str(&self.adapter),
+            json_str(&self.backend),
+            json_num(m.median_ms),
+            json_num(m.first_call_ms),
+        );
+        match work {
+            Work::Flops(_) => json += &format!(",\"gflops\":{}", json_num(rate)),
+            Work::Bytes(_) => json += &format!(",\"gbps\":{}", json_num(rate)),
+        }
+        if let Some(y) = yardstick {
+            json += &format!(
+                ",\"numpy_gflops\":{},\"ratio\":{}",
+                json_num(y),
+                json_num(rate / y)
+            );
+        }
+        json += &format!(
+            ",\"timer\":{},\"reps\":{},\"date\":{}}}",
+            json_str(m.timer),
+            m.reps,
+            self.date
+        );
+        self.append_json(&json)
+    }
+
+    fn append_json(&self, line: &str) -> Result<()> {
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.results_path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.results_path)?;
+            writeln!(f, "{line}")
+        };
+        write().map_err(|e| {
+            vitgan::Error::Device(format!(
+                "could not append to {}: {e}",
+                self.results_path.display()
+            ))
+        })
+    }
+
+    fn matmul_case(
+        &mut self,
+        kernel: &str,
+        s: MatmulShape,
+        epilogue: bool,
+        yardsticks: &[Yardstick],
+    ) -> Result<()> {
+        let a_shape = if s.trans_a { [s.k, s.m] } else { [s.m, s.k] };
+        let b_shape = if s.trans_b { [s.n, s.k] } else { [s.k, s.n] };
+        let a = self.random_tensor(&a_shape)?;
+        let b = self.random_tensor(&b_shape)?;
+        let bias = self.random_tensor(&[s.n])?;
+        let opts = MatmulOptions {
+            trans_a: s.trans_a,
+            trans_b: s.trans_b,
+            bias: epilogue.then_some(&bias),
+            act: if epilogue {
+                Activation::Gelu
+            } else {
+                Activation::None
+            },
+            save_preact: false,
+        };
+        let m = self.measure(&|| matmul_fused(&a, &b, opts).map(drop))?;
+        let numpy = yardsticks
+            .iter()
+            .find(|y| {
+                let t = y.shape;
+                (t.m, t.k, t.n, t.trans_a, t.trans_b) == (s.m, s.k, s.n, s.trans_a, s.trans_b)
+            })
+            .map(|y| y.gflops);
+        self.report(kernel, &s.label(), Work::Flops(s.flops()), &m, numpy)
+    }
+
+    /// A bandwidth-bound case on freshly made random inputs.
+    fn bandwidth_case(
+        &mut self,
+        kernel: &str,
+        shapes: &[&[usize]],
+        bytes: f64,
+        run: impl Fn(&[Tensor]) -> Result<Tensor>,
+    ) -> Result<()> {
+        if !self.selected(kernel) {
+            return Ok(());
+        }
+        let inputs = shapes
+            .iter()
+            .map(|s| self.random_tensor(s))
+            .collect::<Result<Vec<_>>>()?;
+        let m = self.measure(&|| run(&inputs).map(drop))?;
+        self.report(
+            kernel,
+            &format!("{:?}", shapes[0]),
+            Work::Bytes(bytes),
+            &m,
+            None,
+        )
+    }
+
+    /// Per-dispatch cost of 1,000 tiny kernels: all recorded then submitted once, vs a submit after each.
+    fn dispatch_overhead(&mut self) -> Result<()> {
+        const N: usize = 1000;
+        let x = self.random_tensor(&[256])?;
+        let gpu = self.gpu.clone();
+        let run = |flush_each: bool| -> Result<f64> {
+            gpu.sync()?;
+            let t = Instant::now();
+            for _ in 0..N {
+                drop(elementwise::unary(&x, Unary::Relu)?);
+                if flush_each {
+                    gpu.flush()?;
+                }
+            }
+            gpu.sync()?;
+            Ok(ms_since(t))
+        };
+        let mut results = Vec::new();
+        for (kernel, flush_each) in [("dispatch_batched", false), ("dispatch_submit_each", true)] {
+            let t = Instant::now();
+            run(flush_each)?;
+            let first_call_ms = ms_since(t);
+            let mut times = (0..5)
+                .map(|_| run(flush_each))
+                .collect::<Result<Vec<_>>>()?;
+            times.sort_by(f64::total_cmp);
+            let median_ms = times[times.len() / 2];
+            let us = median_ms * 1e3 / N as f64;
+            println!(
+                "{kernel:<18} {:<22} {median_ms:>9.3} ms  {us:>8.2} µs/dispatch  first {first_call_ms:>8.1} ms  (wall x5)  [{}]",
+                format!("{N} x relu[256]"),
+                self.adapter
+            );
+            self.append_json(&format!(
+                "{{\"kernel\":{},\"shape\":{},\"adapter\":{},\"backend\":{},\"median_ms\":{},\"first_call_ms\":{},\"us_per_dispatch\":{},\"timer\":\"wall\",\"reps\":5,\"date\":{}}}",
+                json_str(kernel),
+                json_str(&format!("{N}x[256]")),
+                json_str(&self.adapter),
+                json_str(&self.backend),
+                json_num(median_ms),
+                json_num(first_call_ms),
+                json_num(us),
+                self.date
+            ))?;
+            results.push(us);
+        }
+        println!(
+            "dispatch overhead: {:.2} µs batched vs {:.2} µs with a submit after each ({:.1}x)",
+            results[0],
+            results[1],
+            results[1] / results[0]
+        );
+        Ok(())
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|v: &f64| *v > 0.0)
+        .unwrap_or(default)
+}
+
+/// A JSON string literal (quotes, backslashes and control characters escaped).
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number (non-finite values become `null`).
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "null".to_string()
+    }
+}
+
+/// `$CARGO_TARGET_DIR/bench-results.jsonl`, or `target/` under the crate root.
+fn results_path() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var("CARGO_TARGET_DIR") {
+        Ok(d) if !d.is_empty() => root.join(d), // an absolute path replaces `root`
+        _ => root.join("target"),
+    };
+    dir.join("bench-results.jsonl")
+}
+
+/// Run OpenBLAS SGEMM (numpy, all cores) on `shapes`; `None` with a printed note when it cannot run.
+fn numpy_yardsticks(shapes: &[MatmulShape]) -> Option<Vec<Yardstick>> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/numpy_sgemm.py");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let args: Vec<String> = shapes
+        .iter()
+        .map(|s| {
+            format!(
+                "{},{},{},{},{}",
+                s.m, s.k, s.n, s.trans_a as u8, s.trans_b as u8
+            )
+        })
+        .collect();
+    let out = match Command::new("python3")
+        .arg(&script)
+        .args(&args)
+        .env("OPENBLAS_NUM_THREADS", threads.to_string())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            println!("note: python3 could not be run ({e}); skipping the numpy/OpenBLAS ratio");
+            return None;
+        }
+    };
+    if !out.status.success() {
+        println!(
+            "note: numpy SGEMM yardstick failed ({}); skipping the ratio",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [m, k, n, ta, tb, _ms, gflops] = v[..] {
+            found.push(Yardstick {
+                shape: MatmulShape {
+                    m: m as usize,
+                    k: k as usize,
+                    n: n as usize,
+                    trans_a: ta != 0.0,
+                    trans_b: tb != 0.0,
+                },
+                gflops,
+            });
+        }
+    }
+    println!("numpy/OpenBLAS SGEMM ({threads} threads) measured on the matmul shapes");
+    Some(found)
+}
+
+fn main() -> Result<()> {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let gpu = Gpu::default_adapter()?;
+    let info = gpu.info().clone();
+    println!("adapter: {}", gpu.describe());
+    println!(
+        "timer: {}; matmul tiles {:?}",
+        if gpu.has_timestamps() {
+            "GPU timestamps"
+        } else {
+            "wall clock + device sync"
+        },
+        TileConfig::for_gpu(&gpu)
+    );
+    let mut bench = Bench {
+        gpu,
+        filters,
+        rng: StdRng::seed_from_u64(0x5eed),
+        results_path: results_path(),
+        adapter: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        date: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+
+    // --- matmul, with OpenBLAS as the yardstick -------------------------------------------------
+    let plain = [
+        MatmulShape::plain(8192, 384, 1152),
+        MatmulShape::plain(8192, 384, 1536),
+        MatmulShape::plain(8192, 1536, 384),
+        MatmulShape::plain(8192, 384, 384),
+        MatmulShape::plain(1024, 384, 1536),
+    ];
+    // the two backward products of a Linear(384→1536) on 8192 tokens: dW = Xᵀ·dY and dX = dY·Wᵀ
+    let transposed = [
+        (
+            "matmul_at",
+            MatmulShape {
+                trans_a: true,
+                ..MatmulShape::plain(384, 8192, 1536)
+            },
+        ),
+        (
+            "matmul_bt",
+            MatmulShape {
+                trans_b: true,
+                ..MatmulShape::plain(8192, 1536, 384)
+            },
+        ),
+    ];
+    let fused = MatmulShape::plain(8192, 384, 1536);
+    let mut wanted: Vec<MatmulShape> = Vec::new();
+    if bench.selected("matmul") {
+        wanted.extend(plain);
+    }
+    for (kernel, s) in transposed {
+        if bench.selected(kernel) {
+            wanted.push(s);
+        }
+    }
+    let yardsticks = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        numpy_yardsticks(&wanted).unwrap_or_default()
+    };
+    if bench.selected("matmul") {
+        for s in plain {
+            bench.matmul_case("matmul", s, false, &yardsticks)?;
+        }
+    }
+    if bench.selected("matmul_bias_gelu") {
+        bench.matmul_case("matmul_bias_gelu", fused, true, &yardsticks)?;
+    }
+    for (kernel, s) in transposed {
+        if bench.selected(kernel) {
+            bench.matmul_case(kernel, s, false, &yardsticks)?;
+        }
+    }
+
+    // --- bandwidth-bound kernels ----------------------------------------------------------------
+    let f = 4.0; // bytes per f32
+    for row in [65usize, 256] {
+        // attention scores of 128 images × 6 heads × 65 queries (64 patches + class token), over 65
+        // keys, and the same row count over 256 keys (a longer sequence)
+        let rows = 128 * 6 * 65;
+        let n = (rows * row) as f64;
+        bench.bandwidth_case(
+            &format!("softmax_{row}"),
+            &[&[rows, row]],
+            2.0 * f * n,
+            |x| softmax::softmax(&x[0]),
+        )?;
+    }
+    let tokens = [128 * 64, 1536];
+    let n = (tokens[0] * tokens[1]) as f64;
+    bench.bandwidth_case("gelu", &[&tokens], 2.0 * f * n, |x| {
+        elementwise::unary(&x[0], Unary::Gelu)
+    })?;
+    bench.bandwidth_case("add", &[&tokens, &tokens], 3.0 * f * n, |x| {
+        elementwise::add(&x[0], &x[1])
+    })?;
+    // heads split: [B, T, H, dh] → [B, H, T, dh]
+    bench.bandwidth_case("permute_0213", &[&[128, 64, 6, 256]], 2.0 * f * n, |x| {
+        layout::permute(&x[0], &[0, 2, 1, 3])
+    })?;
+    // bias gradient: Σ over the token axis
+    bench.bandwidth_case("sum_axis0", &[&tokens], f * (n + tokens[1] as f64), |x| {
+        reduce::sum_axis(&x[0], 0, false)
+    })?;
+    bench.bandwidth_case("sum_axis1", &[&tokens], f * (n + tokens[0] as f64), |x| {
+        reduce::sum_axis(&x[0], 1, false)
+    })?;
+
+    // --- dispatch overhead ------------------------------------------------------------------------
+    if bench.selected("dispatch") {
+        bench.dispatch_overhead()?;
+    }
+    println!("results appended to {}", bench.results_path.display());
+    Ok(())
+}

@@ -81,10 +81,16 @@ fn parse_args() -> Result<Option<Args>> {
             return Ok(None);
         }
         let mut value = || {
-            it.next().ok_or_else(|| Error::Config { field: flag.clone(), detail: "needs a value".into() })
+            it.next().ok_or_else(|| Error::Config {
+                field: flag.clone(),
+                detail: "needs a value".into(),
+            })
         };
         fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T> {
-            v.parse().map_err(|_| Error::Config { field: flag.into(), detail: format!("`{v}` is not a valid number") })
+            v.parse().map_err(|_| Error::Config {
+                field: flag.into(),
+                detail: format!("`{v}` is not a valid number"),
+            })
         }
         match flag.as_str() {
             "--preset" => a.preset = value()?,
@@ -117,7 +123,10 @@ fn parse_args() -> Result<Option<Args>> {
             "--adapter" => a.gpu.adapter = Some(value()?),
             "--backend" => a.gpu.backend = Some(value()?),
             other => {
-                return Err(Error::Config { field: other.into(), detail: "unknown option; see --help".into() });
+                return Err(Error::Config {
+                    field: other.into(),
+                    detail: "unknown option; see --help".into(),
+                });
             }
         }
     }
@@ -133,12 +142,17 @@ fn load_data(spec: &str, model: &ModelConfig, seed: u64) -> Result<ImageDataset>
         if !path.exists() {
             return Err(Error::Config {
                 field: "--data".into(),
-                detail: format!("{spec} does not exist; give a CIFAR-10 .bin file/directory, a PNG folder, or `synthetic`"),
+                detail: format!(
+                    "{spec} does not exist; give a CIFAR-10 .bin file/directory, a PNG folder, or `synthetic`"
+                ),
             });
         }
         let is_cifar = path.is_file()
             || std::fs::read_dir(path)
-                .map_err(|e| Error::Io { path: spec.into(), source: e })?
+                .map_err(|e| Error::Io {
+                    path: spec.into(),
+                    source: e,
+                })?
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".bin"));
         if is_cifar {
@@ -150,10 +164,17 @@ fn load_data(spec: &str, model: &ModelConfig, seed: u64) -> Result<ImageDataset>
     if ds.channels != model.channels {
         return Err(Error::Config {
             field: "--data".into(),
-            detail: format!("the data has {} channels but the preset expects {}", ds.channels, model.channels),
+            detail: format!(
+                "the data has {} channels but the preset expects {}",
+                ds.channels, model.channels
+            ),
         });
     }
-    Ok(if ds.size != size { ds.resized(size) } else { ds })
+    Ok(if ds.size != size {
+        ds.resized(size)
+    } else {
+        ds
+    })
 }
 
 fn main() {
@@ -164,16 +185,28 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let Some(args) = parse_args()? else { return Ok(()) };
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
     let model = ModelConfig::preset(&args.preset)?;
     let mut train = args.train.clone();
-    train.batch = args.batch.unwrap_or(if model.name == "tiny" { 32 } else { 128 });
-    let steps = args.steps.unwrap_or(if model.name == "tiny" { 2000 } else { 100_000 });
+    train.batch = args
+        .batch
+        .unwrap_or(if model.name == "tiny" { 32 } else { 128 });
+    let steps = args
+        .steps
+        .unwrap_or(if model.name == "tiny" { 2000 } else { 100_000 });
     let gpu = Gpu::new(args.gpu.clone())?;
     eprintln!("adapter: {}", gpu.describe());
     let data = load_data(&args.data, &model, train.seed)?;
-    eprintln!("data: {} ({} images, {}x{}x{})", data.source, data.len, data.size, data.size, data.channels);
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io { path: args.out.display().to_string(), source: e })?;
+    eprintln!(
+        "data: {} ({} images, {}x{}x{})",
+        data.source, data.len, data.size, data.size, data.channels
+    );
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
+        path: args.out.display().to_string(),
+        source: e,
+    })?;
 
     let mut trainer = Trainer::new(&gpu, &model, &train)?;
     eprintln!(
@@ -198,7 +231,12 @@ fn run() -> Result<()> {
     }
 
     let batcher = Batcher::new(data.len, train.batch, train.seed);
-    let shape = [train.batch, model.image_size, model.image_size, model.channels];
+    let shape = [
+        train.batch,
+        model.image_size,
+        model.image_size,
+        model.channels,
+    ];
     let real = Tensor::zeros(&gpu, &shape)?;
     let fixed_z = trainer.latents(64, u64::MAX, 7)?; // the same latents for every sample grid
     let mut host_batch = Vec::new();
@@ -211,7 +249,10 @@ fn run() -> Result<()> {
         .create(true)
         .append(true)
         .open(args.out.join("train.log"))
-        .map_err(|e| Error::Io { path: args.out.join("train.log").display().to_string(), source: e })?;
+        .map_err(|e| Error::Io {
+            path: args.out.join("train.log").display().to_string(),
+            source: e,
+        })?;
 
     while trainer.step < steps {
         let step = trainer.step;
@@ -255,7 +296,11 @@ fn run() -> Result<()> {
         if trainer.step % args.checkpoint_every == 0 || finished || stop {
             trainer.save_checkpoint(&ckpt_path)?;
             if stop || finished {
-                eprintln!("\ncheckpoint written to {} at step {}", ckpt_path.display(), trainer.step);
+                eprintln!(
+                    "\ncheckpoint written to {} at step {}",
+                    ckpt_path.display(),
+                    trainer.step
+                );
             }
         }
         if stop {
@@ -263,7 +308,11 @@ fn run() -> Result<()> {
             return Ok(());
         }
     }
-    eprintln!("\ndone: {} steps; samples and loss plot in {}", trainer.step, args.out.display());
+    eprintln!(
+        "\ndone: {} steps; samples and loss plot in {}",
+        trainer.step,
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -272,16 +321,33 @@ fn f32_of(r: vitgan::gpu::Readback) -> Result<f32> {
     Ok(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-fn write_samples(trainer: &Trainer, z: &Tensor, out: &Path, history: &[(u64, f32, f32)]) -> Result<()> {
+fn write_samples(
+    trainer: &Trainer,
+    z: &Tensor,
+    out: &Path,
+    history: &[(u64, f32, f32)],
+) -> Result<()> {
     let m = &trainer.model;
     let images = trainer.sample_ema(z)?.to_vec()?;
     let n = z.shape()[0];
-    vitgan::io::image::save_image_grid(&out.join("samples.png"), &images, n, m.image_size, m.channels, 8)?;
+    vitgan::io::image::save_image_grid(
+        &out.join("samples.png"),
+        &images,
+        n,
+        m.image_size,
+        m.channels,
+        8,
+    )?;
     let step_name = out.join(format!("samples_{:07}.png", trainer.step));
     vitgan::io::image::save_image_grid(&step_name, &images, n, m.image_size, m.channels, 8)?;
     let d: Vec<(u64, f32)> = history.iter().map(|h| (h.0, h.1)).collect();
     let g: Vec<(u64, f32)> = history.iter().map(|h| (h.0, h.2)).collect();
-    vitgan::io::image::save_loss_plot(&out.join("losses.png"), &[("D loss", &d), ("G loss", &g)], 640, 360)
+    vitgan::io::image::save_loss_plot(
+        &out.join("losses.png"),
+        &[("D loss", &d), ("G loss", &g)],
+        640,
+        360,
+    )
 }
 
 fn format_duration(secs: f64) -> String {

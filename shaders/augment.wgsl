@@ -1,7 +1,7 @@
 // Differentiable augmentation (DiffAugment-style), on NHWC images [B, H, W, C].
 //
-// augment_params: per-sample random parameters from a counter-based hash (no host data), each op applied
-// with probability `prob` (else its neutral value). Row b of the [B, 12] output:
+// augment_params: per-sample random parameters from a counter-based hash (no host data), each enabled op
+// (bit mask `ops`) applied with probability `prob` (else its neutral value). Row b of the [B, 12] output:
 //   0 brightness offset β ∈ [−0.5, 0.5)     (neutral 0)
 //   1 saturation factor s ∈ [0, 2)          (neutral 1)
 //   2 contrast factor   c ∈ [0.5, 1.5)      (neutral 1)
@@ -21,7 +21,7 @@ struct Params {
     c: u32,
     seed: u32,
     prob: f32,
-    _pad0: u32,
+    ops: u32, // bit k enables op k: 0 brightness, 1 saturation, 2 contrast, 3 translation, 4 scale, 5 cutout
     _pad1: u32,
 }
 
@@ -46,6 +46,10 @@ fn rand01(sample: u32, slot: u32) -> f32 {
     return f32(h >> 8u) / 16777216.0;
 }
 
+fn enabled(op: u32) -> bool {
+    return (p.ops & (1u << op)) != 0u;
+}
+
 @compute @workgroup_size(64)
 fn augment_params(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
@@ -59,25 +63,25 @@ fn augment_params(@builtin(global_invocation_id) gid: vec3<u32>) {
     params_out[o + 1u] = 1.0;
     params_out[o + 2u] = 1.0;
     params_out[o + 5u] = 1.0;
-    if (rand01(b, 0u) < p.prob) {
+    if (enabled(0u) && rand01(b, 0u) < p.prob) {
         params_out[o + 0u] = rand01(b, 10u) - 0.5;
     }
-    if (rand01(b, 1u) < p.prob) {
+    if (enabled(1u) && rand01(b, 1u) < p.prob) {
         params_out[o + 1u] = rand01(b, 11u) * 2.0;
     }
-    if (rand01(b, 2u) < p.prob) {
+    if (enabled(2u) && rand01(b, 2u) < p.prob) {
         params_out[o + 2u] = rand01(b, 12u) + 0.5;
     }
-    if (rand01(b, 3u) < p.prob) {
+    if (enabled(3u) && rand01(b, 3u) < p.prob) {
         let ry = i32(p.h / 8u);
         let rx = i32(p.w / 8u);
         params_out[o + 3u] = f32(i32(floor(rand01(b, 13u) * f32(2 * ry + 1))) - ry);
         params_out[o + 4u] = f32(i32(floor(rand01(b, 14u) * f32(2 * rx + 1))) - rx);
     }
-    if (rand01(b, 4u) < p.prob) {
+    if (enabled(4u) && rand01(b, 4u) < p.prob) {
         params_out[o + 5u] = 0.8 + rand01(b, 15u) * 0.45;
     }
-    if (rand01(b, 5u) < p.prob) {
+    if (enabled(5u) && rand01(b, 5u) < p.prob) {
         params_out[o + 6u] = floor(rand01(b, 16u) * f32(p.h));
         params_out[o + 7u] = floor(rand01(b, 17u) * f32(p.w));
         params_out[o + 8u] = f32(p.h / 2u);

@@ -1,7 +1,7 @@
 mod common;
 use common::*;
 use vitgan::ops::augment::{
-    PARAMS_PER_SAMPLE, augment_params, geometric_backward, geometric_forward,
+    AugmentOps, PARAMS_PER_SAMPLE, augment_params, geometric_backward, geometric_forward,
 };
 
 fn tent(d: f64) -> f64 {
@@ -45,14 +45,14 @@ fn geometric_ref(aug: &[f32], img: &[f64], [b, h, w, c]: [usize; 4]) -> Vec<f64>
 fn parameters_respect_probability_and_ranges() {
     let g = gpu();
     let shape = [257, 16, 16, 3];
-    let none = augment_params(&g, &shape, 5, 0.0)
+    let none = augment_params(&g, &shape, 5, 0.0, AugmentOps::ALL)
         .unwrap()
         .to_vec()
         .unwrap();
     for row in none.chunks(PARAMS_PER_SAMPLE) {
         assert_eq!(&row[..9], &[0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
     }
-    let all = augment_params(&g, &shape, 5, 1.0)
+    let all = augment_params(&g, &shape, 5, 1.0, AugmentOps::ALL)
         .unwrap()
         .to_vec()
         .unwrap();
@@ -66,12 +66,24 @@ fn parameters_respect_probability_and_ranges() {
         assert!((0.8..1.25).contains(&row[5]) && row[8] == 8.0);
     }
     // different seeds give different draws; p = 0.8 applies each op to roughly 80% of samples
-    let other = augment_params(&g, &shape, 6, 1.0)
+    let other = augment_params(&g, &shape, 6, 1.0, AugmentOps::ALL)
         .unwrap()
         .to_vec()
         .unwrap();
     assert_ne!(all, other);
-    let some = augment_params(&g, &shape, 7, 0.8)
+    let shift = augment_params(&g, &shape, 5, 1.0, AugmentOps::SHIFT)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for row in shift.chunks(PARAMS_PER_SAMPLE) {
+        assert_eq!(
+            (row[0], row[1], row[2], row[8]),
+            (0.0, 1.0, 1.0, 0.0),
+            "only translation and scale"
+        );
+    }
+    assert!(shift.chunks(PARAMS_PER_SAMPLE).any(|r| r[5] != 1.0));
+    let some = augment_params(&g, &shape, 7, 0.8, AugmentOps::ALL)
         .unwrap()
         .to_vec()
         .unwrap();
@@ -96,7 +108,7 @@ fn geometric_matches_reference_and_backward_is_its_transpose() {
         let n: usize = shape.iter().product();
         let mut r = rng(i as u64);
         let x = random(&mut r, n, -1.0, 1.0);
-        let aug = augment_params(&g, &shape, 100 + i as u32, 1.0).unwrap();
+        let aug = augment_params(&g, &shape, 100 + i as u32, 1.0, AugmentOps::ALL).unwrap();
         let augv = aug.to_vec().unwrap();
         let y = geometric_forward(&aug, &upload(&x, &shape))
             .unwrap()
@@ -145,7 +157,7 @@ fn neutral_parameters_are_the_identity() {
     let g = gpu();
     let shape = [2, 9, 9, 3];
     let x = random(&mut rng(1), 486, -1.0, 1.0);
-    let aug = augment_params(&g, &shape, 1, 0.0).unwrap();
+    let aug = augment_params(&g, &shape, 1, 0.0, AugmentOps::ALL).unwrap();
     let y = geometric_forward(&aug, &upload(&x, &shape))
         .unwrap()
         .to_vec()

@@ -119,7 +119,11 @@ impl Tape {
 
     /// A named parameter as a leaf that requires a gradient (unless frozen).
     pub fn param(&self, p: &Parameter) -> Var {
-        let frozen = self.frozen.borrow().iter().any(|f| p.name.starts_with(f.as_str()));
+        let frozen = self
+            .frozen
+            .borrow()
+            .iter()
+            .any(|f| p.name.starts_with(f.as_str()));
         self.push(Node {
             value: p.value.clone(),
             requires_grad: !frozen,

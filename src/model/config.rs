@@ -71,7 +71,13 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// The paper's 32×32 (CIFAR-10) setting: 4 blocks each, D = 384, MLP 1536, 6 heads, patch 4.
     pub fn cifar32() -> Self {
-        let net = NetConfig { patch: 4, depth: 4, width: 384, heads: 6, mlp_hidden: 1536 };
+        let net = NetConfig {
+            patch: 4,
+            depth: 4,
+            width: 384,
+            heads: 6,
+            mlp_hidden: 1536,
+        };
         ModelConfig {
             name: "cifar32".into(),
             image_size: 32,
@@ -91,7 +97,13 @@ impl ModelConfig {
 
     /// 64×64 (CelebA): 6 blocks, patch 8 for G (64 tokens); D uses patch 8 as well.
     pub fn celeba64() -> Self {
-        let net = NetConfig { patch: 8, depth: 6, width: 384, heads: 6, mlp_hidden: 1536 };
+        let net = NetConfig {
+            patch: 8,
+            depth: 6,
+            width: 384,
+            heads: 6,
+            mlp_hidden: 1536,
+        };
         ModelConfig {
             name: "celeba64".into(),
             image_size: 64,
@@ -103,12 +115,21 @@ impl ModelConfig {
 
     /// 64×64 (LSUN bedroom): as celeba64.
     pub fn lsun64() -> Self {
-        ModelConfig { name: "lsun64".into(), ..Self::celeba64() }
+        ModelConfig {
+            name: "lsun64".into(),
+            ..Self::celeba64()
+        }
     }
 
     /// Small enough to train visibly within minutes on a CPU (lavapipe): 16×16, width 64, 2 blocks.
     pub fn tiny() -> Self {
-        let net = NetConfig { patch: 4, depth: 2, width: 64, heads: 4, mlp_hidden: 128 };
+        let net = NetConfig {
+            patch: 4,
+            depth: 2,
+            width: 64,
+            heads: 4,
+            mlp_hidden: 128,
+        };
         ModelConfig {
             name: "tiny".into(),
             image_size: 16,
@@ -131,14 +152,21 @@ impl ModelConfig {
             "tiny" => Ok(Self::tiny()),
             other => Err(Error::Config {
                 field: "preset".into(),
-                detail: format!("unknown preset `{other}`; choose cifar32, celeba64, lsun64 or tiny"),
+                detail: format!(
+                    "unknown preset `{other}`; choose cifar32, celeba64, lsun64 or tiny"
+                ),
             }),
         }
     }
 
     /// Check every field; the error names the offending one.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, detail: String| Err(Error::Config { field: field.into(), detail });
+        let bad = |field: &str, detail: String| {
+            Err(Error::Config {
+                field: field.into(),
+                detail,
+            })
+        };
         if self.image_size == 0 {
             return bad("image_size", "must be positive".into());
         }
@@ -151,21 +179,33 @@ impl ModelConfig {
         if self.inr_hidden == 0 {
             return bad("inr_hidden", "must be positive".into());
         }
-        for (who, net) in [("generator", &self.generator), ("discriminator", &self.discriminator)] {
+        for (who, net) in [
+            ("generator", &self.generator),
+            ("discriminator", &self.discriminator),
+        ] {
             if net.patch == 0 || self.image_size % net.patch != 0 {
                 return bad(
                     &format!("{who}.patch"),
-                    format!("image size {} is not divisible by patch {}", self.image_size, net.patch),
+                    format!(
+                        "image size {} is not divisible by patch {}",
+                        self.image_size, net.patch
+                    ),
                 );
             }
             if net.width == 0 || net.heads == 0 || net.width % net.heads != 0 {
                 return bad(
                     &format!("{who}.heads"),
-                    format!("width {} is not divisible by {} heads", net.width, net.heads),
+                    format!(
+                        "width {} is not divisible by {} heads",
+                        net.width, net.heads
+                    ),
                 );
             }
             if net.width / net.heads > 128 {
-                return bad(&format!("{who}.heads"), format!("head width {} exceeds 128", net.width / net.heads));
+                return bad(
+                    &format!("{who}.heads"),
+                    format!("head width {} exceeds 128", net.width / net.heads),
+                );
             }
             if net.depth == 0 {
                 return bad(&format!("{who}.depth"), "needs at least one block".into());
@@ -200,7 +240,10 @@ impl ModelConfig {
         put("latent_dim", self.latent_dim.to_string());
         put("mapping_layers", self.mapping_layers.to_string());
         put("inr_hidden", self.inr_hidden.to_string());
-        for (who, n) in [("generator", &self.generator), ("discriminator", &self.discriminator)] {
+        for (who, n) in [
+            ("generator", &self.generator),
+            ("discriminator", &self.discriminator),
+        ] {
             put(&format!("{who}.patch"), n.patch.to_string());
             put(&format!("{who}.depth"), n.depth.to_string());
             put(&format!("{who}.width"), n.width.to_string());
@@ -209,7 +252,10 @@ impl ModelConfig {
         }
         put("d_attention", format!("{:?}", self.d_attention));
         put("d_weight_norm", format!("{:?}", self.d_weight_norm));
-        put("d_overlapping_patches", self.d_overlapping_patches.to_string());
+        put(
+            "d_overlapping_patches",
+            self.d_overlapping_patches.to_string(),
+        );
         put("g_style", format!("{:?}", self.g_style));
         put("g_decoder", format!("{:?}", self.g_decoder));
         f

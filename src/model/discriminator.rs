@@ -6,7 +6,9 @@ use super::config::ModelConfig;
 use crate::autodiff::{ParamStore, Parameter, Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::{Attention, Block, Builder, Init, LayerNorm, Linear, LinearOptions, Mlp, Norm, SineEmbedding};
+use crate::nn::{
+    Attention, Block, Builder, Init, LayerNorm, Linear, LinearOptions, Mlp, Norm, SineEmbedding,
+};
 
 /// The discriminator network.
 pub struct Discriminator {
@@ -21,14 +23,27 @@ pub struct Discriminator {
 
 impl Discriminator {
     /// Build with parameters named `discriminator.*` in `store`.
-    pub fn new(gpu: &Gpu, store: &mut ParamStore, init: &mut Init, config: &ModelConfig) -> Result<Discriminator> {
+    pub fn new(
+        gpu: &Gpu,
+        store: &mut ParamStore,
+        init: &mut Init,
+        config: &ModelConfig,
+    ) -> Result<Discriminator> {
         config.validate()?;
         let net = &config.discriminator;
         let d = net.width;
         let mut root = Builder::new(gpu, store, init, "discriminator");
-        let lin = LinearOptions { norm: config.d_weight_norm, ..Default::default() };
+        let lin = LinearOptions {
+            norm: config.d_weight_norm,
+            ..Default::default()
+        };
         let p = net.patch + 2 * Self::overlap_of(config);
-        let patch_embed = Linear::new(&mut root.sub("patch_embed"), p * p * config.channels, d, lin)?;
+        let patch_embed = Linear::new(
+            &mut root.sub("patch_embed"),
+            p * p * config.channels,
+            d,
+            lin,
+        )?;
         let cls = root.init.normal(d, 0.02);
         let class_token = root.param("class_token", &cls, &[1, 1, d])?;
         let grid = config.image_size / net.patch;
@@ -45,19 +60,32 @@ impl Discriminator {
         }
         let final_norm = LayerNorm::new(&mut root.sub("final_norm"), d)?;
         let head = Linear::new(&mut root.sub("head"), d, 1, lin)?;
-        Ok(Discriminator { config: config.clone(), patch_embed, class_token, pos, blocks, final_norm, head })
+        Ok(Discriminator {
+            config: config.clone(),
+            patch_embed,
+            class_token,
+            pos,
+            blocks,
+            final_norm,
+            head,
+        })
     }
 
     /// Patch overlap `o` (P/2 with overlapping patches, else 0).
     pub fn overlap_of(config: &ModelConfig) -> usize {
-        if config.d_overlapping_patches { config.discriminator.patch / 2 } else { 0 }
+        if config.d_overlapping_patches {
+            config.discriminator.patch / 2
+        } else {
+            0
+        }
     }
 
     /// `img`: `[B, H, W, C]` → logits `[B, 1]`.
     pub fn forward(&self, tape: &Tape, img: Var) -> Result<Var> {
         let cfg = &self.config;
         let s = tape.shape(img);
-        if s.len() != 4 || s[1] != cfg.image_size || s[2] != cfg.image_size || s[3] != cfg.channels {
+        if s.len() != 4 || s[1] != cfg.image_size || s[2] != cfg.image_size || s[3] != cfg.channels
+        {
             return Err(Error::shape(
                 "Discriminator",
                 format!(

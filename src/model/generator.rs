@@ -7,8 +7,8 @@ use crate::autodiff::{ParamStore, Tape, Var};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::nn::{
-    Attention, Block, Builder, Init, InrDecoder, LayerNorm, Linear, LinearOptions, Mlp, Norm, SelfModulatedLayerNorm,
-    SineEmbedding,
+    Attention, Block, Builder, Init, InrDecoder, LayerNorm, Linear, LinearOptions, Mlp, Norm,
+    SelfModulatedLayerNorm, SineEmbedding,
 };
 use crate::ops::attention::AttentionKind;
 use crate::ops::elementwise::Unary;
@@ -34,19 +34,29 @@ pub struct Generator {
 
 fn norm(b: &mut Builder, cfg: &ModelConfig, dim: usize) -> Result<Norm> {
     Ok(match cfg.g_style {
-        StyleInjection::SelfModulatedLayerNorm => Norm::SelfModulated(SelfModulatedLayerNorm::new(b, dim, dim)?),
+        StyleInjection::SelfModulatedLayerNorm => {
+            Norm::SelfModulated(SelfModulatedLayerNorm::new(b, dim, dim)?)
+        }
         StyleInjection::AddToTokens => Norm::Layer(LayerNorm::new(b, dim)?),
     })
 }
 
 impl Generator {
     /// Build with parameters named `generator.*` in `store`.
-    pub fn new(gpu: &Gpu, store: &mut ParamStore, init: &mut Init, config: &ModelConfig) -> Result<Generator> {
+    pub fn new(
+        gpu: &Gpu,
+        store: &mut ParamStore,
+        init: &mut Init,
+        config: &ModelConfig,
+    ) -> Result<Generator> {
         config.validate()?;
         let net = &config.generator;
         let d = net.width;
         let mut root = Builder::new(gpu, store, init, "generator");
-        let lin = LinearOptions { equalised_lr: true, ..Default::default() };
+        let lin = LinearOptions {
+            equalised_lr: true,
+            ..Default::default()
+        };
         let mapping = (0..config.mapping_layers.max(1))
             .map(|i| {
                 let fan_in = if i == 0 { config.latent_dim } else { d };
@@ -75,9 +85,18 @@ impl Generator {
                 config.channels,
                 config.inr_hidden,
             )?),
-            PatchDecoder::Linear => Decoder::Linear(Linear::new(&mut root.sub("decoder"), d, pixels, lin)?),
+            PatchDecoder::Linear => {
+                Decoder::Linear(Linear::new(&mut root.sub("decoder"), d, pixels, lin)?)
+            }
         };
-        Ok(Generator { config: config.clone(), mapping, pos, blocks, final_norm, decoder })
+        Ok(Generator {
+            config: config.clone(),
+            mapping,
+            pos,
+            blocks,
+            final_norm,
+            decoder,
+        })
     }
 
     /// The style `w = mapping(z / rms(z))`, `[B, D]`.

@@ -10,7 +10,9 @@ pub struct Init {
 impl Init {
     /// From a seed.
     pub fn new(seed: u64) -> Init {
-        Init { rng: StdRng::seed_from_u64(seed) }
+        Init {
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// `n` standard normal values (Box–Muller).
@@ -26,7 +28,9 @@ impl Init {
 
     /// `n` values uniform in [-bound, bound).
     pub fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
-        (0..n).map(|_| self.rng.random_range(-bound..bound.max(f32::MIN_POSITIVE))).collect()
+        (0..n)
+            .map(|_| self.rng.random_range(-bound..bound.max(f32::MIN_POSITIVE)))
+            .collect()
     }
 
     /// A fresh seed derived from this generator (for components that seed their own state).

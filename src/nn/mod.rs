@@ -26,12 +26,22 @@ pub struct Builder<'a> {
 impl<'a> Builder<'a> {
     /// A builder at the root prefix `prefix`.
     pub fn new(gpu: &'a Gpu, store: &'a mut ParamStore, init: &'a mut Init, prefix: &str) -> Self {
-        Builder { gpu, store, init, prefix: prefix.to_string() }
+        Builder {
+            gpu,
+            store,
+            init,
+            prefix: prefix.to_string(),
+        }
     }
 
     /// A builder for a child component.
     pub fn sub(&mut self, name: impl std::fmt::Display) -> Builder<'_> {
-        Builder { gpu: self.gpu, store: self.store, init: self.init, prefix: format!("{}.{name}", self.prefix) }
+        Builder {
+            gpu: self.gpu,
+            store: self.store,
+            init: self.init,
+            prefix: format!("{}.{name}", self.prefix),
+        }
     }
 
     /// Full name of `leaf` under this prefix.
@@ -79,7 +89,13 @@ pub struct LinearOptions {
 
 impl Default for LinearOptions {
     fn default() -> Self {
-        LinearOptions { equalised_lr: false, norm: WeightNorm::None, bias: true, bias_init: 0.0, gain: 1.0 }
+        LinearOptions {
+            equalised_lr: false,
+            norm: WeightNorm::None,
+            bias: true,
+            bias_init: 0.0,
+            gain: 1.0,
+        }
     }
 }
 
@@ -96,13 +112,25 @@ pub struct Linear {
 
 impl Linear {
     /// A layer `in_features → out_features`.
-    pub fn new(b: &mut Builder, in_features: usize, out_features: usize, o: LinearOptions) -> Result<Linear> {
+    pub fn new(
+        b: &mut Builder,
+        in_features: usize,
+        out_features: usize,
+        o: LinearOptions,
+    ) -> Result<Linear> {
         let fan_in_scale = 1.0 / (in_features.max(1) as f32).sqrt();
-        let (init_std, runtime_scale) =
-            if o.equalised_lr { (o.gain, fan_in_scale) } else { (o.gain * fan_in_scale, 1.0) };
+        let (init_std, runtime_scale) = if o.equalised_lr {
+            (o.gain, fan_in_scale)
+        } else {
+            (o.gain * fan_in_scale, 1.0)
+        };
         let w = b.init.normal(out_features * in_features, init_std);
         let weight = b.param("weight", &w, &[out_features, in_features])?;
-        let bias = if o.bias { Some(b.param("bias", &vec![o.bias_init; out_features], &[out_features])?) } else { None };
+        let bias = if o.bias {
+            Some(b.param("bias", &vec![o.bias_init; out_features], &[out_features])?)
+        } else {
+            None
+        };
         let spectral = match o.norm {
             WeightNorm::None => None,
             norm => {
@@ -116,7 +144,14 @@ impl Linear {
                 Some(sn)
             }
         };
-        Ok(Linear { weight, bias, in_features, out_features, runtime_scale, spectral })
+        Ok(Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+            runtime_scale,
+            spectral,
+        })
     }
 
     /// The effective weight on the tape.
@@ -137,7 +172,10 @@ impl Linear {
         if shape.last() != Some(&self.in_features) {
             return Err(Error::shape(
                 "Linear",
-                format!("{} expects inputs [.., {}], got {shape:?}", self.weight.name, self.in_features),
+                format!(
+                    "{} expects inputs [.., {}], got {shape:?}",
+                    self.weight.name, self.in_features
+                ),
             ));
         }
         let rows = shape.iter().product::<usize>() / self.in_features.max(1);
@@ -168,7 +206,10 @@ pub const LN_EPS: f32 = 1e-5;
 impl LayerNorm {
     /// Over the last axis of width `dim`.
     pub fn new(b: &mut Builder, dim: usize) -> Result<LayerNorm> {
-        Ok(LayerNorm { gamma: b.param("gamma", &vec![1.0; dim], &[dim])?, beta: b.param("beta", &vec![0.0; dim], &[dim])? })
+        Ok(LayerNorm {
+            gamma: b.param("gamma", &vec![1.0; dim], &[dim])?,
+            beta: b.param("beta", &vec![0.0; dim], &[dim])?,
+        })
     }
 
     /// `γ ⊙ (x − μ)/σ + β` per token.
@@ -187,9 +228,20 @@ pub struct SelfModulatedLayerNorm {
 impl SelfModulatedLayerNorm {
     /// Tokens of width `dim` modulated by a style of width `style_dim`.
     pub fn new(b: &mut Builder, dim: usize, style_dim: usize) -> Result<Self> {
-        let small = LinearOptions { gain: 0.1, ..Default::default() };
+        let small = LinearOptions {
+            gain: 0.1,
+            ..Default::default()
+        };
         Ok(SelfModulatedLayerNorm {
-            gamma: Linear::new(&mut b.sub("gamma"), style_dim, dim, LinearOptions { bias_init: 1.0, ..small })?,
+            gamma: Linear::new(
+                &mut b.sub("gamma"),
+                style_dim,
+                dim,
+                LinearOptions {
+                    bias_init: 1.0,
+                    ..small
+                },
+            )?,
             beta: Linear::new(&mut b.sub("beta"), style_dim, dim, small)?,
         })
     }
@@ -216,7 +268,9 @@ impl Norm {
         match (self, style) {
             (Norm::Layer(ln), _) => ln.forward(tape, h),
             (Norm::SelfModulated(sln), Some(w)) => sln.forward(tape, h, w),
-            (Norm::SelfModulated(_), None) => Err(Error::Other("self-modulated LayerNorm needs a style".into())),
+            (Norm::SelfModulated(_), None) => Err(Error::Other(
+                "self-modulated LayerNorm needs a style".into(),
+            )),
         }
     }
 }
@@ -233,7 +287,13 @@ pub struct Attention {
 
 impl Attention {
     /// `heads` heads over width `dim`.
-    pub fn new(b: &mut Builder, dim: usize, heads: usize, kind: AttentionKind, lin: LinearOptions) -> Result<Self> {
+    pub fn new(
+        b: &mut Builder,
+        dim: usize,
+        heads: usize,
+        kind: AttentionKind,
+        lin: LinearOptions,
+    ) -> Result<Self> {
         let parts = if kind == AttentionKind::L2 { 2 } else { 3 };
         Ok(Attention {
             kind,
@@ -259,7 +319,9 @@ impl Attention {
         };
         let o = match self.kind {
             AttentionKind::L2 => tape.l2_attention_tied(part(0)?, part(1)?)?,
-            AttentionKind::Dot => tape.attention(part(0)?, part(1)?, part(2)?, AttentionKind::Dot)?,
+            AttentionKind::Dot => {
+                tape.attention(part(0)?, part(1)?, part(2)?, AttentionKind::Dot)?
+            }
         };
         let o = tape.permute(o, &[0, 2, 1, 3])?; // [B, L, H, Dh]
         let o = tape.reshape(o, &[bsz, len, self.dim])?;
@@ -276,7 +338,10 @@ pub struct Mlp {
 impl Mlp {
     /// Width `dim`, hidden width `hidden`.
     pub fn new(b: &mut Builder, dim: usize, hidden: usize, lin: LinearOptions) -> Result<Mlp> {
-        Ok(Mlp { fc1: Linear::new(&mut b.sub("fc1"), dim, hidden, lin)?, fc2: Linear::new(&mut b.sub("fc2"), hidden, dim, lin)? })
+        Ok(Mlp {
+            fc1: Linear::new(&mut b.sub("fc1"), dim, hidden, lin)?,
+            fc2: Linear::new(&mut b.sub("fc2"), hidden, dim, lin)?,
+        })
     }
 
     /// Apply token-wise.
@@ -297,16 +362,26 @@ pub struct Block {
 impl Block {
     /// Apply; `style` feeds self-modulated norms.
     pub fn forward(&self, tape: &Tape, h: Var, style: Option<Var>) -> Result<Var> {
-        let a = self.attn.forward(tape, self.norm1.forward(tape, h, style)?)?;
+        let a = self
+            .attn
+            .forward(tape, self.norm1.forward(tape, h, style)?)?;
         let h = tape.add(h, a)?;
-        let m = self.mlp.forward(tape, self.norm2.forward(tape, h, style)?)?;
+        let m = self
+            .mlp
+            .forward(tape, self.norm2.forward(tape, h, style)?)?;
         tape.add(h, m)
     }
 }
 
 /// Grid coordinates normalised to [-1, 1], row-major, as `[rows·cols, 2]` (row, col).
 pub fn grid_coordinates(rows: usize, cols: usize) -> Vec<f32> {
-    let norm = |i: usize, n: usize| if n <= 1 { 0.0 } else { -1.0 + 2.0 * i as f32 / (n - 1) as f32 };
+    let norm = |i: usize, n: usize| {
+        if n <= 1 {
+            0.0
+        } else {
+            -1.0 + 2.0 * i as f32 / (n - 1) as f32
+        }
+    };
     let mut out = Vec::with_capacity(rows * cols * 2);
     for r in 0..rows {
         for c in 0..cols {
@@ -327,7 +402,15 @@ impl SineEmbedding {
     /// For a `rows × cols` grid; weights ~N(0, freq²) so the embedding varies across the grid.
     pub fn new(b: &mut Builder, rows: usize, cols: usize, dim: usize, freq: f32) -> Result<Self> {
         let coords = Tensor::from_slice(b.gpu, &grid_coordinates(rows, cols), &[rows * cols, 2])?;
-        let mut proj = Linear::new(b, 2, dim, LinearOptions { gain: 1.0, ..Default::default() })?;
+        let mut proj = Linear::new(
+            b,
+            2,
+            dim,
+            LinearOptions {
+                gain: 1.0,
+                ..Default::default()
+            },
+        )?;
         let w = b.init.normal(2 * dim, freq);
         proj.weight.value.write(&w)?;
         let phase = b.init.uniform(dim, std::f32::consts::PI);
@@ -360,9 +443,19 @@ pub struct InrDecoder {
 
 impl InrDecoder {
     /// Embeddings of width `dim` → `patch × patch × channels` pixels through `hidden` units.
-    pub fn new(b: &mut Builder, dim: usize, patch: usize, channels: usize, hidden: usize) -> Result<Self> {
+    pub fn new(
+        b: &mut Builder,
+        dim: usize,
+        patch: usize,
+        channels: usize,
+        hidden: usize,
+    ) -> Result<Self> {
         let fourier = SineEmbedding::new(&mut b.sub("fourier"), patch, patch, hidden, 2.0)?;
-        let mod_opts = LinearOptions { bias_init: 1.0, gain: 0.1, ..Default::default() };
+        let mod_opts = LinearOptions {
+            bias_init: 1.0,
+            gain: 0.1,
+            ..Default::default()
+        };
         let style1 = Linear::new(&mut b.sub("style1"), dim, hidden, mod_opts)?;
         let style2 = Linear::new(&mut b.sub("style2"), dim, hidden, mod_opts)?;
         let w1 = b.init.normal(hidden * hidden, 1.0);

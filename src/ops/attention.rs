@@ -1,1 +1,345 @@
-//! (in progress)
+//! Fused multi-head attention (`shaders/attention.wgsl`), forward and backward, flash-attention style:
+//! the L×L score matrix is never materialised.
+//!
+//! Layout: `q`, `k`, `v`, `out` are `[B, H, L, Dh]` contiguous f32 (the caller splits the heads);
+//! the saved row statistic `lse` is `[B, H, L]`. With `c = 1/√Dh`:
+//!
+//! - [`AttentionKind::Dot`]: `s_ij = c · q_i·k_j`
+//! - [`AttentionKind::L2`]: `s_ij = −c · ‖q_i − k_j‖²` (Kim et al. 2021; ViTGAN's discriminator ties
+//!   `k = q`, see [`Tape::l2_attention_tied`])
+//!
+//! `P = softmax_j(s)`, `out_i = Σ_j P_ij v_j`, `lse_i = log Σ_j exp(s_ij)`.
+//!
+//! Backward, with `D_i = dout_i·out_i` and `dS_ij = P_ij (dout_i·v_j − D_i)`:
+//! `dv_j = Σ_i P_ij dout_i`; dot: `dq_i = c Σ_j dS_ij k_j`, `dk_j = c Σ_i dS_ij q_i`;
+//! L2: `dq_i = 2c Σ_j dS_ij (k_j − q_i) = 2c Σ_j dS_ij k_j` (as `Σ_j dS_ij = 0`),
+//! `dk_j = 2c Σ_i dS_ij (q_i − k_j)`.
+//! Three kernels: forward (one query row per invocation, online softmax over key blocks), `dq` (one
+//! query row per invocation over key blocks, also writes `D`), `dk`/`dv` (one key row per invocation
+//! over query blocks). No atomics.
+
+use super::{grid_1d, shader};
+use crate::autodiff::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Gpu, Shader};
+use crate::ops::elementwise;
+use crate::ops::matmul::Activation;
+use crate::tensor::Tensor;
+
+pub static SHADER: Shader = shader!("attention");
+
+/// Largest head width the kernels hold in registers.
+pub const MAX_HEAD_DIM: usize = 128;
+/// vec4s of workgroup memory per staged tile (must match `TILE_VEC4` in the WGSL).
+const TILE_VEC4: u32 = 512;
+/// Largest staged block (must match `MAX_BLOCK` in the WGSL).
+const MAX_BLOCK: u32 = 64;
+
+/// The score function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionKind {
+    /// `s_ij = q_i·k_j / √Dh` (the generator's attention).
+    Dot,
+    /// `s_ij = −‖q_i − k_j‖² / √Dh` (the discriminator's Lipschitz attention).
+    L2,
+}
+
+impl AttentionKind {
+    fn code(self) -> f64 {
+        match self {
+            AttentionKind::Dot => 0.0,
+            AttentionKind::L2 => 1.0,
+        }
+    }
+}
+
+/// Work split of the attention kernels: `rows` rows owned per workgroup (= its invocations), `block`
+/// rows of the other side staged in workgroup memory at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionTiles {
+    pub rows: u32,
+    pub block: u32,
+}
+
+impl AttentionTiles {
+    /// The default for an adapter and head width; `VITGAN_ATTENTION_TILE=rows,block` overrides it.
+    /// CPU adapters (one workgroup per CPU thread, invocations are SIMD lanes) get small workgroups,
+    /// which waste fewer lanes at L = 65; GPUs get 64 invocations.
+    pub fn for_gpu(gpu: &Gpu, head_dim: usize) -> AttentionTiles {
+        let d4 = head_dim.div_ceil(4).max(1) as u32;
+        let fit = (TILE_VEC4 / d4).min(MAX_BLOCK);
+        if let Ok(s) = std::env::var("VITGAN_ATTENTION_TILE") {
+            let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            if let [rows, block] = v[..]
+                && rows > 0
+                && block > 0
+            {
+                return AttentionTiles {
+                    rows: rows.min(256),
+                    block: block.min(fit),
+                };
+            }
+        }
+        if gpu.is_cpu() {
+            AttentionTiles {
+                rows: 16,
+                block: fit.min(32),
+            }
+        } else {
+            AttentionTiles {
+                rows: 64,
+                block: fit.min(32),
+            }
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    heads: u32,
+    seq_len: u32,
+    row_blocks: u32,
+    scale: f32,
+}
+
+/// Sizes of a checked attention problem.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    heads: usize,
+    seq_len: usize,
+    head_dim: usize,
+}
+
+fn check_qkv(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Dims> {
+    let s = q.shape();
+    if s.len() != 4 {
+        return Err(Error::shape(
+            op,
+            format!("q must be [B, H, L, Dh], got {s:?}"),
+        ));
+    }
+    for (name, t) in [("k", k), ("v", v)] {
+        if t.shape() != s {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{name} {:?} must have q's shape {s:?} ([B, H, L, Dh])",
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    let head_dim = s[3];
+    if head_dim == 0 || head_dim > MAX_HEAD_DIM {
+        return Err(Error::shape(
+            op,
+            format!("head width Dh = {head_dim} in {s:?} must be in 1..={MAX_HEAD_DIM}"),
+        ));
+    }
+    if q.numel() > u32::MAX as usize / 2 {
+        return Err(Error::shape(
+            op,
+            format!("{s:?} has too many elements for 32-bit indexing; use a smaller batch"),
+        ));
+    }
+    Ok(Dims {
+        heads: s[0] * s[1],
+        seq_len: s[2],
+        head_dim,
+    })
+}
+
+fn launch(
+    gpu: &Gpu,
+    entry: &'static str,
+    dims: Dims,
+    kind: AttentionKind,
+    buffers: &[(&wgpu::Buffer, Access)],
+) -> Result<()> {
+    let tiles = AttentionTiles::for_gpu(gpu, dims.head_dim);
+    let row_blocks = dims.seq_len.div_ceil(tiles.rows as usize);
+    let params = Params {
+        heads: dims.heads as u32,
+        seq_len: dims.seq_len as u32,
+        row_blocks: row_blocks as u32,
+        scale: 1.0 / (dims.head_dim as f32).sqrt(),
+    };
+    gpu.dispatch(
+        &SHADER,
+        entry,
+        &[
+            ("KIND", kind.code()),
+            ("HEAD_DIM", dims.head_dim as f64),
+            ("ROWS", tiles.rows as f64),
+            ("BLOCK", tiles.block as f64),
+        ],
+        bytemuck::bytes_of(&params),
+        buffers,
+        grid_1d(dims.heads * row_blocks, 1),
+    )
+}
+
+/// Fused attention forward: `(out [B, H, L, Dh], lse [B, H, L])` with `out_i = Σ_j softmax_j(s_ij) v_j`
+/// and `lse_i = log Σ_j exp(s_ij)` (kept for [`attention_backward`]).
+pub fn attention_forward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kind: AttentionKind,
+) -> Result<(Tensor, Tensor)> {
+    let dims = check_qkv("attention_forward", q, k, v)?;
+    let gpu = q.gpu();
+    let out = Tensor::empty(gpu, q.shape())?;
+    let lse = Tensor::empty(gpu, &q.shape()[..3])?;
+    if q.numel() == 0 {
+        return Ok((out, lse));
+    }
+    launch(
+        gpu,
+        "attention_forward",
+        dims,
+        kind,
+        &[
+            (q.buffer(), Access::Read),
+            (k.buffer(), Access::Read),
+            (v.buffer(), Access::Read),
+            (out.buffer(), Access::ReadWrite),
+            (lse.buffer(), Access::ReadWrite),
+        ],
+    )?;
+    Ok((out, lse))
+}
+
+/// Fused attention backward: `(dq, dk, dv)` from the forward's inputs, its `out` and `lse`, and the
+/// output gradient `dout` (formulas in the module docs). Scores are recomputed, never stored.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    kind: AttentionKind,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "attention_backward";
+    let dims = check_qkv(OP, q, k, v)?;
+    for (name, t) in [("out", out), ("dout", dout)] {
+        if t.shape() != q.shape() {
+            return Err(Error::shape(
+                OP,
+                format!("{name} {:?} must have q's shape {:?}", t.shape(), q.shape()),
+            ));
+        }
+    }
+    if lse.shape() != &q.shape()[..3] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "lse {:?} must be [B, H, L] = {:?} for q {:?}",
+                lse.shape(),
+                &q.shape()[..3],
+                q.shape()
+            ),
+        ));
+    }
+    let gpu = q.gpu();
+    let dq = Tensor::empty(gpu, q.shape())?;
+    let dk = Tensor::empty(gpu, q.shape())?;
+    let dv = Tensor::empty(gpu, q.shape())?;
+    if q.numel() == 0 {
+        return Ok((dq, dk, dv));
+    }
+    let delta = Tensor::empty(gpu, &q.shape()[..3])?;
+    launch(
+        gpu,
+        "attention_backward_dq",
+        dims,
+        kind,
+        &[
+            (q.buffer(), Access::Read),
+            (k.buffer(), Access::Read),
+            (v.buffer(), Access::Read),
+            (dout.buffer(), Access::Read),
+            (lse.buffer(), Access::Read),
+            (out.buffer(), Access::Read),
+            (delta.buffer(), Access::ReadWrite),
+            (dq.buffer(), Access::ReadWrite),
+        ],
+    )?;
+    launch(
+        gpu,
+        "attention_backward_dkdv",
+        dims,
+        kind,
+        &[
+            (q.buffer(), Access::Read),
+            (k.buffer(), Access::Read),
+            (v.buffer(), Access::Read),
+            (dout.buffer(), Access::Read),
+            (lse.buffer(), Access::Read),
+            (delta.buffer(), Access::Read),
+            (dk.buffer(), Access::ReadWrite),
+            (dv.buffer(), Access::ReadWrite),
+        ],
+    )?;
+    Ok((dq, dk, dv))
+}
+
+impl Tape {
+    /// Fused multi-head attention of `[B, H, L, Dh]` queries, keys and values (see [`attention_forward`]).
+    pub fn attention(&self, q: Var, k: Var, v: Var, kind: AttentionKind) -> Result<Var> {
+        let (qv, kv, vv) = (self.value(q), self.value(k), self.value(v));
+        let (out, lse) = attention_forward(&qv, &kv, &vv, kind)?;
+        let saved_out = out.clone();
+        Ok(self.record(out, &[q, k, v], move |g| {
+            let (dq, dk, dv) = attention_backward(&qv, &kv, &vv, &saved_out, &lse, g, kind)?;
+            Ok(vec![Some(dq), Some(dk), Some(dv)])
+        }))
+    }
+
+    /// L2 attention with tied projections, `k = q`: `out_i = Σ_j softmax_j(−‖q_i − q_j‖²/√Dh) v_j`.
+    /// The gradient reaching `q` is the sum of its query and key roles, `dq + dk`.
+    pub fn l2_attention_tied(&self, q: Var, v: Var) -> Result<Var> {
+        let (qv, vv) = (self.value(q), self.value(v));
+        let (out, lse) = attention_forward(&qv, &qv, &vv, AttentionKind::L2)?;
+        let saved_out = out.clone();
+        Ok(self.record(out, &[q, v], move |g| {
+            let (dq, dk, dv) =
+                attention_backward(&qv, &qv, &vv, &saved_out, &lse, g, AttentionKind::L2)?;
+            Ok(vec![Some(elementwise::add(&dq, &dk)?), Some(dv)])
+        }))
+    }
+}
+
+/// The same attention composed from primitive tape ops, materialising the `[B, H, L, L]` scores with a
+/// matmul (L2 as `c(2 q·kᵀ − ‖q‖² − ‖k‖²)`): the reference path for tests and benchmarks.
+pub fn attention_unfused(tape: &Tape, q: Var, k: Var, v: Var, kind: AttentionKind) -> Result<Var> {
+    let dims = check_qkv(
+        "attention_unfused",
+        &tape.value(q),
+        &tape.value(k),
+        &tape.value(v),
+    )?;
+    let shape = tape.shape(q);
+    let c = 1.0 / (dims.head_dim as f32).sqrt();
+    let qk = tape.matmul_fused(q, k, None, false, true, Activation::None)?;
+    let scores = match kind {
+        AttentionKind::Dot => tape.scale(qk, c)?,
+        AttentionKind::L2 => {
+            let q_sq = tape.mul(q, q)?;
+            let q_sq = tape.sum_axis(q_sq, 3, true)?; // [B, H, L, 1]
+            let k_sq = tape.mul(k, k)?;
+            let k_sq = tape.sum_axis(k_sq, 3, true)?;
+            let k_sq = tape.reshape(k_sq, &[shape[0], shape[1], 1, shape[2]])?;
+            let s = tape.scale(qk, 2.0 * c)?;
+            let q_term = tape.scale(q_sq, c)?;
+            let s = tape.sub(s, q_term)?;
+            let k_term = tape.scale(k_sq, c)?;
+            tape.sub(s, k_term)?
+        }
+    };
+    let probs = tape.softmax(scores)?;
+    tape.matmul(probs, v)
+}

@@ -21,7 +21,25 @@ struct Params {
     c: u32,
     seed: u32,
     prob: f32,
-    _pad: [u32; 2],
+    ops: u32,
+    _pad: u32,
+}
+
+/// Which augmentation ops [`augment_params`] may apply (bit flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AugmentOps(pub u32);
+
+impl AugmentOps {
+    pub const BRIGHTNESS: AugmentOps = AugmentOps(1);
+    pub const SATURATION: AugmentOps = AugmentOps(2);
+    pub const CONTRAST: AugmentOps = AugmentOps(4);
+    pub const TRANSLATION: AugmentOps = AugmentOps(8);
+    pub const SCALE: AugmentOps = AugmentOps(16);
+    pub const CUTOUT: AugmentOps = AugmentOps(32);
+    /// DiffAugment's full set.
+    pub const ALL: AugmentOps = AugmentOps(63);
+    /// Geometric shifts only (translation and scaling), as bCR's transform.
+    pub const SHIFT: AugmentOps = AugmentOps(8 | 16);
 }
 
 fn nhwc(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
@@ -34,12 +52,14 @@ fn nhwc(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
     }
 }
 
-/// Random augmentation parameters `[B, 12]` for images `[B, H, W, C]`, each op applied with probability `prob`.
+/// Random augmentation parameters `[B, 12]` for images `[B, H, W, C]`: each op in `ops` is applied with
+/// probability `prob`, the others are left neutral.
 pub fn augment_params(
     gpu: &crate::Gpu,
     image_shape: &[usize],
     seed: u32,
     prob: f32,
+    ops: AugmentOps,
 ) -> Result<Tensor> {
     let [b, h, w, c] = nhwc("augment_params", image_shape)?;
     let out = Tensor::empty(gpu, &[b, PARAMS_PER_SAMPLE])?;
@@ -50,7 +70,8 @@ pub fn augment_params(
         c: c as u32,
         seed,
         prob,
-        _pad: [0; 2],
+        ops: ops.0,
+        _pad: 0,
     };
     gpu.dispatch(
         &SHADER,
@@ -79,7 +100,8 @@ fn geometric(entry: &'static str, aug: &Tensor, src: &Tensor) -> Result<Tensor> 
         c: c as u32,
         seed: 0,
         prob: 0.0,
-        _pad: [0; 2],
+        ops: 0,
+        _pad: 0,
     };
     src.gpu().dispatch(
         &SHADER,

@@ -1,1 +1,238 @@
-//! (in progress)
+//! LayerNorm and self-modulated LayerNorm (`shaders/layer_norm.wgsl`), forward and backward.
+//!
+//! Over the last axis of `x` (length `D`), with biased variance:
+//! `y = γ ⊙ (x − μ) / √(σ² + eps) + β`.
+//! - LayerNorm: `γ, β` have shape `[D]` and `x` is any `[..., D]`; all rows share them.
+//! - Self-modulated LayerNorm (SLN): `γ, β` have shape `[B, D]` and `x` is `[B, T, D]` (or `[B, D]`);
+//!   the `T` rows of sample `b` use `γ[b], β[b]` (computed elsewhere from the style `w`).
+//!
+//! The forward saves `μ` and `rstd = 1/√(σ² + eps)` per row (shape `x.shape[..rank-1]`) for the backward.
+
+use super::{grid_1d, reduce, shader};
+use crate::autodiff::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Shader};
+use crate::tensor::Tensor;
+
+pub static SHADER: Shader = shader!("layer_norm");
+
+/// Rows one workgroup of the affine-gradient kernel sums (`CHUNK_ROWS` in the WGSL).
+const CHUNK_ROWS: usize = 256;
+/// Columns per workgroup of the affine-gradient kernel (`COLS` in the WGSL).
+const COLS: usize = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    d: u32,
+    rows_per_group: u32,
+    eps: f32,
+    chunks: u32,
+    col_tiles: u32,
+    groups: u32,
+    _pad: u32,
+}
+
+/// How the rows of `x` map onto the rows of `γ, β`.
+#[derive(Clone, Copy, Debug)]
+struct RowGroups {
+    rows: usize,
+    d: usize,
+    groups: usize,
+    rows_per_group: usize,
+}
+
+impl RowGroups {
+    fn of(op: &'static str, x: &[usize], gamma: &[usize]) -> Result<RowGroups> {
+        let d = match x.last() {
+            Some(&d) if d > 0 => d,
+            _ => {
+                return Err(Error::shape(
+                    op,
+                    format!("x needs a non-empty last axis, got {x:?}"),
+                ));
+            }
+        };
+        let rows = x.iter().product::<usize>() / d;
+        match gamma {
+            [gd] if *gd == d => Ok(RowGroups {
+                rows,
+                d,
+                groups: 1,
+                rows_per_group: rows,
+            }),
+            [b, gd] if *gd == d && x.len() >= 2 && x[0] == *b => Ok(RowGroups {
+                rows,
+                d,
+                groups: *b,
+                rows_per_group: rows / b.max(&1),
+            }),
+            _ => Err(Error::shape(
+                op,
+                format!(
+                    "gamma/beta {gamma:?} must be [D] (LayerNorm) or [B, D] (self-modulated, with x \
+                     [B, T, D]) for x {x:?}"
+                ),
+            )),
+        }
+    }
+
+    fn params(&self, eps: f32) -> Params {
+        Params {
+            rows: self.rows as u32,
+            d: self.d as u32,
+            rows_per_group: self.rows_per_group as u32,
+            eps,
+            chunks: self.rows_per_group.div_ceil(CHUNK_ROWS).max(1) as u32,
+            col_tiles: self.d.div_ceil(COLS) as u32,
+            groups: self.groups as u32,
+            _pad: 0,
+        }
+    }
+}
+
+fn stats_shape(x: &[usize]) -> Vec<usize> {
+    x[..x.len() - 1].to_vec()
+}
+
+/// `y = γ ⊙ (x − μ)·rstd + β` with `rstd = 1/√(σ² + eps)`; returns `(y, μ, rstd)`, the statistics per
+/// row with shape `x.shape[..rank-1]`. `γ, β`: `[D]` (LayerNorm) or `[B, D]` (SLN, `x` is `[B, T, D]`).
+pub fn layer_norm_forward(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "layer_norm_forward";
+    let groups = RowGroups::of(op, x.shape(), gamma.shape())?;
+    if beta.shape() != gamma.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "beta {:?} must have the shape of gamma {:?}",
+                beta.shape(),
+                gamma.shape()
+            ),
+        ));
+    }
+    let gpu = x.gpu();
+    let y = Tensor::empty(gpu, x.shape())?;
+    let mean = Tensor::empty(gpu, &stats_shape(x.shape()))?;
+    let rstd = Tensor::empty(gpu, &stats_shape(x.shape()))?;
+    gpu.dispatch(
+        &SHADER,
+        "layer_norm_forward",
+        &[],
+        bytemuck::bytes_of(&groups.params(eps)),
+        &[
+            (x.buffer(), Access::Read),
+            (gamma.buffer(), Access::Read),
+            (beta.buffer(), Access::Read),
+            (y.buffer(), Access::ReadWrite),
+            (mean.buffer(), Access::ReadWrite),
+            (rstd.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(groups.rows, 1),
+    )?;
+    Ok((y, mean, rstd))
+}
+
+/// Gradients of [`layer_norm_forward`] given `dy`, with `x̂ = (x − μ)·rstd` and `ĝ = dy ⊙ γ`:
+/// `dx = rstd · (ĝ − mean_D(ĝ) − x̂ ⊙ mean_D(ĝ ⊙ x̂))`, `dγ = Σ dy ⊙ x̂`, `dβ = Σ dy`, the sums running over
+/// the rows that share a `γ` row (all rows for LayerNorm, the `T` rows of each sample for SLN).
+/// Returns `(dx, dγ, dβ)` shaped like `x` and `γ`.
+pub fn layer_norm_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    dy: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "layer_norm_backward";
+    let groups = RowGroups::of(op, x.shape(), gamma.shape())?;
+    if dy.shape() != x.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "dy {:?} must have the shape of x {:?}",
+                dy.shape(),
+                x.shape()
+            ),
+        ));
+    }
+    for (name, t) in [("mean", mean), ("rstd", rstd)] {
+        if t.numel() != groups.rows {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{name} {:?} must hold one value per row of x {:?} ({} rows)",
+                    t.shape(),
+                    x.shape(),
+                    groups.rows
+                ),
+            ));
+        }
+    }
+    let gpu = x.gpu();
+    let params = groups.params(0.0);
+    let dx = Tensor::empty(gpu, x.shape())?;
+    gpu.dispatch(
+        &SHADER,
+        "layer_norm_backward_input",
+        &[],
+        bytemuck::bytes_of(&params),
+        &[
+            (x.buffer(), Access::Read),
+            (gamma.buffer(), Access::Read),
+            (mean.buffer(), Access::Read),
+            (rstd.buffer(), Access::Read),
+            (dy.buffer(), Access::Read),
+            (dx.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(groups.rows, 1),
+    )?;
+
+    let chunks = params.chunks as usize;
+    let partial_shape = [groups.groups, chunks, groups.d];
+    let partial_gamma = Tensor::empty(gpu, &partial_shape)?;
+    let partial_beta = Tensor::empty(gpu, &partial_shape)?;
+    let workgroups = params.col_tiles as usize * groups.groups * chunks;
+    gpu.dispatch(
+        &SHADER,
+        "layer_norm_backward_affine",
+        &[],
+        bytemuck::bytes_of(&params),
+        &[
+            (x.buffer(), Access::Read),
+            (mean.buffer(), Access::Read),
+            (rstd.buffer(), Access::Read),
+            (dy.buffer(), Access::Read),
+            (partial_gamma.buffer(), Access::ReadWrite),
+            (partial_beta.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(workgroups, 1),
+    )?;
+    let finish = |partial: Tensor| -> Result<Tensor> {
+        let summed = if chunks == 1 {
+            partial
+        } else {
+            reduce::sum_axis(&partial, 1, false)?
+        };
+        summed.reshape(gamma.shape())
+    };
+    Ok((dx, finish(partial_gamma)?, finish(partial_beta)?))
+}
+
+impl Tape {
+    /// LayerNorm (`γ, β`: `[D]`) or self-modulated LayerNorm (`γ, β`: `[B, D]`, `x`: `[B, T, D]`) of `x`
+    /// over its last axis: `y = γ ⊙ (x − μ)/√(σ² + eps) + β`. Gradients flow to `x`, `γ` and `β`.
+    pub fn layer_norm(&self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<Var> {
+        let (xv, gv) = (self.value(x), self.value(gamma));
+        let (y, mean, rstd) = layer_norm_forward(&xv, &gv, &self.value(beta), eps)?;
+        Ok(self.record(y, &[x, gamma, beta], move |dy| {
+            let (dx, dgamma, dbeta) = layer_norm_backward(&xv, &gv, &mean, &rstd, dy)?;
+            Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
+        }))
+    }
+}

@@ -1,1 +1,304 @@
-//! (in progress)
+//! Improved spectral normalisation (ViTGAN ISN, `shaders/spectral_norm.wgsl`).
+//!
+//! A weight `W: [out, in]` (row-major, used as `y = x Wᵀ`) is replaced by `W̄ = σ0 · W / σ(W)`, where
+//! `σ(W)` is its largest singular value estimated by power iteration with a persistent `u ∈ R^out`,
+//! and `σ0 = σ(W_init)` is a constant fixed at initialisation. One iteration:
+//! `v = normalize(Wᵀu)`, `u = normalize(W v)`, `σ = uᵀ W v` (`= ‖W v‖`).
+//! Backward, with `u, v` constant: `dW = σ0/σ · (G − ⟨G, W⟩/σ · u vᵀ)`.
+//! Everything stays on the GPU: `u` is updated in place and `σ` is a one-element tensor.
+
+use super::{grid_1d, shader};
+use crate::autodiff::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Shader};
+use crate::tensor::Tensor;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+pub static SHADER: Shader = shader!("spectral_norm");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    n: u32,
+    _pad: u32,
+}
+
+/// Columns per workgroup of `transposed_matvec` (`TV_COLS` in the WGSL).
+const TV_COLS: usize = 64;
+
+/// The persistent state of one spectrally normalised weight.
+#[derive(Clone, Debug)]
+pub struct SpectralNorm {
+    /// Power-iteration vector, `[out]` (updated in place by every iteration).
+    pub u: Tensor,
+    /// `σ(W_init)`, `[1]`.
+    pub sigma_init: Tensor,
+}
+
+impl SpectralNorm {
+    /// Start from a random `u` (seeded), run `iters` power iterations on `w` and record `σ(w)` as
+    /// `σ(W_init)`. Use many iterations here (a few hundred) so that `σ0` is accurate.
+    pub fn init(w: &Tensor, iters: u32, seed: u64) -> Result<SpectralNorm> {
+        let (out, _) = weight_dims("SpectralNorm::init", w)?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let start: Vec<f32> = (0..out).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let u = Tensor::from_slice(w.gpu(), &start, &[out])?;
+        let (sigma_init, _) = power_iteration(w, &u, iters)?;
+        Ok(SpectralNorm { u, sigma_init })
+    }
+}
+
+fn weight_dims(op: &'static str, w: &Tensor) -> Result<(usize, usize)> {
+    match *w.shape() {
+        [out, inp] if out > 0 && inp > 0 => Ok((out, inp)),
+        _ => Err(Error::shape(
+            op,
+            format!(
+                "the weight must be a non-empty matrix [out, in], got {:?}",
+                w.shape()
+            ),
+        )),
+    }
+}
+
+fn params(rows: usize, cols: usize, n: usize) -> Params {
+    Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        n: n as u32,
+        _pad: 0,
+    }
+}
+
+/// `out = x / ‖x‖` and `norm[0] = ‖x‖` (one workgroup).
+fn normalize(x: &Tensor, out: &Tensor, norm: &Tensor) -> Result<()> {
+    x.gpu().dispatch(
+        &SHADER,
+        "normalize",
+        &[],
+        bytemuck::bytes_of(&params(0, 0, x.numel())),
+        &[
+            (x.buffer(), Access::Read),
+            (out.buffer(), Access::ReadWrite),
+            (norm.buffer(), Access::ReadWrite),
+        ],
+        [1, 1, 1],
+    )
+}
+
+/// Run `iters` power iterations on `w: [out, in]` with `u: [out]`, updating `u` in place:
+/// `v = normalize(Wᵀu)`, `u = normalize(W v)`. Returns `(σ, v)` of the last iteration, `σ = uᵀ W v`
+/// (`[1]`) and `v` (`[in]`). No host round trip.
+pub fn power_iteration(w: &Tensor, u: &Tensor, iters: u32) -> Result<(Tensor, Tensor)> {
+    if iters == 0 {
+        return Err(Error::Other(
+            "power_iteration: needs at least one iteration to estimate σ (use estimate_sigma to leave u alone)".into(),
+        ));
+    }
+    let (sigma, v) = iterate(w, u, u, iters)?;
+    Ok((sigma, v))
+}
+
+/// σ(W) from the current `u` without changing it: `v = normalize(Wᵀu)`, `u' = normalize(W v)`,
+/// `σ = u'ᵀ W v`. Returns `(σ, v, u')` — for forwards that must not advance the power iteration
+/// (G's step, evaluation).
+pub fn estimate_sigma(w: &Tensor, u: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let u_new = Tensor::empty(w.gpu(), u.shape())?;
+    let (sigma, v) = iterate(w, u, &u_new, 1)?;
+    Ok((sigma, v, u_new))
+}
+
+/// `iters` iterations starting from `u_in`, writing the normalised `u` to `u_out` (may be `u_in`).
+fn iterate(w: &Tensor, u_in: &Tensor, u_out: &Tensor, iters: u32) -> Result<(Tensor, Tensor)> {
+    let op = "power_iteration";
+    let (out, inp) = weight_dims(op, w)?;
+    for u in [u_in, u_out] {
+        if u.shape() != [out] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "u {:?} must be [out] = [{out}] for the weight {:?}",
+                    u.shape(),
+                    w.shape()
+                ),
+            ));
+        }
+    }
+    let gpu = w.gpu();
+    let v_raw = Tensor::empty(gpu, &[inp])?;
+    let v = Tensor::empty(gpu, &[inp])?;
+    let u_raw = Tensor::empty(gpu, &[out])?;
+    let sigma = Tensor::empty(gpu, &[1])?;
+    let p = params(out, inp, 0);
+    let mut u = u_in;
+    for _ in 0..iters {
+        gpu.dispatch(
+            &SHADER,
+            "transposed_matvec",
+            &[],
+            bytemuck::bytes_of(&p),
+            &[
+                (w.buffer(), Access::Read),
+                (u.buffer(), Access::Read),
+                (v_raw.buffer(), Access::ReadWrite),
+            ],
+            grid_1d(inp, TV_COLS),
+        )?;
+        // ‖Wᵀu‖ lands in `sigma` and is overwritten by σ below.
+        normalize(&v_raw, &v, &sigma)?;
+        gpu.dispatch(
+            &SHADER,
+            "matvec",
+            &[],
+            bytemuck::bytes_of(&p),
+            &[
+                (w.buffer(), Access::Read),
+                (v.buffer(), Access::Read),
+                (u_raw.buffer(), Access::ReadWrite),
+            ],
+            grid_1d(out, 1),
+        )?;
+        normalize(&u_raw, u_out, &sigma)?;
+        u = u_out;
+    }
+    Ok((sigma, v))
+}
+
+fn check_scalar(op: &'static str, name: &str, t: &Tensor) -> Result<()> {
+    if t.numel() != 1 {
+        return Err(Error::shape(
+            op,
+            format!("{name} must have one element, got {:?}", t.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// `W̄ = σ0 · W / σ` with `σ0 = sigma_init[0]` and `σ = sigma[0]` read on the GPU.
+pub fn scale_by_sigma_ratio(w: &Tensor, sigma_init: &Tensor, sigma: &Tensor) -> Result<Tensor> {
+    let op = "scale_by_sigma_ratio";
+    check_scalar(op, "sigma_init", sigma_init)?;
+    check_scalar(op, "sigma", sigma)?;
+    let out = Tensor::empty(w.gpu(), w.shape())?;
+    w.gpu().dispatch(
+        &SHADER,
+        "scale_by_sigma_ratio",
+        &[],
+        bytemuck::bytes_of(&params(0, 0, w.numel())),
+        &[
+            (w.buffer(), Access::Read),
+            (sigma_init.buffer(), Access::Read),
+            (sigma.buffer(), Access::Read),
+            (out.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(w.numel(), 256),
+    )?;
+    Ok(out)
+}
+
+/// Gradient of `W̄ = σ0 · W / (uᵀ W v)` with `u, v` constant, given `G = dL/dW̄`:
+/// `dW = σ0/σ · (G − ⟨G, W⟩/σ · u vᵀ)`.
+pub fn spectral_normalize_backward(
+    g: &Tensor,
+    w: &Tensor,
+    u: &Tensor,
+    v: &Tensor,
+    sigma_init: &Tensor,
+    sigma: &Tensor,
+) -> Result<Tensor> {
+    let op = "spectral_normalize_backward";
+    let (out, inp) = weight_dims(op, w)?;
+    if g.shape() != w.shape() || u.shape() != [out] || v.shape() != [inp] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "need G like W {:?}, u [{out}], v [{inp}]; got G {:?}, u {:?}, v {:?}",
+                w.shape(),
+                g.shape(),
+                u.shape(),
+                v.shape()
+            ),
+        ));
+    }
+    check_scalar(op, "sigma_init", sigma_init)?;
+    check_scalar(op, "sigma", sigma)?;
+    let gpu = w.gpu();
+    let row_dots = Tensor::empty(gpu, &[out])?;
+    gpu.dispatch(
+        &SHADER,
+        "row_dots",
+        &[],
+        bytemuck::bytes_of(&params(out, inp, 0)),
+        &[
+            (g.buffer(), Access::Read),
+            (w.buffer(), Access::Read),
+            (row_dots.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(out, 1),
+    )?;
+    let dot = Tensor::empty(gpu, &[1])?;
+    gpu.dispatch(
+        &SHADER,
+        "sum_vector",
+        &[],
+        bytemuck::bytes_of(&params(0, 0, out)),
+        &[
+            (row_dots.buffer(), Access::Read),
+            (dot.buffer(), Access::ReadWrite),
+        ],
+        [1, 1, 1],
+    )?;
+    let dw = Tensor::empty(gpu, w.shape())?;
+    gpu.dispatch(
+        &SHADER,
+        "spectral_normalize_backward",
+        &[],
+        bytemuck::bytes_of(&params(out, inp, w.numel())),
+        &[
+            (g.buffer(), Access::Read),
+            (u.buffer(), Access::Read),
+            (v.buffer(), Access::Read),
+            (sigma_init.buffer(), Access::Read),
+            (sigma.buffer(), Access::Read),
+            (dot.buffer(), Access::Read),
+            (dw.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(w.numel(), 256),
+    )?;
+    Ok(dw)
+}
+
+impl Tape {
+    /// `W̄ = σ(W_init) · W / σ(W)` after `iters` power iterations (1 per training step) that update
+    /// `sn.u` in place; `iters = 0` estimates σ from the current `u` without changing it. The backward
+    /// treats this call's `u` and `v` as constants.
+    pub fn spectral_normalize(&self, w: Var, sn: &SpectralNorm, iters: u32) -> Result<Var> {
+        let wv = self.value(w);
+        let (sigma, v, u) = if iters == 0 {
+            estimate_sigma(&wv, &sn.u)?
+        } else {
+            let (sigma, v) = power_iteration(&wv, &sn.u, iters)?;
+            // later calls update sn.u in place, so the backward keeps its own copy of this call's u
+            let u = if self.requires_grad(w) {
+                sn.u.deep_clone()?
+            } else {
+                sn.u.clone()
+            };
+            (sigma, v, u)
+        };
+        let y = scale_by_sigma_ratio(&wv, &sn.sigma_init, &sigma)?;
+        let sigma_init = sn.sigma_init.clone();
+        Ok(self.record(y, &[w], move |g| {
+            Ok(vec![Some(spectral_normalize_backward(
+                g,
+                &wv,
+                &u,
+                &v,
+                &sigma_init,
+                &sigma,
+            )?)])
+        }))
+    }
+}

@@ -65,26 +65,44 @@ impl Trainer {
     /// Restore a run from `ckpt`; refuses a checkpoint from another config, naming the field.
     pub fn load_checkpoint(&mut self, ckpt: &Checkpoint, source: &str) -> Result<()> {
         if ckpt.metadata.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(Error::Other(format!("{source} is not a vitgan training checkpoint (format tag missing)")));
+            return Err(Error::Other(format!(
+                "{source} is not a vitgan training checkpoint (format tag missing)"
+            )));
         }
         ckpt.check_config(&self.checkpoint_config())?;
         let number = |key: &str| -> Result<u64> {
             ckpt.metadata
                 .get(key)
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| Error::Other(format!("{source}: metadata `{key}` missing or not a number")))
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "{source}: metadata `{key}` missing or not a number"
+                    ))
+                })
         };
-        let (step, g_steps, d_steps) = (number("step")?, number("adam_g.steps")?, number("adam_d.steps")?);
-        let by_name: BTreeMap<&str, (&Vec<usize>, &Vec<f32>)> =
-            ckpt.tensors.iter().map(|(n, s, d)| (n.as_str(), (s, d))).collect();
+        let (step, g_steps, d_steps) = (
+            number("step")?,
+            number("adam_g.steps")?,
+            number("adam_d.steps")?,
+        );
+        let by_name: BTreeMap<&str, (&Vec<usize>, &Vec<f32>)> = ckpt
+            .tensors
+            .iter()
+            .map(|(n, s, d)| (n.as_str(), (s, d)))
+            .collect();
         for (name, t) in self.named_tensors() {
-            let (shape, data) = by_name
-                .get(name.as_str())
-                .ok_or_else(|| Error::Other(format!("{source} has no tensor `{name}`; it was saved by another version")))?;
+            let (shape, data) = by_name.get(name.as_str()).ok_or_else(|| {
+                Error::Other(format!(
+                    "{source} has no tensor `{name}`; it was saved by another version"
+                ))
+            })?;
             if shape.as_slice() != t.shape() {
                 return Err(Error::shape(
                     "load_checkpoint",
-                    format!("`{name}` is {shape:?} in {source} but {:?} in this model", t.shape()),
+                    format!(
+                        "`{name}` is {shape:?} in {source} but {:?} in this model",
+                        t.shape()
+                    ),
                 ));
             }
             t.write(data)?;

@@ -14,7 +14,7 @@ use crate::nn::Init;
 use crate::ops::adam::AdamConfig;
 use crate::ops::elementwise::Unary;
 use crate::tensor::Tensor;
-use augment::diff_augment;
+use augment::{AugmentOps, diff_augment};
 use optimizer::Optimizer;
 
 /// Training hyperparameters (defaults: the paper's).
@@ -78,7 +78,10 @@ pub struct StepOutput {
 pub fn mix_seed(parts: &[u64]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
     for &p in parts {
-        h ^= p.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h ^= p
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
         h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         h ^= h >> 31;
@@ -110,14 +113,22 @@ impl Trainer {
     pub fn new(gpu: &Gpu, model: &ModelConfig, config: &TrainConfig) -> Result<Trainer> {
         model.validate()?;
         if config.batch == 0 {
-            return Err(Error::Config { field: "batch".into(), detail: "must be at least 1".into() });
+            return Err(Error::Config {
+                field: "batch".into(),
+                detail: "must be at least 1".into(),
+            });
         }
         let mut init = Init::new(config.seed);
         let mut g_params = ParamStore::new();
         let mut d_params = ParamStore::new();
         let generator = Generator::new(gpu, &mut g_params, &mut init, model)?;
         let discriminator = Discriminator::new(gpu, &mut d_params, &mut init, model)?;
-        let adam = |lr| AdamConfig { lr, beta1: config.beta1, beta2: config.beta2, eps: 1e-8 };
+        let adam = |lr| AdamConfig {
+            lr,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: 1e-8,
+        };
         let opt_g = Optimizer::new(gpu, &g_params, adam(config.lr_g), Some(config.ema_decay))?;
         let opt_d = Optimizer::new(gpu, &d_params, adam(config.lr_d), None)?;
         Ok(Trainer {
@@ -140,7 +151,11 @@ impl Trainer {
     /// Standard-normal latents `[n, latent_dim]`, a pure function of (seed, step, purpose).
     pub fn latents(&self, n: usize, step: u64, purpose: u64) -> Result<Tensor> {
         let mut init = Init::new(mix_seed(&[self.config.seed, step, purpose]));
-        Tensor::from_slice(&self.gpu, &init.normal(n * self.model.latent_dim, 1.0), &[n, self.model.latent_dim])
+        Tensor::from_slice(
+            &self.gpu,
+            &init.normal(n * self.model.latent_dim, 1.0),
+            &[n, self.model.latent_dim],
+        )
     }
 
     fn aug_seed(&self, k: u64) -> u32 {
@@ -149,7 +164,13 @@ impl Trainer {
 
     fn maybe_augment(&self, x: Var, k: u64) -> Result<Var> {
         if self.config.aug_prob > 0.0 {
-            diff_augment(&self.tape, x, self.aug_seed(k), self.config.aug_prob)
+            diff_augment(
+                &self.tape,
+                x,
+                self.aug_seed(k),
+                self.config.aug_prob,
+                AugmentOps::ALL,
+            )
         } else {
             Ok(x)
         }
@@ -160,7 +181,10 @@ impl Trainer {
         let m = &self.model;
         let want = [self.config.batch, m.image_size, m.image_size, m.channels];
         if real.shape() != want {
-            return Err(Error::shape("train_step", format!("real batch {:?}, expected {want:?}", real.shape())));
+            return Err(Error::shape(
+                "train_step",
+                format!("real batch {:?}, expected {want:?}", real.shape()),
+            ));
         }
         let b = self.config.batch;
         let t = &self.tape;
@@ -174,10 +198,24 @@ impl Trainer {
         let fake = t.no_grad(|| self.generator.forward(t, z))?;
         let x = t.constant(real.clone());
         let bcr = self.config.bcr_real > 0.0 || self.config.bcr_fake > 0.0;
-        let mut inputs = vec![self.maybe_augment(x, 0)?, self.maybe_augment(fake, 1)?];
+        let (xa, fa) = (self.maybe_augment(x, 0)?, self.maybe_augment(fake, 1)?);
+        let mut inputs = vec![xa, fa];
         if bcr {
-            inputs.push(self.maybe_augment(x, 2)?);
-            inputs.push(self.maybe_augment(fake, 3)?);
+            // bCR's transform T: a random translation + scaling of what D saw, always applied
+            inputs.push(diff_augment(
+                t,
+                xa,
+                self.aug_seed(2),
+                1.0,
+                AugmentOps::SHIFT,
+            )?);
+            inputs.push(diff_augment(
+                t,
+                fa,
+                self.aug_seed(3),
+                1.0,
+                AugmentOps::SHIFT,
+            )?);
         }
         let logits = self.discriminator.forward(t, t.concat(&inputs, 0)?)?;
         let part = |i: usize| t.slice(logits, 0, i * b, b);
@@ -186,7 +224,8 @@ impl Trainer {
         let fake_term = t.mean(t.unary(lf, Unary::Softplus)?)?;
         let mut d_loss = t.add(real_term, fake_term)?;
         if bcr {
-            let sq_diff = |a: Var, c: Var| -> Result<Var> { t.mean(t.unary(t.sub(a, c)?, Unary::Square)?) };
+            let sq_diff =
+                |a: Var, c: Var| -> Result<Var> { t.mean(t.unary(t.sub(a, c)?, Unary::Square)?) };
             let r = t.scale(sq_diff(lr, part(2)?)?, self.config.bcr_real)?;
             let f = t.scale(sq_diff(lf, part(3)?)?, self.config.bcr_fake)?;
             d_loss = t.add(d_loss, t.add(r, f)?)?;
@@ -215,7 +254,9 @@ impl Trainer {
         t.set_power_iterations(0);
         let z = t.constant(self.latents(b, self.step, 1)?);
         let fake = self.generator.forward(t, z)?;
-        let logits = self.discriminator.forward(t, self.maybe_augment(fake, 4)?)?;
+        let logits = self
+            .discriminator
+            .forward(t, self.maybe_augment(fake, 4)?)?;
         let g_loss = t.mean(t.unary(t.scale(logits, -1.0)?, Unary::Softplus)?)?;
         t.backward(g_loss)?;
         self.opt_g.step(&self.g_params, &t.param_grads()?)?;
@@ -225,7 +266,12 @@ impl Trainer {
         t.set_power_iterations(1);
         self.step += 1;
         self.gpu.flush()?;
-        Ok(StepOutput { d_loss, g_loss, logits_real, logits_fake })
+        Ok(StepOutput {
+            d_loss,
+            g_loss,
+            logits_real,
+            logits_fake,
+        })
     }
 
     fn update_lecam(&self, real: &Tensor, fake: &Tensor) -> Result<()> {
@@ -233,7 +279,10 @@ impl Trainer {
         const DECAY: f32 = 0.99;
         for (ema, logits) in [(&self.lecam_real, real), (&self.lecam_fake, fake)] {
             let mean = reduce::mean_all(logits)?;
-            let next = elementwise::add(&elementwise::scale(ema, DECAY)?, &elementwise::scale(&mean, 1.0 - DECAY)?)?;
+            let next = elementwise::add(
+                &elementwise::scale(ema, DECAY)?,
+                &elementwise::scale(&mean, 1.0 - DECAY)?,
+            )?;
             ema.copy_from(&next)?;
         }
         Ok(())

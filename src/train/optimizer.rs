@@ -20,16 +20,38 @@ pub struct Optimizer {
 
 impl Optimizer {
     /// Zero moments; the EMA starts as a copy of the weights.
-    pub fn new(gpu: &Gpu, store: &ParamStore, config: AdamConfig, ema_decay: Option<f32>) -> Result<Optimizer> {
+    pub fn new(
+        gpu: &Gpu,
+        store: &ParamStore,
+        config: AdamConfig,
+        ema_decay: Option<f32>,
+    ) -> Result<Optimizer> {
         let moments = store
             .iter()
-            .map(|p| Ok((p.name.clone(), Tensor::zeros(gpu, p.value.shape())?, Tensor::zeros(gpu, p.value.shape())?)))
+            .map(|p| {
+                Ok((
+                    p.name.clone(),
+                    Tensor::zeros(gpu, p.value.shape())?,
+                    Tensor::zeros(gpu, p.value.shape())?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let ema = match ema_decay {
-            Some(_) => Some(store.iter().map(|p| Ok((p.name.clone(), p.value.deep_clone()?))).collect::<Result<Vec<_>>>()?),
+            Some(_) => Some(
+                store
+                    .iter()
+                    .map(|p| Ok((p.name.clone(), p.value.deep_clone()?)))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
             None => None,
         };
-        Ok(Optimizer { config, moments, ema, ema_decay: ema_decay.unwrap_or(0.0), steps: 0 })
+        Ok(Optimizer {
+            config,
+            moments,
+            ema,
+            ema_decay: ema_decay.unwrap_or(0.0),
+            steps: 0,
+        })
     }
 
     /// One step from gradients given by name (parameters without a gradient are left alone).
@@ -38,9 +60,14 @@ impl Optimizer {
         for (i, p) in store.iter().enumerate() {
             let (name, m, v) = &self.moments[i];
             if name != &p.name {
-                return Err(Error::Other(format!("optimiser state out of order at {name} / {}", p.name)));
+                return Err(Error::Other(format!(
+                    "optimiser state out of order at {name} / {}",
+                    p.name
+                )));
             }
-            let Some((_, g)) = grads.iter().find(|(n, _)| n == name) else { continue };
+            let Some((_, g)) = grads.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
             let ema = self.ema.as_ref().map(|e| (&e[i].1, self.ema_decay));
             adam_step(&p.value, g, m, v, ema, self.config, self.steps)?;
         }

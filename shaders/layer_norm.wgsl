@@ -1,0 +1,180 @@
+// LayerNorm over the last axis (rows of length d) with a per-group affine, forward and backward.
+// Rows are grouped: row r belongs to group g = r / rows_per_group, and uses γ[g, :], β[g, :].
+//   LayerNorm (LN):            one group, γ, β: [d]            (rows_per_group = rows)
+//   self-modulated LN (SLN):   one group per sample, γ, β: [B, d] (rows_per_group = T)
+//
+// Forward (biased variance, two passes for accuracy):
+//   μ_r = (1/d) Σ_j x_rj        σ²_r = (1/d) Σ_j (x_rj − μ_r)²        rstd_r = 1/√(σ²_r + eps)
+//   y_rj = γ_gj · (x_rj − μ_r) · rstd_r + β_gj
+// Backward, with x̂ = (x − μ)·rstd and ĝ = dy ⊙ γ:
+//   dx_rj = rstd_r · (ĝ_rj − mean_j ĝ_r − x̂_rj · mean_j (ĝ_r ⊙ x̂_r))
+//   dγ_gj = Σ_{r ∈ g} dy_rj · x̂_rj        dβ_gj = Σ_{r ∈ g} dy_rj
+// The dγ, dβ sums are split into chunks of at most CHUNK_ROWS rows per workgroup (no atomics); with
+// more than one chunk per group the launcher sums the [groups, chunks, d] partials afterwards.
+
+struct Params {
+    rows: u32,
+    d: u32,
+    rows_per_group: u32,
+    eps: f32,
+    // parameter-gradient kernel only
+    chunks: u32,
+    col_tiles: u32,
+    groups: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// layer_norm_forward
+@group(0) @binding(1) var<storage, read> fx: array<f32>;
+@group(0) @binding(2) var<storage, read> fgamma: array<f32>;
+@group(0) @binding(3) var<storage, read> fbeta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> fmean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> frstd: array<f32>;
+
+// layer_norm_backward_input
+@group(0) @binding(1) var<storage, read> bx: array<f32>;
+@group(0) @binding(2) var<storage, read> bgamma: array<f32>;
+@group(0) @binding(3) var<storage, read> bmean: array<f32>;
+@group(0) @binding(4) var<storage, read> brstd: array<f32>;
+@group(0) @binding(5) var<storage, read> bdy: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bdx: array<f32>;
+
+// layer_norm_backward_affine
+@group(0) @binding(1) var<storage, read> ax: array<f32>;
+@group(0) @binding(2) var<storage, read> amean: array<f32>;
+@group(0) @binding(3) var<storage, read> arstd: array<f32>;
+@group(0) @binding(4) var<storage, read> ady: array<f32>;
+@group(0) @binding(5) var<storage, read_write> adgamma: array<f32>;
+@group(0) @binding(6) var<storage, read_write> adbeta: array<f32>;
+
+const WG: u32 = 64u;
+var<workgroup> scratch: array<vec2<f32>, 64>;
+
+// Sum of `v` over the workgroup (every invocation must call it).
+fn workgroup_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            scratch[lid] = scratch[lid] + scratch[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    // rows past the end still reach every barrier, reading nothing
+    let valid = row < p.rows;
+    let base = row * p.d;
+    let inv_d = 1.0 / f32(p.d);
+    var s = 0.0;
+    if (valid) {
+        for (var j = lid; j < p.d; j = j + WG) {
+            s = s + fx[base + j];
+        }
+    }
+    let mean = workgroup_sum2(vec2<f32>(s, 0.0), lid).x * inv_d;
+    var q = 0.0;
+    if (valid) {
+        for (var j = lid; j < p.d; j = j + WG) {
+            let c = fx[base + j] - mean;
+            q = q + c * c;
+        }
+    }
+    let rstd = inverseSqrt(workgroup_sum2(vec2<f32>(q, 0.0), lid).x * inv_d + p.eps);
+    if (valid) {
+        let abase = (row / p.rows_per_group) * p.d;
+        for (var j = lid; j < p.d; j = j + WG) {
+            fy[base + j] = fgamma[abase + j] * (fx[base + j] - mean) * rstd + fbeta[abase + j];
+        }
+        if (lid == 0u) {
+            fmean[row] = mean;
+            frstd[row] = rstd;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    let valid = row < p.rows;
+    let base = row * p.d;
+    var mean = 0.0;
+    var rstd = 0.0;
+    var abase = 0u;
+    var sums = vec2<f32>(0.0, 0.0);
+    if (valid) {
+        mean = bmean[row];
+        rstd = brstd[row];
+        abase = (row / p.rows_per_group) * p.d;
+        for (var j = lid; j < p.d; j = j + WG) {
+            let g = bdy[base + j] * bgamma[abase + j];
+            let xhat = (bx[base + j] - mean) * rstd;
+            sums = sums + vec2<f32>(g, g * xhat);
+        }
+    }
+    let means = workgroup_sum2(sums, lid) / f32(p.d);
+    if (valid) {
+        for (var j = lid; j < p.d; j = j + WG) {
+            let g = bdy[base + j] * bgamma[abase + j];
+            let xhat = (bx[base + j] - mean) * rstd;
+            bdx[base + j] = rstd * (g - means.x - xhat * means.y);
+        }
+    }
+}
+
+// Workgroup = COLS columns × LANES row lanes; it sums rows [chunk·CHUNK_ROWS, +CHUNK_ROWS) of one group.
+const COLS: u32 = 32u;
+const LANES: u32 = 8u;
+const CHUNK_ROWS: u32 = 256u;
+var<workgroup> partial_gamma: array<f32, 256>;
+var<workgroup> partial_beta: array<f32, 256>;
+
+@compute @workgroup_size(32, 8)
+fn layer_norm_backward_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let tile = wid.y * nwg.x + wid.x;
+    let valid_tile = tile < p.col_tiles * p.groups * p.chunks;
+    let col = (tile % p.col_tiles) * COLS + lid3.x;
+    let group_chunk = tile / p.col_tiles; // = group · chunks + chunk
+    let group = group_chunk / p.chunks;
+    let chunk = group_chunk % p.chunks;
+    let valid = valid_tile && col < p.d;
+    let first = group * p.rows_per_group + chunk * CHUNK_ROWS;
+    let end = group * p.rows_per_group + min((chunk + 1u) * CHUNK_ROWS, p.rows_per_group);
+    var sg = 0.0;
+    var sb = 0.0;
+    if (valid) {
+        for (var r = first + lid3.y; r < end; r = r + LANES) {
+            let dy = ady[r * p.d + col];
+            sg = sg + dy * (ax[r * p.d + col] - amean[r]) * arstd[r];
+            sb = sb + dy;
+        }
+    }
+    let slot = lid3.y * COLS + lid3.x;
+    partial_gamma[slot] = sg;
+    partial_beta[slot] = sb;
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
+        if (lid3.y < s) {
+            partial_gamma[slot] = partial_gamma[slot] + partial_gamma[slot + s * COLS];
+            partial_beta[slot] = partial_beta[slot] + partial_beta[slot + s * COLS];
+        }
+        workgroupBarrier();
+    }
+    if (valid && lid3.y == 0u) {
+        let out = group_chunk * p.d + col;
+        adgamma[out] = partial_gamma[slot];
+        adbeta[out] = partial_beta[slot];
+    }
+}

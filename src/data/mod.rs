@@ -1,0 +1,322 @@
+//! Training images on the host: readers for CIFAR-10 binaries and PNG folders, a built-in synthetic
+//! dataset, resizing, and seeded batching.
+//!
+//! Storage is `u8` NHWC (`images[((i·H + y)·W + x)·C + c]`, square images `H = W = size`); the model
+//! sees NHWC `f32` in [-1, 1] with `value = pixel / 127.5 − 1`.
+
+pub mod cifar;
+pub mod png_folder;
+pub mod synthetic;
+
+use std::sync::Mutex;
+
+/// A set of square images, stored as bytes.
+#[derive(Clone, Debug)]
+pub struct ImageDataset {
+    /// Pixels, `len · size · size · channels` bytes, NHWC.
+    pub images: Vec<u8>,
+    /// Number of images.
+    pub len: usize,
+    /// Height and width of every image.
+    pub size: usize,
+    /// Channels per pixel (3 for RGB).
+    pub channels: usize,
+    /// Where the images came from (a path or a description), for messages.
+    pub source: String,
+}
+
+impl ImageDataset {
+    /// Values in one image: `size · size · channels`.
+    pub fn image_len(&self) -> usize {
+        self.size * self.size * self.channels
+    }
+
+    /// The bytes of image `i` (HWC).
+    ///
+    /// # Panics
+    /// If `i >= self.len`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        assert!(
+            i < self.len,
+            "image {i} of a dataset with {} images",
+            self.len
+        );
+        let n = self.image_len();
+        &self.images[i * n..(i + 1) * n]
+    }
+
+    /// Writes image `i` to `out` as HWC `f32`, `pixel / 127.5 − 1` ∈ [-1, 1].
+    ///
+    /// # Panics
+    /// If `i >= self.len` or `out.len() != self.image_len()`.
+    pub fn get_f32(&self, i: usize, out: &mut [f32]) {
+        let pixels = self.image(i);
+        assert_eq!(
+            out.len(),
+            pixels.len(),
+            "output slice length must be size·size·channels"
+        );
+        for (o, &p) in out.iter_mut().zip(pixels) {
+            *o = p as f32 / 127.5 - 1.0;
+        }
+    }
+
+    /// The same images at `size × size`: area-average when shrinking, bilinear (pixel centres at
+    /// `x + ½`, edges clamped) when growing, a copy when the size is unchanged.
+    pub fn resized(&self, size: usize) -> ImageDataset {
+        if size == self.size {
+            return self.clone();
+        }
+        let resampler = Resampler::new(self.size, self.size, size, size);
+        let mut images = Vec::with_capacity(self.len * size * size * self.channels);
+        for i in 0..self.len {
+            images.extend(resampler.apply(self.image(i), self.channels));
+        }
+        ImageDataset {
+            images,
+            len: self.len,
+            size,
+            channels: self.channels,
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// For each output index along one axis, the input indices it reads and their weights (summing to 1).
+///
+/// Shrinking: output cell `x` covers input interval `[x·s, (x+1)·s)` with `s = in/out`; each input
+/// pixel is weighted by its overlap with that interval divided by `s` (area average).
+/// Growing: bilinear at `u = (x + ½)·in/out − ½`, clamped to `[0, in − 1]`.
+fn axis_weights(in_len: usize, out_len: usize) -> Vec<Vec<(usize, f32)>> {
+    if in_len == 0 {
+        return vec![Vec::new(); out_len]; // nothing to read: zeros
+    }
+    let scale = in_len as f64 / out_len as f64;
+    (0..out_len)
+        .map(|x| {
+            if in_len == out_len {
+                vec![(x, 1.0)]
+            } else if out_len < in_len {
+                let lo = x as f64 * scale;
+                let hi = (x + 1) as f64 * scale;
+                let first = lo.floor() as usize;
+                let last = (hi.ceil() as usize).min(in_len);
+                (first..last)
+                    .map(|i| {
+                        let overlap = hi.min(i as f64 + 1.0) - lo.max(i as f64);
+                        (i, (overlap / scale) as f32)
+                    })
+                    .filter(|&(_, w)| w > 0.0)
+                    .collect()
+            } else {
+                let u = ((x as f64 + 0.5) * scale - 0.5).clamp(0.0, (in_len - 1) as f64);
+                let i0 = u.floor() as usize;
+                let i1 = (i0 + 1).min(in_len - 1);
+                let f = (u - i0 as f64) as f32;
+                vec![(i0, 1.0 - f), (i1, f)]
+            }
+        })
+        .collect()
+}
+
+/// Resamples one HWC `u8` image of `width × height` to `out_width × out_height`, separably (rows,
+/// then columns) with [`axis_weights`]; results are rounded to the nearest byte.
+pub(crate) fn resample(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_width: usize,
+    out_height: usize,
+) -> Vec<u8> {
+    Resampler::new(width, height, out_width, out_height).apply(pixels, channels)
+}
+
+/// Precomputed [`axis_weights`] for resampling many images of one size.
+struct Resampler {
+    width: usize,
+    height: usize,
+    columns: Vec<Vec<(usize, f32)>>,
+    rows: Vec<Vec<(usize, f32)>>,
+}
+
+impl Resampler {
+    fn new(width: usize, height: usize, out_width: usize, out_height: usize) -> Self {
+        Resampler {
+            width,
+            height,
+            columns: axis_weights(width, out_width),
+            rows: axis_weights(height, out_height),
+        }
+    }
+
+    fn apply(&self, pixels: &[u8], channels: usize) -> Vec<u8> {
+        let (width, height) = (self.width, self.height);
+        let (out_width, out_height) = (self.columns.len(), self.rows.len());
+        // horizontal pass: height × out_width × channels
+        let mut horizontal = vec![0f32; height * out_width * channels];
+        for y in 0..height {
+            for (x, taps) in self.columns.iter().enumerate() {
+                for c in 0..channels {
+                    let mut sum = 0f32;
+                    for &(i, w) in taps {
+                        sum += w * pixels[(y * width + i) * channels + c] as f32;
+                    }
+                    horizontal[(y * out_width + x) * channels + c] = sum;
+                }
+            }
+        }
+        let mut out = vec![0u8; out_height * out_width * channels];
+        for (y, taps) in self.rows.iter().enumerate() {
+            for x in 0..out_width {
+                for c in 0..channels {
+                    let mut sum = 0f32;
+                    for &(i, w) in taps {
+                        sum += w * horizontal[(i * out_width + x) * channels + c];
+                    }
+                    out[(y * out_width + x) * channels + c] = sum.round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny generator whose output is fixed by this code, so
+/// datasets and batch orders do not change when a dependency is upgraded.
+/// `state += 0x9E3779B97F4A7C15; z = state; z = (z ⊕ z≫30)·0xBF58476D1CE4E5B9;
+/// z = (z ⊕ z≫27)·0x94D049BB133111EB; output z ⊕ z≫31`.
+#[derive(Clone, Debug)]
+pub(crate) struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+
+    /// A generator for stream `stream` of `seed` (e.g. image `i`, epoch `e`).
+    pub(crate) fn for_stream(seed: u64, stream: u64) -> Self {
+        let mixed = SplitMix64::new(seed).next_u64() ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        SplitMix64::new(SplitMix64::new(mixed).next_u64())
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1): the top 24 bits over 2²⁴.
+    pub(crate) fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u32 << 24) as f32
+    }
+
+    /// Uniform in [lo, hi).
+    pub(crate) fn range_f32(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.next_f32()
+    }
+
+    /// Uniform integer in `0..n` (`n > 0`) by Lemire's multiply-shift: `(r · n) ≫ 64`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// Seeded batch order without stored RNG state.
+///
+/// The sample stream is the concatenation of permutations of `0..len`, one per epoch; batch `step`
+/// takes stream positions `p = step·batch + j` for `j < batch`, i.e. index `perm_e[p mod len]` of
+/// epoch `e = ⌊p / len⌋`. `perm_e` is a Fisher–Yates shuffle driven by SplitMix64 seeded from
+/// `(seed, e)`. So every epoch visits each index exactly once, and the batch of any step is a pure
+/// function of `(len, batch, seed, step)`: resuming at step `s` replays the same batches.
+#[derive(Debug)]
+pub struct Batcher {
+    len: usize,
+    batch: usize,
+    seed: u64,
+    /// The last permutation computed, by epoch (a cache; results never depend on it).
+    last_epoch: Mutex<Option<(u64, Vec<usize>)>>,
+}
+
+impl Batcher {
+    /// A batcher over `len` samples, `batch` per step.
+    pub fn new(len: usize, batch: usize, seed: u64) -> Self {
+        Batcher {
+            len,
+            batch,
+            seed,
+            last_epoch: Mutex::new(None),
+        }
+    }
+
+    /// Number of samples it draws from.
+    pub fn dataset_len(&self) -> usize {
+        self.len
+    }
+
+    /// Samples per step.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The shuffle seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The order of epoch `epoch`: a permutation of `0..len`.
+    pub fn epoch_permutation(&self, epoch: u64) -> Vec<usize> {
+        let mut perm: Vec<usize> = (0..self.len).collect();
+        let mut rng = SplitMix64::for_stream(self.seed, epoch);
+        for i in (1..perm.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            perm.swap(i, j);
+        }
+        perm
+    }
+
+    /// The dataset indices of step `step` (`batch` of them; empty if the dataset is empty).
+    pub fn indices_for_step(&self, step: u64) -> Vec<usize> {
+        if self.len == 0 {
+            return Vec::new();
+        }
+        let len = self.len as u128;
+        let mut cache = self.last_epoch.lock().unwrap_or_else(|e| e.into_inner());
+        (0..self.batch)
+            .map(|j| {
+                let position = step as u128 * self.batch as u128 + j as u128;
+                let epoch = (position / len) as u64;
+                let within = (position % len) as usize;
+                match cache.as_ref() {
+                    Some((e, perm)) if *e == epoch => perm[within],
+                    _ => {
+                        let perm = self.epoch_permutation(epoch);
+                        let index = perm[within];
+                        *cache = Some((epoch, perm));
+                        index
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Fills `out` with images `indices` of `ds` as NHWC `f32` in [-1, 1] (resized to
+    /// `indices.len() · size · size · channels`).
+    ///
+    /// # Panics
+    /// If an index is out of range for `ds`.
+    pub fn fill_batch(ds: &ImageDataset, indices: &[usize], out: &mut Vec<f32>) {
+        let n = ds.image_len();
+        out.resize(indices.len() * n, 0.0);
+        if n == 0 {
+            return;
+        }
+        for (chunk, &i) in out.chunks_exact_mut(n).zip(indices) {
+            ds.get_f32(i, chunk);
+        }
+    }
+}

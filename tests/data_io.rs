@@ -1,0 +1,624 @@
+//! Dataset readers, batching, checkpoints and PNG outputs (host only, no GPU).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use vitgan::Error;
+use vitgan::data::cifar::{CIFAR10_RECORD_BYTES, load_cifar10};
+use vitgan::data::png_folder::load_png_folder;
+use vitgan::data::synthetic::synthetic_shapes;
+use vitgan::data::{Batcher, ImageDataset};
+use vitgan::io::checkpoint::Checkpoint;
+use vitgan::io::image::{save_image_grid, save_loss_plot};
+
+/// A fresh, empty directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let unique = format!(
+            "vitgan-data-io-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(unique);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One CIFAR-10 record: label, then R, G, B planes given by `pixel(channel, index)`.
+fn cifar_record(label: u8, pixel: impl Fn(usize, usize) -> u8) -> Vec<u8> {
+    let mut record = vec![label];
+    for c in 0..3 {
+        record.extend((0..1024).map(|p| pixel(c, p)));
+    }
+    assert_eq!(record.len(), CIFAR10_RECORD_BYTES);
+    record
+}
+
+fn data_error(e: Error) -> (String, u64, String) {
+    match e {
+        Error::Data {
+            path,
+            offset,
+            detail,
+        } => (path, offset, detail),
+        other => panic!("expected Error::Data, got {other:?}"),
+    }
+}
+
+#[test]
+fn cifar_planes_become_nhwc() {
+    let dir = TempDir::new("cifar");
+    let file = dir.join("data_batch_1.bin");
+    let mut bytes = cifar_record(3, |c, p| match c {
+        0 => (p % 256) as u8,
+        1 => (p / 4) as u8,
+        _ => 255 - (p % 256) as u8,
+    });
+    bytes.extend(cifar_record(9, |c, _| [10, 20, 30][c]));
+    std::fs::write(&file, &bytes).unwrap();
+
+    let ds = load_cifar10(&file).unwrap();
+    assert_eq!((ds.len, ds.size, ds.channels), (2, 32, 3));
+    assert_eq!(ds.images.len(), 2 * 32 * 32 * 3);
+    for y in 0..32 {
+        for x in 0..32 {
+            let p = y * 32 + x;
+            let at = p * 3;
+            assert_eq!(ds.images[at], (p % 256) as u8, "R at ({x},{y})");
+            assert_eq!(ds.images[at + 1], (p / 4) as u8, "G at ({x},{y})");
+            assert_eq!(ds.images[at + 2], 255 - (p % 256) as u8, "B at ({x},{y})");
+        }
+    }
+    assert_eq!(ds.image(1)[..6], [10, 20, 30, 10, 20, 30]);
+
+    let mut out = vec![0.0; ds.image_len()];
+    ds.get_f32(1, &mut out);
+    assert!((out[0] - (10.0 / 127.5 - 1.0)).abs() < 1e-6);
+    ds.get_f32(0, &mut out);
+    assert_eq!(out[0], -1.0); // pixel 0 → -1
+    assert_eq!(out[255 * 3], 1.0); // R of pixel 255 is 255 → +1
+}
+
+#[test]
+fn cifar_truncated_file_names_file_and_offset() {
+    let dir = TempDir::new("cifar-truncated");
+    let file = dir.join("data_batch_1.bin");
+    let mut bytes = cifar_record(1, |_, _| 7);
+    bytes.extend(cifar_record(2, |_, _| 8));
+    bytes.extend(&cifar_record(3, |_, _| 9)[..100]);
+    std::fs::write(&file, &bytes).unwrap();
+    let err = load_cifar10(&file).unwrap_err();
+    let message = err.to_string();
+    let (path, offset, _) = data_error(err);
+    assert!(path.ends_with("data_batch_1.bin"), "{path}");
+    assert_eq!(offset, 2 * CIFAR10_RECORD_BYTES as u64);
+    assert!(message.contains("data_batch_1.bin"), "{message}");
+    assert!(
+        message.contains(&format!("{}", 2 * CIFAR10_RECORD_BYTES)),
+        "{message}"
+    );
+}
+
+#[test]
+fn cifar_corrupt_label_is_reported_with_record() {
+    let dir = TempDir::new("cifar-label");
+    let file = dir.join("test_batch.bin");
+    let mut bytes = Vec::new();
+    for r in 0..20 {
+        bytes.extend(cifar_record(if r == 17 { 200 } else { 5 }, |_, _| 0));
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let (path, offset, detail) = data_error(load_cifar10(&file).unwrap_err());
+    assert!(path.ends_with("test_batch.bin"));
+    assert_eq!(offset, 17 * CIFAR10_RECORD_BYTES as u64);
+    assert!(
+        detail.contains("corrupt label 200 at record 17"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn cifar_directory_loads_present_batches_in_order() {
+    let dir = TempDir::new("cifar-dir");
+    let err = load_cifar10(&dir.0).unwrap_err().to_string();
+    assert!(err.contains(&dir.0.display().to_string()), "{err}");
+    assert!(err.contains("data_batch_1.bin"), "{err}");
+
+    std::fs::write(dir.join("data_batch_2.bin"), cifar_record(0, |_, _| 2)).unwrap();
+    std::fs::write(dir.join("data_batch_1.bin"), cifar_record(0, |_, _| 1)).unwrap();
+    std::fs::write(dir.join("test_batch.bin"), cifar_record(0, |_, _| 99)).unwrap();
+    std::fs::write(dir.join("readme.html"), "not data").unwrap();
+    let ds = load_cifar10(&dir.0).unwrap();
+    assert_eq!(ds.len, 2);
+    assert!(ds.image(0).iter().all(|&p| p == 1));
+    assert!(ds.image(1).iter().all(|&p| p == 2));
+}
+
+/// Writes a PNG with the given colour type and bit depth; `data` is the raw scanline bytes.
+fn write_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    colour: png::ColorType,
+    depth: png::BitDepth,
+    palette: Option<Vec<u8>>,
+    data: &[u8],
+) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    encoder.set_color(colour);
+    encoder.set_depth(depth);
+    if let Some(palette) = palette {
+        encoder.set_palette(palette);
+    }
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(data).unwrap();
+    writer.finish().unwrap();
+}
+
+#[test]
+fn png_folder_decodes_all_colour_types() {
+    use png::{BitDepth, ColorType};
+    let dir = TempDir::new("png");
+    // a.png: 8×8 RGB, uniform (10, 20, 30)
+    write_png(
+        &dir.join("a.png"),
+        8,
+        8,
+        ColorType::Rgb,
+        BitDepth::Eight,
+        None,
+        &[10, 20, 30].repeat(64),
+    );
+    // B.PNG: 8×8 gray 16-bit, value 0xC8xx → 200 after stripping
+    write_png(
+        &dir.join("B.PNG"),
+        8,
+        8,
+        ColorType::Grayscale,
+        BitDepth::Sixteen,
+        None,
+        &[200, 7].repeat(64),
+    );
+    // c.png: 12×8 RGBA; centre 8×8 is (0, 255, 0), two-pixel borders left and right are red
+    let mut rgba = Vec::new();
+    for _y in 0..8 {
+        for x in 0..12 {
+            let px = if (2..10).contains(&x) {
+                [0, 255, 0, 9]
+            } else {
+                [255, 0, 0, 255]
+            };
+            rgba.extend(px);
+        }
+    }
+    write_png(
+        &dir.join("c.png"),
+        12,
+        8,
+        ColorType::Rgba,
+        BitDepth::Eight,
+        None,
+        &rgba,
+    );
+    // d.png: 8×8 indexed 2-bit, all palette entry 1 = (1, 2, 3)
+    write_png(
+        &dir.join("d.png"),
+        8,
+        8,
+        ColorType::Indexed,
+        BitDepth::Two,
+        Some(vec![0, 0, 0, 1, 2, 3]),
+        &[0b0101_0101; 16],
+    );
+    // e.png: 16×16 gray+alpha, 8-bit, value 50 → resized down to 8×8 stays 50
+    write_png(
+        &dir.join("e.png"),
+        16,
+        16,
+        ColorType::GrayscaleAlpha,
+        BitDepth::Eight,
+        None,
+        &[50, 128].repeat(256),
+    );
+    // f.png: 4×4 RGB (upscaled 2× to 8×8), uniform
+    write_png(
+        &dir.join("f.png"),
+        4,
+        4,
+        ColorType::Rgb,
+        BitDepth::Eight,
+        None,
+        &[90, 80, 70].repeat(16),
+    );
+    std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+    std::fs::create_dir(dir.join("sub.png")).unwrap(); // a directory, ignored
+
+    let ds = load_png_folder(&dir.0, 8).unwrap();
+    assert_eq!((ds.len, ds.size, ds.channels), (6, 8, 3));
+    // sorted by file name: "B.PNG" < "a.png" < "c.png" < ... (byte order)
+    let expected: [[u8; 3]; 6] = [
+        [200, 200, 200],
+        [10, 20, 30],
+        [0, 255, 0],
+        [1, 2, 3],
+        [50, 50, 50],
+        [90, 80, 70],
+    ];
+    for (i, rgb) in expected.iter().enumerate() {
+        assert!(
+            ds.image(i).chunks_exact(3).all(|p| p == rgb),
+            "image {i}: {:?}",
+            &ds.image(i)[..6]
+        );
+    }
+}
+
+#[test]
+fn png_folder_errors_name_the_file() {
+    use png::{BitDepth, ColorType};
+    let dir = TempDir::new("png-errors");
+    std::fs::write(dir.join("readme.txt"), "hello").unwrap();
+    let err = load_png_folder(&dir.0, 8).unwrap_err().to_string();
+    assert!(err.contains(&dir.0.display().to_string()), "{err}");
+    assert!(err.contains("no PNG files"), "{err}");
+
+    write_png(
+        &dir.join("good.png"),
+        8,
+        8,
+        ColorType::Rgb,
+        BitDepth::Eight,
+        None,
+        &[0; 192],
+    );
+    std::fs::write(dir.join("fake.png"), "this is not an image").unwrap();
+    let (path, offset, _) = data_error(load_png_folder(&dir.0, 8).unwrap_err());
+    assert!(path.ends_with("fake.png"), "{path}");
+    assert_eq!(offset, 0);
+
+    // a real PNG cut short
+    std::fs::remove_file(dir.join("fake.png")).unwrap();
+    let full = std::fs::read(dir.join("good.png")).unwrap();
+    std::fs::write(dir.join("cut.png"), &full[..full.len() / 2]).unwrap();
+    let message = load_png_folder(&dir.0, 8).unwrap_err().to_string();
+    assert!(message.contains("cut.png"), "{message}");
+    std::fs::remove_file(dir.join("cut.png")).unwrap();
+
+    write_png(
+        &dir.join("tiny.png"),
+        3,
+        5,
+        ColorType::Rgb,
+        BitDepth::Eight,
+        None,
+        &[0; 45],
+    );
+    let err = load_png_folder(&dir.0, 8).unwrap_err().to_string();
+    assert!(err.contains("tiny.png") && err.contains("3×5"), "{err}");
+    // at 6×6 the 3-pixel short side is exactly half: accepted
+    assert_eq!(load_png_folder(&dir.0, 6).unwrap().len, 2);
+}
+
+#[test]
+fn resize_down_averages_and_up_interpolates() {
+    // 4×4 single-channel image, columns 0, 100, 200, 40
+    let row = [0u8, 100, 200, 40];
+    let ds = ImageDataset {
+        images: row.repeat(4),
+        len: 1,
+        size: 4,
+        channels: 1,
+        source: "test".into(),
+    };
+    let down = ds.resized(2);
+    assert_eq!(down.images, vec![50, 120, 50, 120]);
+    let down3 = ds.resized(3); // cells of 4/3 pixels
+    // cell 0: (1·0 + ⅓·100)/(4/3) = 25; cell 1: (⅔·100 + ⅔·200)/(4/3) = 150; cell 2: (⅓·200 + 40)/(4/3) = 80
+    assert_eq!(&down3.images[..3], &[25, 150, 80]);
+    let up = ds.resized(8);
+    // u = (x + ½)/2 − ½: x=0 → clamp 0 → 0; x=1 → 0.25 → 25; x=2 → 0.75 → 75; x=7 → 3.25 → clamp 3 → 40
+    assert_eq!(&up.images[..3], &[0, 25, 75]);
+    assert_eq!(up.images[7], 40);
+    assert_eq!((up.size, up.len, up.images.len()), (8, 1, 64));
+}
+
+#[test]
+fn synthetic_shapes_are_deterministic_and_varied() {
+    let a = synthetic_shapes(16, 32, 7);
+    let b = synthetic_shapes(16, 32, 7);
+    let c = synthetic_shapes(16, 32, 8);
+    assert_eq!((a.len, a.size, a.channels), (16, 32, 3));
+    assert_eq!(a.images, b.images);
+    assert_ne!(a.images, c.images);
+    // the first images do not depend on n
+    assert_eq!(
+        synthetic_shapes(4, 32, 7).images,
+        a.images[..4 * 32 * 32 * 3]
+    );
+    // images differ from each other and each has real contrast
+    let distinct: BTreeSet<&[u8]> = (0..a.len).map(|i| a.image(i)).collect();
+    assert_eq!(distinct.len(), a.len);
+    for i in 0..a.len {
+        let image = a.image(i);
+        let (lo, hi) = (image.iter().min().unwrap(), image.iter().max().unwrap());
+        assert!(hi - lo > 40, "image {i} is nearly flat");
+    }
+    let mean = a.images.iter().map(|&p| p as f64).sum::<f64>() / a.images.len() as f64;
+    assert!((60.0..200.0).contains(&mean), "mean {mean}");
+}
+
+#[test]
+fn batcher_is_deterministic_and_covers_each_epoch() {
+    let (len, batch) = (10, 4);
+    let batcher = Batcher::new(len, batch, 42);
+    let again = Batcher::new(len, batch, 42);
+    let other = Batcher::new(len, batch, 43);
+    let stream: Vec<usize> = (0..25).flat_map(|s| batcher.indices_for_step(s)).collect();
+    assert_eq!(stream.len(), 100);
+    // pure function of (seed, step): any order of queries gives the same batches
+    for step in [24u64, 3, 0, 17, 3] {
+        assert_eq!(batcher.indices_for_step(step), again.indices_for_step(step));
+        assert_eq!(
+            batcher.indices_for_step(step),
+            stream[step as usize * batch..(step as usize + 1) * batch]
+        );
+    }
+    // every epoch (10 consecutive stream positions) is a permutation
+    for epoch in stream.chunks(len) {
+        let seen: BTreeSet<usize> = epoch.iter().copied().collect();
+        assert_eq!(seen.len(), len);
+        assert!(seen.iter().all(|&i| i < len));
+    }
+    // epochs are shuffled differently, and seeds differ
+    assert_ne!(stream[..len], stream[len..2 * len]);
+    let other_stream: Vec<usize> = (0..25).flat_map(|s| other.indices_for_step(s)).collect();
+    assert_ne!(stream, other_stream);
+    // batches larger than the dataset still cover it
+    let big = Batcher::new(3, 7, 1);
+    let s: Vec<usize> = (0..3).flat_map(|k| big.indices_for_step(k)).collect();
+    for epoch in s.chunks(3) {
+        assert_eq!(epoch.iter().copied().collect::<BTreeSet<_>>().len(), 3);
+    }
+    assert!(Batcher::new(0, 4, 1).indices_for_step(5).is_empty());
+}
+
+#[test]
+fn fill_batch_writes_nhwc_f32() {
+    let ds = synthetic_shapes(5, 8, 1);
+    let mut out = Vec::new();
+    Batcher::fill_batch(&ds, &[4, 0], &mut out);
+    assert_eq!(out.len(), 2 * 8 * 8 * 3);
+    let mut expected = vec![0.0; 8 * 8 * 3];
+    ds.get_f32(4, &mut expected);
+    assert_eq!(out[..192], expected[..]);
+    ds.get_f32(0, &mut expected);
+    assert_eq!(out[192..], expected[..]);
+    assert!(out.iter().all(|v| (-1.0..=1.0).contains(v)));
+}
+
+fn sample_checkpoint() -> Checkpoint {
+    let mut metadata = BTreeMap::new();
+    metadata.insert("config.width".into(), "384".into());
+    metadata.insert("config.depth".into(), "4".into());
+    metadata.insert("step".into(), "1200".into());
+    Checkpoint {
+        tensors: vec![
+            (
+                "g.w".into(),
+                vec![2, 3],
+                vec![1.0, -2.0, 3.5, f32::MIN_POSITIVE, 0.0, 7.0],
+            ),
+            ("a.bias".into(), vec![4], vec![0.25; 4]),
+            ("scalar".into(), vec![], vec![9.0]),
+        ],
+        metadata,
+    }
+}
+
+#[test]
+fn checkpoint_round_trip_is_atomic() {
+    let dir = TempDir::new("ckpt");
+    let path = dir.join("nested/run/checkpoint.safetensors"); // directories created on save
+    let ckpt = sample_checkpoint();
+    ckpt.save(&path).unwrap();
+    ckpt.save(&path).unwrap(); // overwriting works too
+    let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["checkpoint.safetensors".to_string()],
+        "no .tmp left"
+    );
+
+    let loaded = Checkpoint::load(&path).unwrap();
+    let mut sorted = ckpt.clone();
+    sorted.tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(loaded, sorted);
+    assert_eq!(loaded.tensor("g.w").unwrap().0, &[2, 3]);
+
+    // the file is standard safetensors
+    let bytes = std::fs::read(&path).unwrap();
+    let parsed = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        parsed.tensor("a.bias").unwrap().dtype(),
+        safetensors::Dtype::F32
+    );
+
+    // shape/value mismatch is refused
+    let mut bad = ckpt.clone();
+    bad.tensors[1].2.pop();
+    assert!(matches!(
+        bad.save(&dir.join("bad.safetensors")),
+        Err(Error::Shape { .. })
+    ));
+}
+
+#[test]
+fn checkpoint_truncated_or_foreign_is_an_error() {
+    let dir = TempDir::new("ckpt-bad");
+    let path = dir.join("c.safetensors");
+    sample_checkpoint().save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    let (name, offset, _) = data_error(Checkpoint::load(&cut).unwrap_err());
+    assert!(name.ends_with("cut.safetensors"));
+    assert_eq!(offset, bytes.len() as u64 - 5);
+
+    std::fs::write(&cut, &bytes[..4]).unwrap();
+    let (name, offset, _) = data_error(Checkpoint::load(&cut).unwrap_err());
+    assert!(name.ends_with("cut.safetensors"));
+    assert_eq!(offset, 0);
+
+    std::fs::write(&cut, &bytes[..40]).unwrap(); // header cut
+    let message = Checkpoint::load(&cut).unwrap_err().to_string();
+    assert!(message.contains("cut.safetensors"), "{message}");
+
+    let mut garbage = 10u64.to_le_bytes().to_vec();
+    garbage.extend(b"not json!!");
+    std::fs::write(&cut, &garbage).unwrap();
+    assert!(matches!(
+        Checkpoint::load(&cut),
+        Err(Error::Data { offset: 8, .. })
+    ));
+
+    // an F16 tensor is refused, naming it
+    let half_data = [0u8; 4];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![2], &half_data).unwrap();
+    let f16_path = dir.join("f16.safetensors");
+    safetensors::serialize_to_file([("half.weight", view)], &None, &f16_path).unwrap();
+    let (_, _, detail) = data_error(Checkpoint::load(&f16_path).unwrap_err());
+    assert!(
+        detail.contains("half.weight") && detail.contains("F16"),
+        "{detail}"
+    );
+
+    assert!(matches!(
+        Checkpoint::load(&dir.join("missing.safetensors")),
+        Err(Error::Io { .. })
+    ));
+}
+
+#[test]
+fn checkpoint_config_mismatch_names_the_field() {
+    let ckpt = sample_checkpoint();
+    let mut expected: BTreeMap<String, String> = ckpt
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with("config."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    ckpt.check_config(&expected).unwrap();
+
+    expected.insert("config.width".into(), "256".into());
+    match ckpt.check_config(&expected).unwrap_err() {
+        Error::Config { field, detail } => {
+            assert_eq!(field, "config.width");
+            assert!(detail.contains("384") && detail.contains("256"), "{detail}");
+            assert!(detail.contains("--resume"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    expected.insert("config.width".into(), "384".into());
+
+    expected.insert("config.heads".into(), "6".into()); // the checkpoint lacks it
+    assert!(matches!(ckpt.check_config(&expected),
+        Err(Error::Config { field, .. }) if field == "config.heads"));
+    expected.remove("config.heads");
+
+    expected.remove("config.depth"); // the run lacks a saved key
+    assert!(matches!(ckpt.check_config(&expected),
+        Err(Error::Config { field, .. }) if field == "config.depth"));
+}
+
+fn decode(path: &Path) -> (u32, u32, png::ColorType, Vec<u8>) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    (info.width, info.height, info.color_type, buf)
+}
+
+#[test]
+fn image_grid_layout_and_values() {
+    let dir = TempDir::new("grid");
+    let (n, size) = (5, 4);
+    let mut images = Vec::new();
+    for i in 0..n {
+        // image i: every pixel (R, G, B) = (-1, i/4·2−1, 2) → (0, 255·i/4 rounded, clamped 255)
+        for _ in 0..size * size {
+            images.extend([-1.0, i as f32 / 2.0 - 1.0, 2.0]);
+        }
+    }
+    let path = dir.join("out/grid.png");
+    save_image_grid(&path, &images, n, size, 3, 3).unwrap();
+    assert!(!dir.join("out/grid.png.tmp").exists());
+    let (w, h, colour, pixels) = decode(&path);
+    assert_eq!(
+        (w, h, colour),
+        (3 * 4 + 2 * 2, 2 * 4 + 2, png::ColorType::Rgb)
+    );
+    let at = |x: usize, y: usize| &pixels[(y * w as usize + x) * 3..][..3];
+    assert_eq!(at(0, 0), [0, 0, 255]);
+    assert_eq!(at(4, 0), [0, 0, 0]); // gap
+    assert_eq!(at(6, 3), [0, 64, 255]); // image 1
+    assert_eq!(at(1, 7), [0, 191, 255]); // image 3, second row
+    assert_eq!(at(15, 9), [0, 0, 0]); // empty sixth cell
+
+    // grayscale input, fewer images than columns
+    save_image_grid(&path, &[0.0; 2 * 16], 2, 4, 1, 8).unwrap();
+    let (w, h, _, pixels) = decode(&path);
+    assert_eq!((w, h), (10, 4));
+    assert_eq!(&pixels[..3], &[128, 128, 128]);
+
+    assert!(matches!(
+        save_image_grid(&path, &[0.0; 10], 2, 4, 3, 8),
+        Err(Error::Shape { .. })
+    ));
+}
+
+#[test]
+fn loss_plot_is_a_decodable_png() {
+    let dir = TempDir::new("plot");
+    let d: Vec<(u64, f32)> = (0..200)
+        .map(|s| (s * 50, 1.4 - (s as f32 * 0.01).sin() * 0.3))
+        .collect();
+    let mut g: Vec<(u64, f32)> = (0..200).map(|s| (s * 50, 0.7 + s as f32 * 0.004)).collect();
+    g[10].1 = f32::NAN; // skipped
+    let path = dir.join("losses.png");
+    save_loss_plot(&path, &[("D loss", &d), ("G loss", &g)], 640, 360).unwrap();
+    assert!(!dir.join("losses.png.tmp").exists());
+    let (w, h, colour, pixels) = decode(&path);
+    assert_eq!((w, h, colour), (640, 360, png::ColorType::Rgb));
+    let count = |rgb: [u8; 3]| pixels.chunks_exact(3).filter(|p| *p == rgb).count();
+    assert!(count([255, 255, 255]) > 640 * 360 / 2, "mostly white");
+    assert!(count([0, 0, 0]) > 500, "axes and labels");
+    assert!(count([31, 119, 180]) > 300, "first series drawn");
+    assert!(count([214, 39, 40]) > 300, "second series drawn");
+
+    // degenerate inputs still draw
+    save_loss_plot(&path, &[], 200, 100).unwrap();
+    save_loss_plot(&path, &[("flat", &[(5, 1.0)])], 200, 100).unwrap();
+    assert_eq!(decode(&path).0, 200);
+    assert!(save_loss_plot(&path, &[], 10, 10).is_err());
+}
