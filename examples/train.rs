@@ -313,6 +313,9 @@ fn run() -> Result<()> {
         trainer.step,
         args.out.display()
     );
+    for (kernel, n, ms) in gpu.profile_report().iter().take(25) {
+        eprintln!("{kernel:<45} {n:>7} dispatches {ms:>10.1} ms");
+    }
     Ok(())
 }
 

@@ -87,6 +87,8 @@ pub(crate) struct Inner {
     timing_armed: Cell<bool>,
     errors: Arc<Mutex<Vec<String>>>,
     submits: Cell<u64>,
+    /// `VITGAN_PROFILE=1`: every dispatch is submitted and waited for, and its wall time accumulated.
+    profile: Option<RefCell<HashMap<String, (u64, f64)>>>,
 }
 
 /// Shared handle to the GPU context (cheap to clone).
@@ -160,6 +162,9 @@ impl Gpu {
             timing_armed: Cell::new(false),
             errors,
             submits: Cell::new(0),
+            profile: std::env::var("VITGAN_PROFILE")
+                .is_ok_and(|v| v == "1")
+                .then(RefCell::default),
         })))
     }
 
@@ -388,7 +393,30 @@ impl Gpu {
             bind_group,
             groups,
         });
+        if let Some(profile) = &self.0.profile {
+            let start = std::time::Instant::now();
+            self.sync()?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let mut p = profile.borrow_mut();
+            let e = p.entry(format!("{}::{entry}", shader.name)).or_default();
+            e.0 += 1;
+            e.1 += ms;
+        }
         Ok(())
+    }
+
+    /// With `VITGAN_PROFILE=1`: (kernel, dispatches, total ms), slowest first. Empty otherwise.
+    pub fn profile_report(&self) -> Vec<(String, u64, f64)> {
+        let Some(profile) = &self.0.profile else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, u64, f64)> = profile
+            .borrow()
+            .iter()
+            .map(|(k, (n, ms))| (k.clone(), *n, *ms))
+            .collect();
+        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        v
     }
 
     /// Record a buffer-to-buffer copy (ordered with the dispatches around it).
