@@ -14,14 +14,17 @@
 //   dW1_{o,i} = Σ_n s1_i Σ_p dx_{p,o} E_{p,i} − κ1_o W1_{o,i} s1_i²
 //   ds1_i = Σ_p E_{p,i} Q_{p,i} − s1_i Σ_o κ1_o W1_{o,i}²
 //
-// Work split. Forward: one workgroup per patch; invocation `lid` owns hidden unit o = hc·64 + lid of each
-// 64-wide hidden chunk and 16 pixels at a time (four vec4 accumulators); the chunk's modulated weights
-// and E are staged 16 features at a time; h of the block goes to workgroup memory and the layer-2 sums
-// over the chunk are added into the output. Backward: one workgroup per group of consecutive patches; it recomputes h per patch, writes ds1
-// and ds2 of its patches and accumulates the shared-weight gradients into its own partial record
-// [dE | dW1 | db1 | dW2 | db2] (the layout of the packed inputs); `inr_sum_partials` adds the records.
-// Every global read-modify-write is done by the one invocation that owns the element (fixed mapping),
-// so there are no races and no atomics.
+// Work split (WG = 64 invocations, hidden units in chunks of 64, pixels in blocks of TB = 16).
+// Layer 1 (`hidden_preactivation`, shared by both passes): the chunk's modulated weights a and E are
+// staged KC = 16 features at a time; each invocation accumulates a 4×4 register block (4 hidden units ×
+// 4 pixels), then the blocks are exchanged through workgroup memory so that invocation `lid` holds hidden
+// unit hc·64 + lid for the 16 pixels of the block. Forward: one workgroup per patch; h of the block goes
+// to workgroup memory and the layer-2 sums over the chunk are added into the output. Backward: one
+// workgroup per run of consecutive patches; it recomputes h per patch, writes ds1 and ds2 of its patches,
+// and accumulates the shared-weight gradients into its own partial record [dE | dW1 | db1 | dW2 | db2]
+// (the layout of the packed inputs); `inr_sum_partials` adds the records up. Every global
+// read-modify-write is done by the one invocation that owns the element (a fixed mapping), so there are
+// no races and no atomics.
 
 struct Params {
     patches: u32,
@@ -57,20 +60,24 @@ struct Params {
 @group(0) @binding(1) var<storage, read> sum_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sum_out: array<f32>;
 
-// invocations per workgroup = hidden units per chunk = features per chunk of the backward's column phase
+// invocations per workgroup = hidden units per chunk = features per chunk of the backward's column
+// phase (the 4×4 blocking of hidden_preactivation assumes WG = 64 and TB = 16)
 const WG: u32 = 64u;
 // pixels per block (four vec4 accumulators)
 const TB: u32 = 16u;
 // features per staged chunk of the layer-1 weights
 const KC: u32 = 16u;
-// row stride of a_tile, padded against bank conflicts
-const A_STRIDE: u32 = WG + 1u;
 // channel limit (workgroup arrays below); the launcher checks it
 const MAX_C: u32 = 8u;
+// vec4s per row of a_tile: WG/4 and one of padding, so the staging writes of a row's KC features
+// spread over the memory banks
+const A_ROW: u32 = WG / 4u + 1u;
 const EPS: f32 = 1e-8;
 
-// modulated weights of a hidden chunk, KC features at a time: a_tile[i·A_STRIDE + o]
-var<workgroup> a_tile: array<f32, KC * A_STRIDE>;
+// modulated weights of a hidden chunk, KC features at a time: a_tile[i·A_ROW + o/4][o % 4]
+var<workgroup> a_tile: array<vec4<f32>, KC * A_ROW>;
+// Σ_i a_{o,i}² of the chunk: sumsq_tile[o/4][o % 4]
+var<workgroup> sumsq_tile: array<vec4<f32>, WG / 4u>;
 // E block of TB pixels × KC features: e_tile[i·4 + q] = E[pixel0 + 4q .. +4, k0 + i]
 var<workgroup> e_tile: array<vec4<f32>, KC * TB / 4u>;
 // forward: h of the block, backward: dx of the block; h_tile[o·4 + q] = pixels pixel0 + 4q .. +4
@@ -104,30 +111,35 @@ struct Preactivation {
 }
 
 /// x_{p,o} for the TB pixels from pixel0 (zero beyond the patch) and Σ_i a_{o,i}² for hidden unit
-/// o = hc·WG + lid. Called by the whole workgroup: the modulated weights of the chunk and the E block are
-/// staged KC features at a time through workgroup memory (with barriers).
-fn hidden_preactivation(n: u32, pixel0: u32, hc: u32, lid: u32) -> Preactivation {
+/// o = hc·WG + lid. Called by the whole workgroup (with barriers): the chunk's modulated weights and
+/// the E block are staged KC features at a time; invocation (og, pg) = (lid % 16, lid / 16) computes
+/// the 4×4 block of hidden units hc·WG + 4·og .. +4 and pixels pixel0 + 4·pg .. +4, and the blocks are
+/// exchanged through h_tile so that each invocation returns its own hidden unit's TB pixels.
+fn hidden_preactivation(n: u32, patch_ok: bool, pixel0: u32, hc: u32, lid: u32) -> Preactivation {
     let nf = p.features;
+    let og = lid % (WG / 4u);
+    let pg = lid / (WG / 4u);
     var x0 = vec4<f32>(0.0);
     var x1 = vec4<f32>(0.0);
     var x2 = vec4<f32>(0.0);
     var x3 = vec4<f32>(0.0);
-    var ss = 0.0;
+    var ss = vec4<f32>(0.0);
     let chunks = (nf + KC - 1u) / KC;
     for (var kc = 0u; kc < chunks; kc = kc + 1u) {
         let k0 = kc * KC;
         workgroupBarrier();
-        // a_tile[i·A_STRIDE + o] = W1_{hc·WG + o, k0 + i} · s1_{k0 + i}; KC consecutive lanes read one row
+        // a_tile[i·A_ROW + o/4][o % 4] = W1_{hc·WG + o, k0 + i} · s1_{k0 + i}; KC consecutive lanes read
+        // one row
         for (var e = lid; e < KC * WG; e = e + WG) {
             let i = e % KC;
             let o = e / KC;
             let k = k0 + i;
             let row = hc * WG + o;
             var a = 0.0;
-            if (k < nf && row < p.hidden) {
+            if (patch_ok && k < nf && row < p.hidden) {
                 a = packed[p.off_w1 + row * nf + k] * style1[n * nf + k];
             }
-            a_tile[i * A_STRIDE + o] = a;
+            a_tile[i * A_ROW + o / 4u][o % 4u] = a;
         }
         // e_tile[i·4 + q] = E[pixel0 + 4q .. +4, k0 + i]
         for (var e = lid; e < KC * TB / 4u; e = e + WG) {
@@ -145,85 +157,91 @@ fn hidden_preactivation(n: u32, pixel0: u32, hc: u32, lid: u32) -> Preactivation
         }
         workgroupBarrier();
         for (var i = 0u; i < KC; i = i + 1u) {
-            let a = a_tile[i * A_STRIDE + lid];
+            let a = a_tile[i * A_ROW + og];
+            let e = e_tile[i * 4u + pg];
             ss = ss + a * a;
-            x0 = x0 + a * e_tile[i * 4u];
-            x1 = x1 + a * e_tile[i * 4u + 1u];
-            x2 = x2 + a * e_tile[i * 4u + 2u];
-            x3 = x3 + a * e_tile[i * 4u + 3u];
+            x0 = x0 + a.x * e;
+            x1 = x1 + a.y * e;
+            x2 = x2 + a.z * e;
+            x3 = x3 + a.w * e;
         }
     }
-    return Preactivation(x0, x1, x2, x3, ss);
+    // exchange: h_tile[o·4 + q] = x of hidden unit o, pixels pixel0 + 4q .. +4
+    workgroupBarrier();
+    h_tile[(og * 4u) * 4u + pg] = x0;
+    h_tile[(og * 4u + 1u) * 4u + pg] = x1;
+    h_tile[(og * 4u + 2u) * 4u + pg] = x2;
+    h_tile[(og * 4u + 3u) * 4u + pg] = x3;
+    if (pg == 0u) {
+        sumsq_tile[og] = ss;
+    }
+    workgroupBarrier();
+    return Preactivation(h_tile[lid * 4u], h_tile[lid * 4u + 1u], h_tile[lid * 4u + 2u],
+                         h_tile[lid * 4u + 3u], sumsq_tile[lid / 4u][lid % 4u]);
 }
 
 @compute @workgroup_size(64)
 fn inr_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let group = wid.y * nwg.x + wid.x;
+    let n = wid.y * nwg.x + wid.x;
+    // patches beyond the end still take part in the barriers, writing nothing
+    let patch_ok = n < p.patches;
     let nh = p.hidden;
     let nc = p.channels;
-    // groups beyond the end loop over no patches
-    let first_patch = min(group * p.patches_per_group, p.patches);
-    let end_patch = min(first_patch + p.patches_per_group, p.patches);
+    if (lid < MAX_C) {
+        var d = 0.0;
+        if (patch_ok && lid < nc) {
+            d = demod_out(n, lid);
+        }
+        d2_tile[lid] = d;
+    }
     let hidden_chunks = (nh + WG - 1u) / WG;
     let pixel_blocks = (p.pixels + TB - 1u) / TB;
-    for (var n = first_patch; n < end_patch; n = n + 1u) {
-        // the previous patch is done with d2_tile
-        workgroupBarrier();
-        if (lid < MAX_C) {
-            var d = 0.0;
-            if (lid < nc) {
-                d = demod_out(n, lid);
-            }
-            d2_tile[lid] = d;
+    for (var hc = 0u; hc < hidden_chunks; hc = hc + 1u) {
+        let o = hc * WG + lid;
+        let o_ok = patch_ok && o < nh;
+        var b1 = 0.0;
+        var s2 = 0.0;
+        if (o_ok) {
+            b1 = packed[p.off_b1 + o];
+            s2 = style2[n * nh + o];
         }
-        for (var hc = 0u; hc < hidden_chunks; hc = hc + 1u) {
-            let o = hc * WG + lid;
-            let o_ok = o < nh;
-            var b1 = 0.0;
-            var s2 = 0.0;
+        for (var pb = 0u; pb < pixel_blocks; pb = pb + 1u) {
+            let pixel0 = pb * TB;
+            let pre = hidden_preactivation(n, patch_ok, pixel0, hc, lid);
+            let d1 = inverseSqrt(pre.sumsq + EPS);
+            // the previous block's layer-2 sums are done reading h_tile and s2_tile
+            workgroupBarrier();
             if (o_ok) {
-                b1 = packed[p.off_b1 + o];
-                s2 = style2[n * nh + o];
-            }
-            for (var pb = 0u; pb < pixel_blocks; pb = pb + 1u) {
-                let pixel0 = pb * TB;
-                let pre = hidden_preactivation(n, pixel0, hc, lid);
-                let d1 = inverseSqrt(pre.sumsq + EPS);
-                // the previous block's layer-2 sums are done reading h_tile and s2_tile
-                workgroupBarrier();
-                if (o_ok) {
-                    h_tile[lid * 4u] = sin(d1 * pre.x0 + b1);
-                    h_tile[lid * 4u + 1u] = sin(d1 * pre.x1 + b1);
-                    h_tile[lid * 4u + 2u] = sin(d1 * pre.x2 + b1);
-                    h_tile[lid * 4u + 3u] = sin(d1 * pre.x3 + b1);
-                } else {
-                    for (var q = 0u; q < 4u; q = q + 1u) {
-                        h_tile[lid * 4u + q] = vec4<f32>(0.0);
-                    }
+                h_tile[lid * 4u] = sin(d1 * pre.x0 + b1);
+                h_tile[lid * 4u + 1u] = sin(d1 * pre.x1 + b1);
+                h_tile[lid * 4u + 2u] = sin(d1 * pre.x2 + b1);
+                h_tile[lid * 4u + 3u] = sin(d1 * pre.x3 + b1);
+            } else {
+                for (var q = 0u; q < 4u; q = q + 1u) {
+                    h_tile[lid * 4u + q] = vec4<f32>(0.0);
                 }
-                s2_tile[lid] = s2;
-                workgroupBarrier();
-                // out_{p,c} += d2_c Σ_{o in chunk} v_{c,o} h_{p,o}; pair (q, c) always goes to the same
-                // invocation
-                let len = min(WG, nh - hc * WG);
-                for (var pair = lid; pair < TB * nc; pair = pair + WG) {
-                    let q = pair / nc;
-                    let c = pair % nc;
-                    let pix = pixel0 + q;
-                    if (pix < p.pixels) {
-                        let row = p.off_w2 + c * nh + hc * WG;
-                        var acc = 0.0;
-                        for (var j = 0u; j < len; j = j + 1u) {
-                            acc = acc + packed[row + j] * s2_tile[j] * h_tile[j * 4u + q / 4u][q % 4u];
-                        }
-                        let idx = (n * p.pixels + pix) * nc + c;
-                        var prev = packed[p.off_b2 + c];
-                        if (hc > 0u) {
-                            prev = out[idx];
-                        }
-                        out[idx] = prev + d2_tile[c] * acc;
+            }
+            s2_tile[lid] = s2;
+            workgroupBarrier();
+            // out_{p,c} += d2_c Σ_{o in chunk} v_{c,o} h_{p,o}; pair (q, c) always goes to the same invocation
+            let len = min(WG, nh - hc * WG);
+            for (var pair = lid; pair < TB * nc; pair = pair + WG) {
+                let q = pair / nc;
+                let c = pair % nc;
+                let pix = pixel0 + q;
+                if (patch_ok && pix < p.pixels) {
+                    let row = p.off_w2 + c * nh + hc * WG;
+                    var acc = 0.0;
+                    for (var j = 0u; j < len; j = j + 1u) {
+                        acc = acc + packed[row + j] * s2_tile[j] * h_tile[j * 4u + q / 4u][q % 4u];
                     }
+                    let idx = (n * p.pixels + pix) * nc + c;
+                    var prev = packed[p.off_b2 + c];
+                    if (hc > 0u) {
+                        prev = out[idx];
+                    }
+                    out[idx] = prev + d2_tile[c] * acc;
                 }
             }
         }
@@ -294,7 +312,7 @@ fn inr_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                     }
                     g_tile[lid] = v;
                 }
-                let pre = hidden_preactivation(n, pixel0, hc, lid);
+                let pre = hidden_preactivation(n, true, pixel0, hc, lid);
                 let d1 = inverseSqrt(pre.sumsq + EPS);
                 let z0 = d1 * pre.x0 + b1;
                 let z1 = d1 * pre.x1 + b1;

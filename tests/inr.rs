@@ -93,13 +93,13 @@ fn reference_backward_matches_finite_differences() {
         let dout = random_dout(d, seed + 1);
         let analytic = common::inr::backward(d, &x, &dout);
         let numeric = common::inr::numeric_backward(d, &x, &dout, 1e-6);
-        for k in 0..7 {
+        for (k, name) in NAMES.iter().enumerate() {
             let got: Vec<f32> = analytic.fields()[k].iter().map(|&v| v as f32).collect();
             assert_scaled_close(
                 &got,
                 numeric.fields()[k],
                 1e-6,
-                &format!("reference d{} {d:?}", NAMES[k]),
+                &format!("reference d{name} {d:?}"),
             );
         }
     }
@@ -248,10 +248,10 @@ fn shape_errors_are_values() {
         Ok(_) => panic!("expected a shape error, got a result"),
     };
     // s1 with the wrong feature count
-    let bad_s1 = upload(&vec![0.0; 2 * 4], &[2, 4]);
+    let bad_s1 = upload(&[0.0; 2 * 4], &[2, 4]);
     assert_eq!(err(inr_forward(&t[0], &bad_s1, &t[2], &w)), "inr_forward");
     // s2 with another patch count
-    let bad_s2 = upload(&vec![0.0; 3 * 6], &[3, 6]);
+    let bad_s2 = upload(&[0.0; 3 * 6], &[3, 6]);
     assert_eq!(err(inr_forward(&t[0], &t[1], &bad_s2, &w)), "inr_forward");
     // b1 of the wrong rank
     let b1_2d = t[4].reshape(&[1, 6]).unwrap();
@@ -268,55 +268,73 @@ fn shape_errors_are_values() {
     };
     assert_eq!(err(inr_forward(&t[0], &t[1], &t[2], &w_big)), "inr_forward");
     // dout of the wrong shape
-    let bad_dout = upload(&vec![0.0; 2 * 4 * 2], &[2, 4, 2]);
+    let bad_dout = upload(&[0.0; 2 * 4 * 2], &[2, 4, 2]);
     match inr_backward(&t[0], &t[1], &t[2], &w, &bad_dout) {
         Err(vitgan::Error::Shape { op, .. }) => assert_eq!(op, "inr_backward"),
         _ => panic!("expected a shape error for dout"),
     }
 }
 
-/// Wall time of fused vs unfused forward+backward at the ViTGAN-CIFAR decoder size. Not a test of speed
-/// (no asserts on time); run with `--ignored --nocapture`.
+/// Process CPU time in seconds (user + system, from /proc; 0 where unavailable). On a CPU adapter the
+/// kernels run on this process's threads, so this is the cost of a phase even on a busy machine.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15 (clock ticks)
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    fields
+        .get(11)
+        .zip(fields.get(12))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
+/// Runs `f`, waits for the GPU, and returns "wall ms / CPU ms".
+fn timed(f: impl FnOnce()) -> String {
+    gpu().sync().unwrap();
+    let (t0, c0) = (std::time::Instant::now(), process_cpu_seconds());
+    f();
+    gpu().sync().unwrap();
+    let wall = t0.elapsed().as_secs_f64() * 1e3;
+    let cpu = (process_cpu_seconds() - c0) * 1e3;
+    format!("{wall:.0} ms wall / {cpu:.0} ms CPU")
+}
+
+/// Fused vs unfused forward and backward at the ViTGAN-CIFAR decoder size (N = 128·64 patches of 4×4
+/// pixels, F = Hd = 128, C = 3), next to a plain matmul with the FLOPs of one layer. Prints times; no
+/// asserts. Run with `--ignored --nocapture`; `INR_N` changes N, `INR_ONLY=fused|unfused` runs one path.
 #[test]
 #[ignore]
 fn wall_time_fused_vs_unfused() {
-    let d = Dims::new(
-        std::env::var("INR_N")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(8192),
-        16,
-        128,
-        128,
-        3,
-    );
+    let n = std::env::var("INR_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8192);
+    let d = Dims::new(n, 16, 128, 128, 3);
+    let only = std::env::var("INR_ONLY").ok();
     let x = Inputs::random(d, 5);
     let mut r = rng(6);
     let dout = random(&mut r, d.n * d.t * d.c, -1.0, 1.0);
     let g = gpu();
     println!("adapter: {}", g.describe());
-    // INR_ONLY=fused|unfused times one path (to measure the CPU time of a run on a busy machine)
-    let only = std::env::var("INR_ONLY").ok();
-    // calibration: the plain matmul with the same FLOPs as one decoder layer 1 ([N·T, F] × [F, Hd])
-    let a = Tensor::zeros(&g, &[d.n * d.t, d.f]).unwrap();
-    let b = Tensor::zeros(&g, &[d.hd, d.f]).unwrap();
-    for _ in 0..if only.is_some() { 0 } else { 2 } {
-        g.sync().unwrap();
-        let t0 = std::time::Instant::now();
-        let _c = vitgan::ops::matmul::matmul_t(&a, &b, false, true).unwrap();
-        g.sync().unwrap();
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        let gflop = 2.0 * (d.n * d.t * d.f * d.hd) as f64 / 1e9;
-        println!(
-            "matmul [N·T, F]·[Hd, F]ᵀ: {ms:.1} ms ({:.1} GFLOP/s)",
-            gflop / ms * 1e3
-        );
+    if only.is_none() {
+        let a = Tensor::zeros(&g, &[d.n * d.t, d.f]).unwrap();
+        let b = Tensor::zeros(&g, &[d.hd, d.f]).unwrap();
+        for _ in 0..2 {
+            let t = timed(|| {
+                vitgan::ops::matmul::matmul_t(&a, &b, false, true).unwrap();
+            });
+            println!(
+                "matmul [N·T, F]·[Hd, F]ᵀ ({:.1} GFLOP): {t}",
+                2e-9 * (d.n * d.t * d.f * d.hd) as f64
+            );
+        }
     }
     for fused in [true, false, true, false] {
-        if only
-            .as_deref()
-            .is_some_and(|o| o != if fused { "fused" } else { "unfused" })
-        {
+        let name = if fused { "fused" } else { "unfused" };
+        if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
         let tape = Tape::new(&g);
@@ -325,24 +343,18 @@ fn wall_time_fused_vs_unfused() {
             .map(|t| tape.leaf(t, true))
             .collect();
         let seed = upload(&dout, &d.output_shape());
-        g.sync().unwrap();
-        let t0 = std::time::Instant::now();
-        let out = if fused {
-            tape.inr_decode(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
-        } else {
-            inr_decode_unfused(&tape, v[0], v[1], v[2], v[3], v[4], v[5], v[6])
-        }
-        .unwrap();
-        g.sync().unwrap();
-        let t1 = std::time::Instant::now();
-        tape.backward_with(out, seed).unwrap();
-        g.sync().unwrap();
-        let t2 = std::time::Instant::now();
-        println!(
-            "{} {d:?}: forward {:.1} ms, backward {:.1} ms",
-            if fused { "fused  " } else { "unfused" },
-            (t1 - t0).as_secs_f64() * 1e3,
-            (t2 - t1).as_secs_f64() * 1e3
-        );
+        let mut out = None;
+        let forward = timed(|| {
+            out = Some(
+                if fused {
+                    tape.inr_decode(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+                } else {
+                    inr_decode_unfused(&tape, v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+                }
+                .unwrap(),
+            );
+        });
+        let backward = timed(|| tape.backward_with(out.unwrap(), seed).unwrap());
+        println!("{name:>7} {d:?}: forward {forward}, backward {backward}");
     }
 }

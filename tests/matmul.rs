@@ -2,6 +2,7 @@ mod common;
 use common::*;
 use vitgan::ops::matmul::{Activation, MatmulOptions, matmul_backward, matmul_fused};
 
+#[allow(clippy::too_many_arguments)]
 fn check(
     batch_a: usize,
     batch_b: usize,

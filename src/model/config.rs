@@ -183,7 +183,7 @@ impl ModelConfig {
             ("generator", &self.generator),
             ("discriminator", &self.discriminator),
         ] {
-            if net.patch == 0 || self.image_size % net.patch != 0 {
+            if net.patch == 0 || !self.image_size.is_multiple_of(net.patch) {
                 return bad(
                     &format!("{who}.patch"),
                     format!(

@@ -15,6 +15,7 @@ use crate::ops::elementwise::Unary;
 use crate::ops::matmul::Activation;
 
 /// How patch embeddings become pixels.
+#[allow(clippy::large_enum_variant)] // built once per model
 pub enum Decoder {
     /// The modulated sine MLP.
     Implicit(InrDecoder),

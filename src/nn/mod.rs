@@ -255,6 +255,7 @@ impl SelfModulatedLayerNorm {
 }
 
 /// The normalisation in front of a block's sublayers.
+#[allow(clippy::large_enum_variant)] // built once per model
 pub enum Norm {
     /// LayerNorm with learned affine.
     Layer(LayerNorm),

@@ -59,6 +59,7 @@ impl AttentionKind {
 pub struct AttentionTiles {
     pub rows: u32,
     pub block: u32,
+    pub repeat: u32,
 }
 
 impl AttentionTiles {
@@ -70,13 +71,15 @@ impl AttentionTiles {
         let fit = (TILE_VEC4 / d4).min(MAX_BLOCK);
         if let Ok(s) = std::env::var("VITGAN_ATTENTION_TILE") {
             let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            if let [rows, block] = v[..]
+            if let [rows, block, repeat] = v[..]
                 && rows > 0
                 && block > 0
+                && repeat > 0
             {
                 return AttentionTiles {
                     rows: rows.min(256),
                     block: block.min(fit),
+                    repeat: repeat.min(4),
                 };
             }
         }
@@ -84,11 +87,13 @@ impl AttentionTiles {
             AttentionTiles {
                 rows: 16,
                 block: fit.min(32),
+                repeat: 1,
             }
         } else {
             AttentionTiles {
                 rows: 64,
                 block: fit.min(32),
+                repeat: 1,
             }
         }
     }
@@ -158,7 +163,12 @@ fn launch(
     buffers: &[(&wgpu::Buffer, Access)],
 ) -> Result<()> {
     let tiles = AttentionTiles::for_gpu(gpu, dims.head_dim);
-    let row_blocks = dims.seq_len.div_ceil(tiles.rows as usize);
+    let repeat = if entry == "attention_forward" {
+        tiles.repeat
+    } else {
+        1
+    };
+    let row_blocks = dims.seq_len.div_ceil((tiles.rows * repeat) as usize);
     let params = Params {
         heads: dims.heads as u32,
         seq_len: dims.seq_len as u32,
@@ -173,6 +183,7 @@ fn launch(
             ("HEAD_DIM", dims.head_dim as f64),
             ("ROWS", tiles.rows as f64),
             ("BLOCK", tiles.block as f64),
+            ("ROW_REPEAT", repeat as f64),
         ],
         bytemuck::bytes_of(&params),
         buffers,

@@ -40,8 +40,6 @@ const PARTIALS_BUDGET_BYTES: usize = 32 << 20;
 const BACKWARD_GROUPS_GPU: usize = 1024;
 /// Workgroups of the backward on a CPU adapter, where each runs on one thread.
 const BACKWARD_GROUPS_CPU: usize = 64;
-/// Workgroups of the forward on a CPU adapter (on a GPU: one per patch).
-const FORWARD_GROUPS_CPU: usize = 64;
 
 /// The shared weights of the decoder.
 #[derive(Clone, Copy)]
@@ -233,26 +231,18 @@ pub fn inr_forward(e: &Tensor, s1: &Tensor, s2: &Tensor, w: &InrWeights) -> Resu
     let gpu = e.gpu();
     let packed = pack_shared(&d, e, w)?;
     let out = Tensor::empty(gpu, &[d.patches, d.pixels, d.channels])?;
-    // one patch per workgroup on a GPU; on a CPU adapter, runs of patches per workgroup (thread)
-    let wanted = if gpu.is_cpu() {
-        FORWARD_GROUPS_CPU
-    } else {
-        d.patches
-    };
-    let per_group = d.patches.div_ceil(wanted.clamp(1, d.patches));
-    let groups = d.patches.div_ceil(per_group);
     gpu.dispatch(
         &SHADER,
         "inr_forward",
         &[],
-        bytemuck::bytes_of(&d.params(per_group, groups)),
+        bytemuck::bytes_of(&d.params(1, d.patches)),
         &[
             (s1.buffer(), Access::Read),
             (s2.buffer(), Access::Read),
             (packed.buffer(), Access::Read),
             (out.buffer(), Access::ReadWrite),
         ],
-        grid_1d(groups, 1),
+        grid_1d(d.patches, 1),
     )?;
     Ok(out)
 }

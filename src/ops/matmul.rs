@@ -52,9 +52,25 @@ impl Activation {
     }
 }
 
-/// Workgroup tile geometry: `WG_X × WG_Y` invocations, each computing `TM × TN` outputs, K step `TK`.
+/// Which kernel of `shaders/matmul.wgsl` a launch uses (all compute the same product and epilogue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulKernel {
+    /// `matmul`: BM × BN tiles staged through workgroup memory (GPUs).
+    Tiled,
+    /// `matmul_registers`: 16 × 8 outputs per invocation, operands loaded straight from storage,
+    /// no workgroup memory (CPU adapters: small products, or no subgroups).
+    Registers,
+    /// `matmul_subgroup`: 32 × 8 outputs per lane; the lanes of a subgroup share their rows and pass the
+    /// A blocks around with `subgroupBroadcast` (CPU adapters with subgroups of ≥ 8 lanes, large products).
+    Subgroup,
+}
+
+/// Kernel and workgroup geometry: `WG_X × WG_Y` invocations, each computing `TM × TN` outputs, K step `TK`.
+/// Only the tiled kernel takes its TM/TN/TK from here; the CPU kernels' blocks are fixed by their code
+/// (the values here describe them, so that [`TileConfig::bm`] / [`TileConfig::bn`] are right for all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TileConfig {
+    pub kernel: MatmulKernel,
     pub wg_x: u32,
     pub wg_y: u32,
     pub tm: u32,
@@ -62,45 +78,101 @@ pub struct TileConfig {
     pub tk: u32,
 }
 
+/// Smallest product (2·M·N·K·batch flops) that CPU adapters run with the subgroup kernel. Its pipelines
+/// take a few seconds each to compile on lavapipe (the registers kernel's well under one), which only
+/// pays off on large, repeated products such as the training step's linear layers.
+pub const SUBGROUP_KERNEL_MIN_FLOPS: f64 = 1e9;
+
 impl TileConfig {
-    /// For GPUs: 16×16 invocations × 4×4 outputs = 64×64 tiles.
+    /// For GPUs: 16×16 invocations × 4×4 outputs = 64×64 tiles through workgroup memory.
     pub const GPU: TileConfig = TileConfig {
+        kernel: MatmulKernel::Tiled,
         wg_x: 16,
         wg_y: 16,
         tm: 4,
         tn: 4,
         tk: 16,
     };
-    /// For CPU adapters (lavapipe/llvmpipe): fewer invocations per workgroup (one CPU thread runs a
-    /// workgroup, its invocations are SIMD lanes) and more work per invocation.
+    /// For CPU adapters (lavapipe/llvmpipe), the fastest measured there: one subgroup of 8 lanes per
+    /// workgroup, 32 × 8 outputs per lane (a 32 × 64 block of C), K in steps of 32. On lavapipe a
+    /// workgroup runs on one CPU thread with its invocations as SIMD lanes, and every storage load costs
+    /// a scalar loop over the lanes, so the kernels maximise the reuse of each loaded value.
     pub const CPU: TileConfig = TileConfig {
+        kernel: MatmulKernel::Subgroup,
         wg_x: 8,
-        wg_y: 8,
-        tm: 4,
-        tn: 4,
-        tk: 16,
+        wg_y: 1,
+        tm: 32,
+        tn: 8,
+        tk: 32,
+    };
+    /// For CPU adapters without subgroups of ≥ 8 lanes, and for small products: 8 × 4 invocations
+    /// × 16 × 8 outputs = 64 × 64 blocks, K in steps of 4, no workgroup memory.
+    pub const CPU_REGISTERS: TileConfig = TileConfig {
+        kernel: MatmulKernel::Registers,
+        wg_x: 8,
+        wg_y: 4,
+        tm: 16,
+        tn: 8,
+        tk: 4,
     };
 
-    /// The default for an adapter; `VITGAN_MATMUL_TILE=wgx,wgy,tm,tn,tk` overrides it.
+    /// The default for an adapter (for large products). Environment overrides:
+    /// `VITGAN_MATMUL_KERNEL=tiled|registers|subgroup` forces a kernel (subgroup falls back to registers
+    /// where the adapter lacks subgroups of ≥ 8 lanes); `VITGAN_MATMUL_TILE=wgx,wgy,tm,tn,tk` forces the
+    /// tiled kernel with that geometry (handy for sweeps).
     pub fn for_gpu(gpu: &Gpu) -> TileConfig {
-        if let Ok(s) = std::env::var("VITGAN_MATMUL_TILE") {
-            let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            if let [wg_x, wg_y, tm, tn, tk] = v[..] {
-                return TileConfig {
+        Self::for_problem(gpu, f64::INFINITY)
+    }
+
+    /// The configuration a product of `flops` (2·M·N·K·batch) runs with on `gpu`.
+    pub fn for_problem(gpu: &Gpu, flops: f64) -> TileConfig {
+        let tile_env = std::env::var("VITGAN_MATMUL_TILE")
+            .ok()
+            .and_then(|s| Self::parse_tiled(&s));
+        let kernel_env = std::env::var("VITGAN_MATMUL_KERNEL")
+            .ok()
+            .map(|s| s.trim().to_ascii_lowercase());
+        let subgroups = supports_subgroup_kernel(gpu);
+        match kernel_env.as_deref() {
+            Some("tiled") => return tile_env.unwrap_or(TileConfig::GPU),
+            Some("registers") => return TileConfig::CPU_REGISTERS,
+            Some("subgroup") if subgroups => return TileConfig::CPU,
+            Some("subgroup") => return TileConfig::CPU_REGISTERS,
+            _ => {}
+        }
+        if let Some(t) = tile_env {
+            return t;
+        }
+        if !gpu.is_cpu() {
+            TileConfig::GPU
+        } else if subgroups && flops >= SUBGROUP_KERNEL_MIN_FLOPS {
+            TileConfig::CPU
+        } else {
+            TileConfig::CPU_REGISTERS
+        }
+    }
+
+    /// `wgx,wgy,tm,tn,tk` as a tiled configuration (`None` unless five positive numbers with at most
+    /// 256 invocations).
+    fn parse_tiled(s: &str) -> Option<TileConfig> {
+        let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        match v[..] {
+            [wg_x, wg_y, tm, tn, tk]
+                if v.iter().all(|&x| x > 0) && wg_x * wg_y <= 256 && tm * tn <= 256 =>
+            {
+                Some(TileConfig {
+                    kernel: MatmulKernel::Tiled,
                     wg_x,
                     wg_y,
                     tm,
                     tn,
                     tk,
-                };
+                })
             }
-        }
-        if gpu.is_cpu() {
-            TileConfig::CPU
-        } else {
-            TileConfig::GPU
+            _ => None,
         }
     }
+
     /// Rows of C per workgroup.
     pub fn bm(&self) -> u32 {
         self.wg_y * self.tm
@@ -109,18 +181,46 @@ impl TileConfig {
     pub fn bn(&self) -> u32 {
         self.wg_x * self.tn
     }
+    /// Entry point in `shaders/matmul.wgsl`.
+    fn entry(&self) -> &'static str {
+        match self.kernel {
+            MatmulKernel::Tiled => "matmul",
+            MatmulKernel::Registers => "matmul_registers",
+            MatmulKernel::Subgroup => "matmul_subgroup",
+        }
+    }
+}
+
+/// Whether `gpu` can run the subgroup kernel: subgroup operations, and subgroups of at least 8 lanes
+/// (lanes 0..8 each hold one k-quad of A).
+pub fn supports_subgroup_kernel(gpu: &Gpu) -> bool {
+    gpu.features().contains(wgpu::Features::SUBGROUP) && gpu.info().subgroup_min_size >= 8
 }
 
 thread_local! {
     static VARIANTS: RefCell<HashMap<TileConfig, &'static Shader>> = RefCell::default();
 }
 
+/// Marker lines around the subgroup kernel, which is left out of the source for the other kernels
+/// (a module using subgroup operations does not compile on adapters without them).
+const SUBGROUP_BEGIN: &str = "// BEGIN SUBGROUP KERNEL";
+const SUBGROUP_END: &str = "// END SUBGROUP KERNEL";
+
 /// The matmul shader with its tile constants rewritten to `t` (generated once per config).
 pub fn shader_variant(t: TileConfig) -> &'static Shader {
     VARIANTS.with(|v| {
         *v.borrow_mut().entry(t).or_insert_with(|| {
             let mut src = String::with_capacity(SHADER.source.len());
+            let mut in_subgroup_section = false;
             for line in SHADER.source.lines() {
+                if line.trim() == SUBGROUP_BEGIN {
+                    in_subgroup_section = true;
+                } else if line.trim() == SUBGROUP_END {
+                    in_subgroup_section = false;
+                }
+                if in_subgroup_section && t.kernel != MatmulKernel::Subgroup {
+                    continue;
+                }
                 let replaced = match line.split(':').next().unwrap_or("") {
                     "const WG_X" => format!("const WG_X: u32 = {}u;", t.wg_x),
                     "const WG_Y" => format!("const WG_Y: u32 = {}u;", t.wg_y),
@@ -132,7 +232,11 @@ pub fn shader_variant(t: TileConfig) -> &'static Shader {
                 src.push_str(&replaced);
                 src.push('\n');
             }
-            let name = format!("matmul_{}x{}_{}x{}_{}", t.wg_x, t.wg_y, t.tm, t.tn, t.tk);
+            let name = format!(
+                "matmul_{:?}_{}x{}_{}x{}_{}",
+                t.kernel, t.wg_x, t.wg_y, t.tm, t.tn, t.tk
+            )
+            .to_lowercase();
             Box::leak(Box::new(Shader {
                 name: Box::leak(name.into_boxed_str()),
                 source: Box::leak(src.into_boxed_str()),
@@ -263,30 +367,42 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         alpha,
         _pad: 0,
     };
-    let t = TileConfig::for_gpu(gpu);
+    let flops = 2.0 * (m * n * ka * batch) as f64;
+    let t = TileConfig::for_problem(gpu, flops);
     let groups = [
         (n as u32).div_ceil(t.bn()),
         (m as u32).div_ceil(t.bm()),
         batch as u32,
     ];
+    let mut constants = vec![
+        ("TRANS_A", o.trans_a as u32 as f64),
+        ("TRANS_B", o.trans_b as u32 as f64),
+        ("HAS_BIAS", o.bias.is_some() as u32 as f64),
+        ("SAVE_PREACT", o.save_preact as u32 as f64),
+        ("ACT", act as f64),
+    ];
+    let mut buffers = vec![
+        (a.buffer(), Access::Read),
+        (b.buffer(), Access::Read),
+        (bias.buffer(), Access::Read),
+        (c.buffer(), Access::ReadWrite),
+        (pre_buf.buffer(), Access::ReadWrite),
+    ];
+    if t.kernel != MatmulKernel::Tiled {
+        // vec4 reads need the stored operand's contiguous dimension to be a multiple of 4
+        let vec4_a = if o.trans_a { m % 4 == 0 } else { ka % 4 == 0 };
+        let vec4_b = if o.trans_b { ka % 4 == 0 } else { n % 4 == 0 };
+        constants.push(("VEC4_A", vec4_a as u32 as f64));
+        constants.push(("VEC4_B", vec4_b as u32 as f64));
+        buffers.push((a.buffer(), Access::Read));
+        buffers.push((b.buffer(), Access::Read));
+    }
     gpu.dispatch(
         shader_variant(t),
-        "matmul",
-        &[
-            ("TRANS_A", o.trans_a as u32 as f64),
-            ("TRANS_B", o.trans_b as u32 as f64),
-            ("HAS_BIAS", o.bias.is_some() as u32 as f64),
-            ("SAVE_PREACT", o.save_preact as u32 as f64),
-            ("ACT", act as f64),
-        ],
+        t.entry(),
+        &constants,
         bytemuck::bytes_of(&params),
-        &[
-            (a.buffer(), Access::Read),
-            (b.buffer(), Access::Read),
-            (bias.buffer(), Access::Read),
-            (c.buffer(), Access::ReadWrite),
-            (pre_buf.buffer(), Access::ReadWrite),
-        ],
+        &buffers,
         groups,
     )?;
     Ok((c, pre))
