@@ -99,9 +99,13 @@ impl Bench {
     }
 
     fn random_tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.random_tensor_and_data(shape)?.0)
+    }
+
+    fn random_tensor_and_data(&mut self, shape: &[usize]) -> Result<(Tensor, Vec<f32>)> {
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| self.rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_slice(&self.gpu, &data, shape)
+        Ok((Tensor::from_slice(&self.gpu, &data, shape)?, data))
     }
 
     /// First call, warm-up, then the median of N runs of `body` (which records dispatches).
@@ -236,9 +240,9 @@ impl Bench {
     ) -> Result<()> {
         let a_shape = if s.trans_a { [s.k, s.m] } else { [s.m, s.k] };
         let b_shape = if s.trans_b { [s.n, s.k] } else { [s.k, s.n] };
-        let a = self.random_tensor(&a_shape)?;
-        let b = self.random_tensor(&b_shape)?;
-        let bias = self.random_tensor(&[s.n])?;
+        let (a, a_host) = self.random_tensor_and_data(&a_shape)?;
+        let (b, b_host) = self.random_tensor_and_data(&b_shape)?;
+        let (bias, bias_host) = self.random_tensor_and_data(&[s.n])?;
         let opts = MatmulOptions {
             trans_a: s.trans_a,
             trans_b: s.trans_b,
@@ -251,6 +255,9 @@ impl Bench {
             save_preact: false,
         };
         let m = self.measure(&|| matmul_fused(&a, &b, opts).map(drop))?;
+        // a timing of wrong results is worthless: compare a few rows with an f64 reference
+        let c = matmul_fused(&a, &b, opts)?.0.to_vec()?;
+        check_matmul_rows(s, &a_host, &b_host, epilogue.then_some(&bias_host[..]), &c)?;
         let numpy = yardsticks
             .iter()
             .find(|y| {
@@ -340,6 +347,47 @@ impl Bench {
         );
         Ok(())
     }
+}
+
+/// Compare rows 0, M/2 and M−1 of `c` with an f64 reference of op(A)·op(B) (+ bias, GELU).
+fn check_matmul_rows(
+    s: MatmulShape,
+    a: &[f32],
+    b: &[f32],
+    bias_gelu: Option<&[f32]>,
+    c: &[f32],
+) -> Result<()> {
+    for row in [0, s.m / 2, s.m - 1] {
+        for col in 0..s.n {
+            let mut z = 0.0f64;
+            for kk in 0..s.k {
+                let av = if s.trans_a {
+                    a[kk * s.m + row]
+                } else {
+                    a[row * s.k + kk]
+                };
+                let bv = if s.trans_b {
+                    b[col * s.k + kk]
+                } else {
+                    b[kk * s.n + col]
+                };
+                z += av as f64 * bv as f64;
+            }
+            if let Some(bias) = bias_gelu {
+                z += bias[col] as f64;
+                z = 0.5 * z * (1.0 + (0.7978845608028654 * (z + 0.044715 * z * z * z)).tanh());
+            }
+            let got = c[row * s.n + col] as f64;
+            let tol = 1e-5 * (s.k as f64).sqrt() * 4.0 + 1e-4 * z.abs();
+            if (got - z).abs() > tol || !got.is_finite() {
+                return Err(vitgan::Error::Device(format!(
+                    "matmul {} gave C[{row}, {col}] = {got}, the f64 reference is {z}",
+                    s.label()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ms_since(t: Instant) -> f64 {

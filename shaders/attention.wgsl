@@ -30,8 +30,6 @@ override KIND: u32 = 0u;
 override HEAD_DIM: u32 = 64u;
 // Rows owned per workgroup (= invocations per workgroup).
 override ROWS: u32 = 64u;
-// Rows owned per invocation (register blocking), 1..=MAX_REPEAT: a workgroup owns ROWS · ROW_REPEAT rows.
-override ROW_REPEAT: u32 = 1u;
 // Rows staged per block in workgroup memory; BLOCK · ⌈HEAD_DIM/4⌉ ≤ TILE_VEC4 and BLOCK ≤ MAX_BLOCK.
 override BLOCK: u32 = 16u;
 // vec4s per row.
@@ -39,9 +37,6 @@ override D4: u32 = (HEAD_DIM + 3u) / 4u;
 
 const MAX_D4: u32 = 32u;      // HEAD_DIM ≤ 128
 const MAX_BLOCK: u32 = 64u;
-const MAX_REPEAT: u32 = 4u;
-const MAX_REPEAT_D4: u32 = MAX_REPEAT * MAX_D4;
-const MAX_REPEAT_BLOCK: u32 = MAX_REPEAT * MAX_BLOCK;
 const TILE_VEC4: u32 = 512u;  // 8 KiB per staged tile
 const MASKED: f32 = -1.0e30;  // score of a key beyond the end of the sequence
 
@@ -129,7 +124,7 @@ struct Place {
 fn place(wid: vec3<u32>, nwg: vec3<u32>) -> Place {
     let group = wid.y * nwg.x + wid.x;
     let head = group / p.row_blocks;
-    return Place(head, (group % p.row_blocks) * ROWS * ROW_REPEAT, head < p.heads);
+    return Place(head, (group % p.row_blocks) * ROWS, head < p.heads);
 }
 
 // Stage keys and values [start, start + BLOCK) of `head` into tile_a / tile_b, and their score bias
@@ -167,112 +162,81 @@ fn stage_keys(head_base: u32, start: u32, lid: u32, in_range: bool) {
     }
 }
 
-// out_i = Σ_j softmax_j(s_ij) v_j and lse_i; each invocation owns ROW_REPEAT query rows.
+// out_i = Σ_j softmax_j(s_ij) v_j and lse_i, one query row per invocation.
 @compute @workgroup_size(ROWS)
 fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let pl = place(wid, nwg);
+    let row = pl.first_row + lid;
+    let valid = pl.valid_group && row < p.seq_len;
     let head_base = pl.head * p.seq_len * HEAD_DIM;
+    let row_at = head_base + row * HEAD_DIM;
     let alpha = dot_factor();
 
     // q scaled by α, so that a score is one dot product plus the key bias
-    var q: array<vec4<f32>, MAX_REPEAT_D4>;
-    var o: array<vec4<f32>, MAX_REPEAT_D4>;
-    var q_sq: array<f32, MAX_REPEAT>;
-    var run_max: array<f32, MAX_REPEAT>;
-    var run_sum: array<f32, MAX_REPEAT>;
-    for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-        let row = pl.first_row + r * ROWS + lid;
-        let valid = pl.valid_group && row < p.seq_len;
-        let row_at = head_base + row * HEAD_DIM;
-        var nn = 0.0;
-        for (var c = 0u; c < D4; c = c + 1u) {
-            var qc = vec4<f32>(0.0);
-            if (valid) {
-                qc = load_q(row_at, c);
-            }
-            nn = nn + dot(qc, qc);
-            q[r * MAX_D4 + c] = alpha * qc;
-            o[r * MAX_D4 + c] = vec4<f32>(0.0);
+    var q: array<vec4<f32>, MAX_D4>;
+    var o: array<vec4<f32>, MAX_D4>;
+    var q_sq = 0.0;
+    for (var c = 0u; c < D4; c = c + 1u) {
+        var qc = vec4<f32>(0.0);
+        if (valid) {
+            qc = load_q(row_at, c);
         }
-        q_sq[r] = nn;
-        run_max[r] = MASKED;
-        run_sum[r] = 0.0;
+        q_sq = q_sq + dot(qc, qc);
+        q[c] = alpha * qc;
+        o[c] = vec4<f32>(0.0);
     }
-    var s: array<f32, MAX_REPEAT_BLOCK>;
+    var run_max = MASKED;
+    var run_sum = 0.0;
+    var s: array<f32, MAX_BLOCK>;
 
     for (var start = 0u; start < p.seq_len; start = start + BLOCK) {
         workgroupBarrier();
         stage_keys(head_base, start, lid, pl.valid_group);
         workgroupBarrier();
-        var block_max: array<f32, MAX_REPEAT>;
-        for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-            block_max[r] = MASKED;
+        var block_max = MASKED;
+        for (var j = 0u; j < BLOCK; j = j + 1u) {
+            var acc = 0.0;
+            for (var c = 0u; c < D4; c = c + 1u) {
+                acc = acc + dot(q[c], tile_a[j * D4 + c]);
+            }
+            let sj = acc + tile_bias[j];
+            s[j] = sj;
+            block_max = max(block_max, sj);
+        }
+        let new_max = max(run_max, block_max);
+        let rescale = exp(run_max - new_max);
+        run_sum = run_sum * rescale;
+        for (var c = 0u; c < D4; c = c + 1u) {
+            o[c] = o[c] * rescale;
         }
         for (var j = 0u; j < BLOCK; j = j + 1u) {
-            var acc: array<f32, MAX_REPEAT>;
-            for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-                acc[r] = 0.0;
-            }
+            let pj = exp(s[j] - new_max);
+            run_sum = run_sum + pj;
             for (var c = 0u; c < D4; c = c + 1u) {
-                let kc = tile_a[j * D4 + c];
-                for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-                    acc[r] = acc[r] + dot(q[r * MAX_D4 + c], kc);
-                }
-            }
-            let bias = tile_bias[j];
-            for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-                let sj = acc[r] + bias;
-                s[r * MAX_BLOCK + j] = sj;
-                block_max[r] = max(block_max[r], sj);
+                o[c] = o[c] + pj * tile_b[j * D4 + c];
             }
         }
-        for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-            let new_max = max(run_max[r], block_max[r]);
-            let rescale = exp(run_max[r] - new_max);
-            var sum = run_sum[r] * rescale;
-            for (var c = 0u; c < D4; c = c + 1u) {
-                o[r * MAX_D4 + c] = o[r * MAX_D4 + c] * rescale;
-            }
-            for (var j = 0u; j < BLOCK; j = j + 1u) {
-                let pj = exp(s[r * MAX_BLOCK + j] - new_max);
-                s[r * MAX_BLOCK + j] = pj;
-                sum = sum + pj;
-            }
-            run_sum[r] = sum;
-            run_max[r] = new_max;
-        }
-        for (var j = 0u; j < BLOCK; j = j + 1u) {
-            for (var c = 0u; c < D4; c = c + 1u) {
-                let vc = tile_b[j * D4 + c];
-                for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-                    o[r * MAX_D4 + c] = o[r * MAX_D4 + c] + s[r * MAX_BLOCK + j] * vc;
-                }
-            }
-        }
+        run_max = new_max;
     }
 
-    for (var r = 0u; r < ROW_REPEAT; r = r + 1u) {
-        let row = pl.first_row + r * ROWS + lid;
-        if (pl.valid_group && row < p.seq_len) {
-            let row_at = head_base + row * HEAD_DIM;
-            let inv = 1.0 / run_sum[r];
-            for (var c = 0u; c < D4; c = c + 1u) {
-                let oc = o[r * MAX_D4 + c] * inv;
-                let i = row_at + 4u * c;
-                out_w[i] = oc.x;
-                if (4u * c + 1u < HEAD_DIM) {
-                    out_w[i + 1u] = oc.y;
-                }
-                if (4u * c + 2u < HEAD_DIM) {
-                    out_w[i + 2u] = oc.z;
-                }
-                if (4u * c + 3u < HEAD_DIM) {
-                    out_w[i + 3u] = oc.w;
-                }
+    if (valid) {
+        let inv = 1.0 / run_sum;
+        for (var c = 0u; c < D4; c = c + 1u) {
+            let oc = o[c] * inv;
+            let i = row_at + 4u * c;
+            out_w[i] = oc.x;
+            if (4u * c + 1u < HEAD_DIM) {
+                out_w[i + 1u] = oc.y;
             }
-            lse_w[pl.head * p.seq_len + row] = run_max[r] + log(run_sum[r]) + l2_bias(q_sq[r]);
+            if (4u * c + 2u < HEAD_DIM) {
+                out_w[i + 2u] = oc.z;
+            }
+            if (4u * c + 3u < HEAD_DIM) {
+                out_w[i + 3u] = oc.w;
+            }
         }
+        lse_w[pl.head * p.seq_len + row] = run_max + log(run_sum) + l2_bias(q_sq);
     }
 }
 
@@ -316,16 +280,20 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
         stage_keys(head_base, start, lid, pl.valid_group);
         workgroupBarrier();
         for (var j = 0u; j < BLOCK; j = j + 1u) {
+            // k_j is read from workgroup memory once and kept for the dq update
+            var kj: array<vec4<f32>, MAX_D4>;
             var qk = 0.0;
             var dp = 0.0;
             for (var c = 0u; c < D4; c = c + 1u) {
-                qk = qk + dot(q[c], tile_a[j * D4 + c]);
+                let kc = tile_a[j * D4 + c];
+                kj[c] = kc;
+                qk = qk + dot(q[c], kc);
                 dp = dp + dot(g[c], tile_b[j * D4 + c]);
             }
             let pij = exp(qk + tile_bias[j] + row_shift);
             let ds = pij * (dp - delta);
             for (var c = 0u; c < D4; c = c + 1u) {
-                dq[c] = dq[c] + ds * tile_a[j * D4 + c];
+                dq[c] = dq[c] + ds * kj[c];
             }
         }
     }
@@ -425,18 +393,25 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         stage_queries(head_base, start, lid, pl.valid_group);
         workgroupBarrier();
         for (var i = 0u; i < BLOCK; i = i + 1u) {
+            // q_i and dout_i are read from workgroup memory once and kept for the dk, dv updates
+            var qi: array<vec4<f32>, MAX_D4>;
+            var gi: array<vec4<f32>, MAX_D4>;
             var qk = 0.0;
             var dp = 0.0;
             for (var c = 0u; c < D4; c = c + 1u) {
-                qk = qk + dot(k[c], tile_a[i * D4 + c]);
-                dp = dp + dot(v[c], tile_b[i * D4 + c]);
+                let qc = tile_a[i * D4 + c];
+                let gc = tile_b[i * D4 + c];
+                qi[c] = qc;
+                gi[c] = gc;
+                qk = qk + dot(k[c], qc);
+                dp = dp + dot(v[c], gc);
             }
             let pij = exp(qk + key_bias + tile_bias[i]);
             let ds = pij * (dp - tile_delta[i]);
             ds_sum = ds_sum + ds;
             for (var c = 0u; c < D4; c = c + 1u) {
-                dv[c] = dv[c] + pij * tile_b[i * D4 + c];
-                dk[c] = dk[c] + ds * tile_a[i * D4 + c];
+                dv[c] = dv[c] + pij * gi[c];
+                dk[c] = dk[c] + ds * qi[c];
             }
         }
     }

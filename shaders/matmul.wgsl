@@ -87,12 +87,9 @@ fn activate(x: f32) -> f32 {
     }
 }
 
-// the epilogue for one element of C (row < M, col < N): bias, pre-activation, activation
-fn write_output(c_base: u32, row: u32, col: u32, acc: f32) {
-    var v = acc;
-    if (HAS_BIAS) {
-        v = v + bias[col];
-    }
+// the epilogue for one element of C (row < M, col < N) whose bias is already added: pre-activation,
+// activation
+fn write_output(c_base: u32, row: u32, col: u32, v: f32) {
     if (SAVE_PREACT) {
         pre[c_base + row * p.n + col] = v;
     }
@@ -179,7 +176,11 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         for (var j = 0u; j < TN; j = j + 1u) {
             let col = col0 + tx + j * WG_X;
             if (row < p.m && col < p.n) {
-                write_output(c_base, row, col, acc[i][j]);
+                var v = acc[i][j];
+                if (HAS_BIAS) {
+                    v = v + bias[col];
+                }
+                write_output(c_base, row, col, v);
             }
         }
     }
@@ -264,14 +265,23 @@ fn b_block(base: u32, k0: u32, c0: u32) -> mat4x4<f32> {
                             b_cols_at_k(base, k0 + 2u, c0), b_cols_at_k(base, k0 + 3u, c0)));
 }
 
-// Store the 4 × 4 block acc (acc[j][i] = C[r0 + i, c0 + j]) through the epilogue.
-fn store_block(acc: mat4x4<f32>, c_base: u32, r0: u32, c0: u32) {
+// bias[c0..c0+4] (zero without HAS_BIAS; columns past N clamped), loaded once per column block
+fn bias_at(c0: u32) -> vec4<f32> {
+    if (HAS_BIAS) {
+        return vec4(bias[min(c0, p.n - 1u)], bias[min(c0 + 1u, p.n - 1u)],
+                    bias[min(c0 + 2u, p.n - 1u)], bias[min(c0 + 3u, p.n - 1u)]);
+    }
+    return vec4(0.0);
+}
+
+// Store the 4 × 4 block acc (acc[j][i] = C[r0 + i, c0 + j]) plus bias4[j] through the epilogue.
+fn store_block(acc: mat4x4<f32>, bias4: vec4<f32>, c_base: u32, r0: u32, c0: u32) {
     for (var i = 0u; i < 4u; i = i + 1u) {
         let row = r0 + i;
         for (var j = 0u; j < 4u; j = j + 1u) {
             let col = c0 + j;
             if (row < p.m && col < p.n) {
-                write_output(c_base, row, col, acc[j][i]);
+                write_output(c_base, row, col, acc[j][i] + bias4[j]);
             }
         }
     }
@@ -314,14 +324,16 @@ fn matmul_registers(@builtin(workgroup_id) wid: vec3<u32>,
         acc31 = acc31 + a3 * b1;
     }
     let c_base = batch * p.m * p.n;
-    store_block(acc00, c_base, r0, c0);
-    store_block(acc01, c_base, r0, c0 + 4u);
-    store_block(acc10, c_base, r0 + 4u, c0);
-    store_block(acc11, c_base, r0 + 4u, c0 + 4u);
-    store_block(acc20, c_base, r0 + 8u, c0);
-    store_block(acc21, c_base, r0 + 8u, c0 + 4u);
-    store_block(acc30, c_base, r0 + 12u, c0);
-    store_block(acc31, c_base, r0 + 12u, c0 + 4u);
+    let bias0 = bias_at(c0);
+    let bias1 = bias_at(c0 + 4u);
+    store_block(acc00, bias0, c_base, r0, c0);
+    store_block(acc01, bias1, c_base, r0, c0 + 4u);
+    store_block(acc10, bias0, c_base, r0 + 4u, c0);
+    store_block(acc11, bias1, c_base, r0 + 4u, c0 + 4u);
+    store_block(acc20, bias0, c_base, r0 + 8u, c0);
+    store_block(acc21, bias1, c_base, r0 + 8u, c0 + 4u);
+    store_block(acc30, bias0, c_base, r0 + 12u, c0);
+    store_block(acc31, bias1, c_base, r0 + 12u, c0 + 4u);
 }
 
 // BEGIN SUBGROUP KERNEL
@@ -422,21 +434,23 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         subgroup_step(&acc, own, 7u, b_base, k0, c0);
     }
     let c_base = batch * p.m * p.n;
-    store_block(acc.m[0], c_base, r0, c0);
-    store_block(acc.m[1], c_base, r0, c0 + 4u);
-    store_block(acc.m[2], c_base, r0 + 4u, c0);
-    store_block(acc.m[3], c_base, r0 + 4u, c0 + 4u);
-    store_block(acc.m[4], c_base, r0 + 8u, c0);
-    store_block(acc.m[5], c_base, r0 + 8u, c0 + 4u);
-    store_block(acc.m[6], c_base, r0 + 12u, c0);
-    store_block(acc.m[7], c_base, r0 + 12u, c0 + 4u);
-    store_block(acc.m[8], c_base, r0 + 16u, c0);
-    store_block(acc.m[9], c_base, r0 + 16u, c0 + 4u);
-    store_block(acc.m[10], c_base, r0 + 20u, c0);
-    store_block(acc.m[11], c_base, r0 + 20u, c0 + 4u);
-    store_block(acc.m[12], c_base, r0 + 24u, c0);
-    store_block(acc.m[13], c_base, r0 + 24u, c0 + 4u);
-    store_block(acc.m[14], c_base, r0 + 28u, c0);
-    store_block(acc.m[15], c_base, r0 + 28u, c0 + 4u);
+    let bias0 = bias_at(c0);
+    let bias1 = bias_at(c0 + 4u);
+    store_block(acc.m[0], bias0, c_base, r0, c0);
+    store_block(acc.m[1], bias1, c_base, r0, c0 + 4u);
+    store_block(acc.m[2], bias0, c_base, r0 + 4u, c0);
+    store_block(acc.m[3], bias1, c_base, r0 + 4u, c0 + 4u);
+    store_block(acc.m[4], bias0, c_base, r0 + 8u, c0);
+    store_block(acc.m[5], bias1, c_base, r0 + 8u, c0 + 4u);
+    store_block(acc.m[6], bias0, c_base, r0 + 12u, c0);
+    store_block(acc.m[7], bias1, c_base, r0 + 12u, c0 + 4u);
+    store_block(acc.m[8], bias0, c_base, r0 + 16u, c0);
+    store_block(acc.m[9], bias1, c_base, r0 + 16u, c0 + 4u);
+    store_block(acc.m[10], bias0, c_base, r0 + 20u, c0);
+    store_block(acc.m[11], bias1, c_base, r0 + 20u, c0 + 4u);
+    store_block(acc.m[12], bias0, c_base, r0 + 24u, c0);
+    store_block(acc.m[13], bias1, c_base, r0 + 24u, c0 + 4u);
+    store_block(acc.m[14], bias0, c_base, r0 + 28u, c0);
+    store_block(acc.m[15], bias1, c_base, r0 + 28u, c0 + 4u);
 }
 // END SUBGROUP KERNEL

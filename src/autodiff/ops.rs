@@ -29,8 +29,13 @@ impl Tape {
         Ok(self.record(y, &[a, b], move |g| {
             use elementwise::binary as bin;
             let (ga, gb) = match op {
-                Binary::Add => (Some(g.clone()), Some(g.clone())),
-                Binary::Sub => (Some(g.clone()), Some(elementwise::unary(g, Unary::Neg)?)),
+                Binary::Add => (need_a.then(|| g.clone()), need_b.then(|| g.clone())),
+                Binary::Sub => (
+                    need_a.then(|| g.clone()),
+                    need_b
+                        .then(|| elementwise::unary(g, Unary::Neg))
+                        .transpose()?,
+                ),
                 Binary::Mul => (
                     need_a.then(|| bin(g, &bv, Binary::Mul)).transpose()?,
                     need_b.then(|| bin(g, &av, Binary::Mul)).transpose()?,
@@ -121,13 +126,24 @@ impl Tape {
         let mut inputs = vec![a, b];
         inputs.extend(bias);
         let has_bias = bias.is_some();
+        let (need_a, need_b) = (self.requires_grad(a), self.requires_grad(b));
         Ok(self.record(y, &inputs, move |g| {
             let gz = match (act.as_unary(), &pre) {
                 (Some(u), Some(z)) => elementwise::unary_backward(z, g, u)?,
                 _ => g.clone(),
             };
-            let (ga, gb) = matmul::matmul_backward(&av, &bv, &gz, trans_a, trans_b)?;
-            let mut out = vec![Some(ga), Some(gb)];
+            // only the gradients something needs (frozen weights and input images need none)
+            let ga = if need_a {
+                Some(matmul::matmul_grad_a(&av, &bv, &gz, trans_a, trans_b)?)
+            } else {
+                None
+            };
+            let gb = if need_b {
+                Some(matmul::matmul_grad_b(&av, &bv, &gz, trans_a, trans_b)?)
+            } else {
+                None
+            };
+            let mut out = vec![ga, gb];
             if has_bias {
                 let n = *gz.shape().last().unwrap();
                 let rows = gz.numel() / n.max(1);

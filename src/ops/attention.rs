@@ -59,42 +59,40 @@ impl AttentionKind {
 pub struct AttentionTiles {
     pub rows: u32,
     pub block: u32,
-    pub repeat: u32,
 }
 
 impl AttentionTiles {
-    /// The default for an adapter and head width; `VITGAN_ATTENTION_TILE=rows,block` overrides it.
-    /// CPU adapters (one workgroup per CPU thread, invocations are SIMD lanes) get small workgroups,
-    /// which waste fewer lanes at L = 65; GPUs get 64 invocations.
-    pub fn for_gpu(gpu: &Gpu, head_dim: usize) -> AttentionTiles {
+    /// The default for an adapter, sequence length and head width; `VITGAN_ATTENTION_TILE=rows,block`
+    /// overrides it. CPU adapters run a workgroup on one thread with invocations as SIMD lanes, so
+    /// they get small workgroups (a multiple of 8 lanes) sized to waste the fewest rows at the end
+    /// of the sequence (24 for L = 65, 32 for L = 256); GPUs get 64 invocations.
+    pub fn for_gpu(gpu: &Gpu, seq_len: usize, head_dim: usize) -> AttentionTiles {
         let d4 = head_dim.div_ceil(4).max(1) as u32;
         let fit = (TILE_VEC4 / d4).min(MAX_BLOCK);
         if let Ok(s) = std::env::var("VITGAN_ATTENTION_TILE") {
             let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            if let [rows, block, repeat] = v[..]
+            if let [rows, block] = v[..]
                 && rows > 0
                 && block > 0
-                && repeat > 0
             {
                 return AttentionTiles {
                     rows: rows.min(256),
                     block: block.min(fit),
-                    repeat: repeat.min(4),
                 };
             }
         }
-        if gpu.is_cpu() {
-            AttentionTiles {
-                rows: 16,
-                block: fit.min(32),
-                repeat: 1,
-            }
+        let rows = if gpu.is_cpu() {
+            // fewest padded rows; the larger workgroup on a tie
+            [32u32, 24, 16]
+                .into_iter()
+                .min_by_key(|&r| seq_len.max(1).div_ceil(r as usize) * r as usize)
+                .unwrap_or(16)
         } else {
-            AttentionTiles {
-                rows: 64,
-                block: fit.min(32),
-                repeat: 1,
-            }
+            64
+        };
+        AttentionTiles {
+            rows,
+            block: fit.min(16),
         }
     }
 }
@@ -162,13 +160,8 @@ fn launch(
     kind: AttentionKind,
     buffers: &[(&wgpu::Buffer, Access)],
 ) -> Result<()> {
-    let tiles = AttentionTiles::for_gpu(gpu, dims.head_dim);
-    let repeat = if entry == "attention_forward" {
-        tiles.repeat
-    } else {
-        1
-    };
-    let row_blocks = dims.seq_len.div_ceil((tiles.rows * repeat) as usize);
+    let tiles = AttentionTiles::for_gpu(gpu, dims.seq_len, dims.head_dim);
+    let row_blocks = dims.seq_len.div_ceil(tiles.rows as usize);
     let params = Params {
         heads: dims.heads as u32,
         seq_len: dims.seq_len as u32,
@@ -183,7 +176,6 @@ fn launch(
             ("HEAD_DIM", dims.head_dim as f64),
             ("ROWS", tiles.rows as f64),
             ("BLOCK", tiles.block as f64),
-            ("ROW_REPEAT", repeat as f64),
         ],
         bytemuck::bytes_of(&params),
         buffers,

@@ -436,20 +436,42 @@ pub fn matmul_backward(
     trans_a: bool,
     trans_b: bool,
 ) -> Result<(Tensor, Tensor)> {
-    // dOp(A) = dC·op(B)ᵀ ; stored A = op(A) or op(A)ᵀ.
+    Ok((
+        matmul_grad_a(a, b, dc, trans_a, trans_b)?,
+        matmul_grad_b(a, b, dc, trans_a, trans_b)?,
+    ))
+}
+
+/// dA of `C = op(A)·op(B)`: `dC·op(B)ᵀ`, or its transpose `op(B)·dCᵀ` when A is stored transposed.
+pub fn matmul_grad_a(
+    a: &Tensor,
+    b: &Tensor,
+    dc: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
     let da = if trans_a {
-        matmul_t(b, dc, trans_b, true)? // Aᵀ stored: dA_stored = op(B)·dCᵀ
+        matmul_t(b, dc, trans_b, true)?
     } else {
         matmul_t(dc, b, false, !trans_b)?
     };
+    reduce_broadcast_batch(da, a.shape())
+}
+
+/// dB of `C = op(A)·op(B)`: `op(A)ᵀ·dC`, or its transpose `dCᵀ·op(A)` when B is stored transposed.
+pub fn matmul_grad_b(
+    a: &Tensor,
+    b: &Tensor,
+    dc: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
     let db = if trans_b {
-        matmul_t(dc, a, true, trans_a)? // B stored [N,K]: dB_stored = dCᵀ·op(A)
+        matmul_t(dc, a, true, trans_a)?
     } else {
         matmul_t(a, dc, !trans_a, false)?
     };
-    let da = reduce_broadcast_batch(da, a.shape())?;
-    let db = reduce_broadcast_batch(db, b.shape())?;
-    Ok((da, db))
+    reduce_broadcast_batch(db, b.shape())
 }
 
 fn reduce_broadcast_batch(g: Tensor, shape: &[usize]) -> Result<Tensor> {
