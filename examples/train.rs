@@ -254,38 +254,30 @@ fn run() -> Result<()> {
             source: e,
         })?;
 
+    let progress = Progress {
+        steps,
+        batch: train.batch,
+        start,
+        start_step,
+        terminal,
+        checkpoint: ckpt_path.clone(),
+    };
     while trainer.step < steps {
         let step = trainer.step;
         vitgan::data::Batcher::fill_batch(&data, &batcher.indices_for_step(step), &mut host_batch);
         real.write(&host_batch)?;
         let out = trainer.train_step(&real)?;
 
-        // losses of the previous logged step arrive while this one runs: no stall
-        if let Some((s, d, g)) = pending.take() {
-            let (d, g) = (f32_of(d)?, f32_of(g)?);
-            if !d.is_finite() || !g.is_finite() {
-                return Err(Error::Other(format!(
-                    "non-finite loss at step {s} (D {d}, G {g}); stopping. The last good checkpoint is {}; \
-                     try a lower --lr",
-                    ckpt_path.display()
-                )));
-            }
-            history.push((s, d, g));
-            let done = trainer.step - start_step;
-            let rate = done as f64 * train.batch as f64 / start.elapsed().as_secs_f64();
-            let eta = (steps - trainer.step) as f64 * train.batch as f64 / rate.max(1e-9);
-            let line = format!(
-                "step {s:>7}/{steps}  {rate:7.1} img/s  D {d:.4}  G {g:.4}  ETA {}",
-                format_duration(eta)
-            );
-            if terminal {
-                eprint!("\r{line}   ");
-            } else {
-                eprintln!("{line}");
-            }
+        // losses of an earlier logged step are printed once they have arrived: no stall
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.1.is_ready() && p.2.is_ready())
+        {
+            let (s, d, g) = pending.take().unwrap();
+            let line = progress.report(s, f32_of(d)?, f32_of(g)?, trainer.step, &mut history)?;
             let _ = writeln!(log, "{line}");
         }
-        if step % args.log_every == 0 || trainer.step == steps {
+        if (step % args.log_every == 0 || trainer.step == steps) && pending.is_none() {
             pending = Some((step, out.d_loss.read_async()?, out.g_loss.read_async()?));
         }
         let finished = trainer.step == steps;
@@ -294,6 +286,9 @@ fn run() -> Result<()> {
         }
         let stop = interrupted.load(Ordering::SeqCst);
         if trainer.step % args.checkpoint_every == 0 || finished || stop {
+            // never overwrite the last good checkpoint with a diverged state
+            let (d, g) = (out.d_loss.to_vec()?[0], out.g_loss.to_vec()?[0]);
+            progress.check_finite(trainer.step - 1, d, g)?;
             trainer.save_checkpoint(&ckpt_path)?;
             if stop || finished {
                 eprintln!(
@@ -308,6 +303,10 @@ fn run() -> Result<()> {
             return Ok(());
         }
     }
+    if let Some((s, d, g)) = pending.take() {
+        let line = progress.report(s, f32_of(d)?, f32_of(g)?, trainer.step, &mut history)?;
+        let _ = writeln!(log, "{line}");
+    }
     eprintln!(
         "\ndone: {} steps; samples and loss plot in {}",
         trainer.step,
@@ -317,6 +316,55 @@ fn run() -> Result<()> {
         eprintln!("{kernel:<45} {n:>7} dispatches {ms:>10.1} ms");
     }
     Ok(())
+}
+
+/// The progress line: step, images/s, losses, ETA; in place on a terminal, one line per report otherwise.
+struct Progress {
+    steps: u64,
+    batch: usize,
+    start: Instant,
+    start_step: u64,
+    terminal: bool,
+    checkpoint: PathBuf,
+}
+
+impl Progress {
+    fn check_finite(&self, step: u64, d: f32, g: f32) -> Result<()> {
+        if d.is_finite() && g.is_finite() {
+            return Ok(());
+        }
+        Err(Error::Other(format!(
+            "non-finite loss at step {step} (D {d}, G {g}); stopping. The last good checkpoint is {} \
+             (not overwritten); try a lower --lr",
+            self.checkpoint.display()
+        )))
+    }
+
+    fn report(
+        &self,
+        step: u64,
+        d: f32,
+        g: f32,
+        now: u64,
+        history: &mut Vec<(u64, f32, f32)>,
+    ) -> Result<String> {
+        self.check_finite(step, d, g)?;
+        history.push((step, d, g));
+        let done = now - self.start_step;
+        let rate = done as f64 * self.batch as f64 / self.start.elapsed().as_secs_f64();
+        let eta = (self.steps - now) as f64 * self.batch as f64 / rate.max(1e-9);
+        let line = format!(
+            "step {step:>7}/{}  {rate:7.1} img/s  D {d:.4}  G {g:.4}  ETA {}",
+            self.steps,
+            format_duration(eta)
+        );
+        if self.terminal {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+        Ok(line)
+    }
 }
 
 fn f32_of(r: vitgan::gpu::Readback) -> Result<f32> {
