@@ -3,15 +3,17 @@
 //! For every case: the first call (pipeline compilation + first dispatch) is timed on its own, then the
 //! case is warmed up and run N times; the median is reported. Times come from GPU timestamp queries when
 //! the adapter has them (`Gpu::time_gpu`), else from the wall clock around the work plus a device sync.
-//! Matmuls report GFLOP/s (2·M·N·K) next to OpenBLAS SGEMM through numpy on the same shapes in the same
-//! run (`benches/numpy_sgemm.py`; skipped with a note when python3/numpy are missing); bandwidth-bound
+//! Matmuls report GFLOP/s (2·M·N·K) next to OpenBLAS SGEMM through numpy on the same shape, measured
+//! right before ours (`benches/numpy_sgemm.py`, all cores; skipped with a note when python3/numpy are
+//! missing), and check a few rows of the result against an f64 reference; bandwidth-bound
 //! kernels report GB/s (bytes read + written). Every result is also appended as one JSON object per line
 //! to `$CARGO_TARGET_DIR/bench-results.jsonl` (default `target/`).
 //!
 //! Arguments that do not start with `-` are filters: a case runs when its kernel name contains one of
 //! them (`matmul`, `softmax`, `gelu`, `add`, `permute`, `sum`, `dispatch`). Environment:
 //! `VITGAN_BENCH_SECONDS` (time budget per case for the repetitions, default 2),
-//! `VITGAN_BENCH_REPS` (fixed repetition count), plus the adapter choice of `Gpu::default_adapter`
+//! `VITGAN_BENCH_REPS` (fixed repetition count), `VITGAN_BENCH_TIMER=wall` (wall clock + sync even where
+//! timestamps exist), plus the adapter choice of `Gpu::default_adapter`
 //! (`VITGAN_ADAPTER`, `VITGAN_BACKEND`) and `VITGAN_MATMUL_TILE`.
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -20,7 +22,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use vitgan::ops::elementwise::{self, Unary};
-use vitgan::ops::matmul::{Activation, MatmulOptions, TileConfig, matmul_fused};
+use vitgan::ops::matmul::{
+    Activation, MatmulOptions, SUBGROUP_KERNEL_MIN_FLOPS, TileConfig, matmul_fused,
+};
 use vitgan::ops::{layout, reduce, softmax};
 use vitgan::{Gpu, Result, Tensor};
 
@@ -68,19 +72,13 @@ impl MatmulShape {
             self.m,
             self.k,
             self.n,
-            if self.trans_a { " Aᵀ" } else { "" },
-            if self.trans_b { " Bᵀ" } else { "" }
+            if self.trans_a { " A^T" } else { "" },
+            if self.trans_b { " B^T" } else { "" }
         )
     }
     fn flops(&self) -> f64 {
         2.0 * (self.m * self.k * self.n) as f64
     }
-}
-
-/// OpenBLAS SGEMM throughput (GFLOP/s) for one shape, when numpy could be run.
-struct Yardstick {
-    shape: MatmulShape,
-    gflops: f64,
 }
 
 struct Bench {
@@ -91,6 +89,8 @@ struct Bench {
     adapter: String,
     backend: String,
     date: u64,
+    /// Cleared (after printing why) the first time numpy cannot be run.
+    numpy_available: bool,
 }
 
 impl Bench {
@@ -137,11 +137,19 @@ impl Bench {
             Some(n) => std::cmp::max(n, 1),
             None => ((budget_ms / one_ms.max(1e-3)).ceil() as usize).clamp(5, 200),
         };
+        let wall_only = std::env::var("VITGAN_BENCH_TIMER").is_ok_and(|v| v == "wall");
         let mut times = Vec::with_capacity(reps);
         let mut timer = "gpu";
         for _ in 0..reps {
             let t = Instant::now();
-            match gpu.time_gpu(body)? {
+            let gpu_ms = if wall_only {
+                body()?;
+                gpu.sync()?;
+                None
+            } else {
+                gpu.time_gpu(body)?
+            };
+            match gpu_ms {
                 Some(ms) => times.push(ms),
                 None => {
                     times.push(ms_since(t));
@@ -166,6 +174,7 @@ impl Bench {
         work: Work,
         m: &Measurement,
         yardstick: Option<f64>,
+        variant: Option<String>,
     ) -> Result<()> {
         let rate = match work {
             Work::Flops(f) => f / m.median_ms / 1e6,
@@ -179,8 +188,11 @@ impl Bench {
             Some(y) => format!("  numpy {y:7.1} GFLOP/s  ratio {:5.3}", rate / y),
             None => String::new(),
         };
+        let variant_note = variant
+            .as_ref()
+            .map_or(String::new(), |v| format!("  {{{v}}}"));
         println!(
-            "{kernel:<18} {shape:<22} {:>9.3} ms  {rate:>8.2} {unit:<7}  first {:>8.1} ms  ({} x{}){versus}  [{}]",
+            "{kernel:<18} {shape:<22} {:>9.3} ms  {rate:>8.2} {unit:<7}  first {:>8.1} ms  ({} x{}){versus}{variant_note}  [{}]",
             m.median_ms, m.first_call_ms, m.timer, m.reps, self.adapter
         );
         let mut json = format!(
@@ -202,6 +214,9 @@ impl Bench {
                 json_num(y),
                 json_num(rate / y)
             );
+        }
+        if let Some(v) = &variant {
+            json += &format!(",\"variant\":{}", json_str(v));
         }
         json += &format!(
             ",\"timer\":{},\"reps\":{},\"date\":{}}}",
@@ -231,13 +246,9 @@ impl Bench {
         })
     }
 
-    fn matmul_case(
-        &mut self,
-        kernel: &str,
-        s: MatmulShape,
-        epilogue: bool,
-        yardsticks: &[Yardstick],
-    ) -> Result<()> {
+    fn matmul_case(&mut self, kernel: &str, s: MatmulShape, epilogue: bool) -> Result<()> {
+        // the yardstick runs right before our kernel, so both see the same machine load
+        let numpy = self.numpy_gflops(s);
         let a_shape = if s.trans_a { [s.k, s.m] } else { [s.m, s.k] };
         let b_shape = if s.trans_b { [s.n, s.k] } else { [s.k, s.n] };
         let (a, a_host) = self.random_tensor_and_data(&a_shape)?;
@@ -258,14 +269,32 @@ impl Bench {
         // a timing of wrong results is worthless: compare a few rows with an f64 reference
         let c = matmul_fused(&a, &b, opts)?.0.to_vec()?;
         check_matmul_rows(s, &a_host, &b_host, epilogue.then_some(&bias_host[..]), &c)?;
-        let numpy = yardsticks
-            .iter()
-            .find(|y| {
-                let t = y.shape;
-                (t.m, t.k, t.n, t.trans_a, t.trans_b) == (s.m, s.k, s.n, s.trans_a, s.trans_b)
-            })
-            .map(|y| y.gflops);
-        self.report(kernel, &s.label(), Work::Flops(s.flops()), &m, numpy)
+        let tiles = TileConfig::for_problem(&self.gpu, s.flops());
+        let variant = format!("{:?} {}x{}", tiles.kernel, tiles.bm(), tiles.bn());
+        self.report(
+            kernel,
+            &s.label(),
+            Work::Flops(s.flops()),
+            &m,
+            numpy,
+            Some(variant),
+        )
+    }
+
+    /// OpenBLAS SGEMM GFLOP/s on shape `s` via numpy (all cores); `None` (with a note, once) when
+    /// python3 or numpy cannot be run.
+    fn numpy_gflops(&mut self, s: MatmulShape) -> Option<f64> {
+        if !self.numpy_available {
+            return None;
+        }
+        match numpy_sgemm(s) {
+            Ok(gflops) => Some(gflops),
+            Err(why) => {
+                println!("note: {why}; skipping the numpy/OpenBLAS ratio");
+                self.numpy_available = false;
+                None
+            }
+        }
     }
 
     /// A bandwidth-bound case on freshly made random inputs.
@@ -289,6 +318,7 @@ impl Bench {
             &format!("{:?}", shapes[0]),
             Work::Bytes(bytes),
             &m,
+            None,
             None,
         )
     }
@@ -440,59 +470,32 @@ fn results_path() -> PathBuf {
     dir.join("bench-results.jsonl")
 }
 
-/// Run OpenBLAS SGEMM (numpy, all cores) on `shapes`; `None` with a printed note when it cannot run.
-fn numpy_yardsticks(shapes: &[MatmulShape]) -> Option<Vec<Yardstick>> {
+/// OpenBLAS SGEMM (numpy, `OPENBLAS_NUM_THREADS` = all cores) GFLOP/s on one shape, or why not.
+fn numpy_sgemm(s: MatmulShape) -> std::result::Result<f64, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/numpy_sgemm.py");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let args: Vec<String> = shapes
-        .iter()
-        .map(|s| {
-            format!(
-                "{},{},{},{},{}",
-                s.m, s.k, s.n, s.trans_a as u8, s.trans_b as u8
-            )
-        })
-        .collect();
-    let out = match Command::new("python3")
+    let out = Command::new("python3")
         .arg(&script)
-        .args(&args)
+        .arg(format!(
+            "{},{},{},{},{}",
+            s.m, s.k, s.n, s.trans_a as u8, s.trans_b as u8
+        ))
         .env("OPENBLAS_NUM_THREADS", threads.to_string())
         .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            println!("note: python3 could not be run ({e}); skipping the numpy/OpenBLAS ratio");
-            return None;
-        }
-    };
+        .map_err(|e| format!("python3 could not be run ({e})"))?;
     if !out.status.success() {
-        println!(
-            "note: numpy SGEMM yardstick failed ({}); skipping the ratio",
+        return Err(format!(
+            "the numpy SGEMM yardstick failed ({})",
             String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return None;
+        ));
     }
-    let mut found = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: Vec<f64> = line
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if let [m, k, n, ta, tb, _ms, gflops] = v[..] {
-            found.push(Yardstick {
-                shape: MatmulShape {
-                    m: m as usize,
-                    k: k as usize,
-                    n: n as usize,
-                    trans_a: ta != 0.0,
-                    trans_b: tb != 0.0,
-                },
-                gflops,
-            });
-        }
-    }
-    println!("numpy/OpenBLAS SGEMM ({threads} threads) measured on the matmul shapes");
-    Some(found)
+    // `M K N TA TB median_ms gflops`
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .split_whitespace()
+        .nth(6)
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| format!("unexpected output from {}: {stdout}", script.display()))
 }
 
 fn main() -> Result<()> {
@@ -504,12 +507,13 @@ fn main() -> Result<()> {
     let info = gpu.info().clone();
     println!("adapter: {}", gpu.describe());
     println!(
-        "timer: {}; matmul tiles {:?}",
+        "timer: {}; matmul: {:?} below {SUBGROUP_KERNEL_MIN_FLOPS:e} flops, {:?} from there",
         if gpu.has_timestamps() {
             "GPU timestamps"
         } else {
             "wall clock + device sync"
         },
+        TileConfig::for_problem(&gpu, 0.0),
         TileConfig::for_gpu(&gpu)
     );
     let mut bench = Bench {
@@ -522,6 +526,7 @@ fn main() -> Result<()> {
         date: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        numpy_available: true,
     };
 
     // --- matmul, with OpenBLAS as the yardstick -------------------------------------------------
@@ -550,31 +555,17 @@ fn main() -> Result<()> {
         ),
     ];
     let fused = MatmulShape::plain(8192, 384, 1536);
-    let mut wanted: Vec<MatmulShape> = Vec::new();
-    if bench.selected("matmul") {
-        wanted.extend(plain);
-    }
-    for (kernel, s) in transposed {
-        if bench.selected(kernel) {
-            wanted.push(s);
-        }
-    }
-    let yardsticks = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        numpy_yardsticks(&wanted).unwrap_or_default()
-    };
     if bench.selected("matmul") {
         for s in plain {
-            bench.matmul_case("matmul", s, false, &yardsticks)?;
+            bench.matmul_case("matmul", s, false)?;
         }
     }
     if bench.selected("matmul_bias_gelu") {
-        bench.matmul_case("matmul_bias_gelu", fused, true, &yardsticks)?;
+        bench.matmul_case("matmul_bias_gelu", fused, true)?;
     }
     for (kernel, s) in transposed {
         if bench.selected(kernel) {
-            bench.matmul_case(kernel, s, false, &yardsticks)?;
+            bench.matmul_case(kernel, s, false)?;
         }
     }
 

@@ -439,3 +439,737 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         }
     }
 }
+
+// BEGIN SUBGROUP KERNELS
+// ---------------------------------------------------------------------------------------------------
+// CPU adapters with subgroups of ≥ 8 lanes and HEAD_DIM = 64 (the model's head width): the same three
+// kernels as straight-line register code in the style of matmul_subgroup. On lavapipe every load from
+// storage or workgroup memory is a scalar loop over the lanes, so the kernels above spend most of their
+// time loading; here values that every lane needs are loaded by one lane and passed on with
+// subgroupBroadcast (a register shuffle), and each loaded vec4 feeds 16 multiply-adds.
+//
+// A workgroup is one subgroup of 8 lanes that owns SG_ROWS = 16 rows (queries; keys in the dk/dv
+// kernel) and walks the other side in steps of SG_STEP = 32 rows. Products are 4 × 4 blocks:
+//   score phase  lane l owns the 4 other-side rows 4l..4l+4 of the step; for d-quads 2q, 2q+1 the
+//                owned rows' values come from lane q (which holds those two quads of all 16 rows);
+//   accumulation lane l owns output dims 8l..8l+8 (quads 2l, 2l+1) of the 16 rows; the probabilities
+//                (or dS) of the step's rows 4q..4q+4 come from lane q.
+// Rows past L are clamped to the last row when loading; their scores are masked, their outputs dropped.
+
+const SG_ROWS: u32 = 16u;
+const SG_STEP: u32 = 32u;
+const SG_D4: u32 = 16u;  // vec4s per row: HEAD_DIM = 64
+
+@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;
+// attention_forward_subgroup
+@group(0) @binding(4) var<storage, read_write> out4_w: array<vec4<f32>>;
+// attention_backward_dq_subgroup and attention_backward_dkdv_subgroup
+@group(0) @binding(4) var<storage, read> dout4: array<vec4<f32>>;
+// attention_backward_dq_subgroup
+@group(0) @binding(6) var<storage, read> out4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> dq4_w: array<vec4<f32>>;
+// attention_backward_dkdv_subgroup
+@group(0) @binding(7) var<storage, read_write> dk4_w: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> dv4_w: array<vec4<f32>>;
+
+// 16 rows × 4 columns as 4 blocks of 4 rows (m[i] holds rows 4i..4i+4, one column per mat column)
+struct Rows16 {
+    m: array<mat4x4<f32>, 4>,
+}
+
+// 16 rows × this lane's 8 output dims: a[i] / b[i] hold rows 4i..4i+4 at d-quads 2l / 2l + 1
+// (column t of a block is dim t of the quad, as a vec4 over the 4 rows)
+struct Out16 {
+    a: array<mat4x4<f32>, 4>,
+    b: array<mat4x4<f32>, 4>,
+}
+
+// one value per row of the 16
+struct Stat16 {
+    v: array<vec4<f32>, 4>,
+}
+
+// `v` of subgroup lane `q` (q is a constant at every call site, so the switch folds away)
+fn sg_lane(v: vec4<f32>, q: u32) -> vec4<f32> {
+    switch q {
+        case 0u: { return subgroupBroadcast(v, 0u); }
+        case 1u: { return subgroupBroadcast(v, 1u); }
+        case 2u: { return subgroupBroadcast(v, 2u); }
+        case 3u: { return subgroupBroadcast(v, 3u); }
+        case 4u: { return subgroupBroadcast(v, 4u); }
+        case 5u: { return subgroupBroadcast(v, 5u); }
+        case 6u: { return subgroupBroadcast(v, 6u); }
+        default: { return subgroupBroadcast(v, 7u); }
+    }
+}
+
+fn sg_lane_mat(m: mat4x4<f32>, q: u32) -> mat4x4<f32> {
+    return mat4x4(sg_lane(m[0], q), sg_lane(m[1], q), sg_lane(m[2], q), sg_lane(m[3], q));
+}
+
+// vec4 index of d-quad c of `row` (clamped to the sequence) in a head starting at vec4 `hb`
+fn sg_at(hb: u32, row: u32, c: u32) -> u32 {
+    return hb + min(row, p.seq_len - 1u) * SG_D4 + c;
+}
+
+// d-quad c of rows r0..r0+4, one row per column
+fn q_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
+    return mat4x4(q4[sg_at(hb, r0, c)], q4[sg_at(hb, r0 + 1u, c)], q4[sg_at(hb, r0 + 2u, c)],
+                  q4[sg_at(hb, r0 + 3u, c)]);
+}
+fn k_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
+    return mat4x4(k4[sg_at(hb, r0, c)], k4[sg_at(hb, r0 + 1u, c)], k4[sg_at(hb, r0 + 2u, c)],
+                  k4[sg_at(hb, r0 + 3u, c)]);
+}
+fn v_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
+    return mat4x4(v4[sg_at(hb, r0, c)], v4[sg_at(hb, r0 + 1u, c)], v4[sg_at(hb, r0 + 2u, c)],
+                  v4[sg_at(hb, r0 + 3u, c)]);
+}
+fn dout_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
+    return mat4x4(dout4[sg_at(hb, r0, c)], dout4[sg_at(hb, r0 + 1u, c)], dout4[sg_at(hb, r0 + 2u, c)],
+                  dout4[sg_at(hb, r0 + 3u, c)]);
+}
+fn out_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
+    return mat4x4(out4[sg_at(hb, r0, c)], out4[sg_at(hb, r0 + 1u, c)], out4[sg_at(hb, r0 + 2u, c)],
+                  out4[sg_at(hb, r0 + 3u, c)]);
+}
+
+// per column: a[j]·b[j]
+fn cols_dot(a: mat4x4<f32>, b: mat4x4<f32>) -> vec4<f32> {
+    return vec4(dot(a[0], b[0]), dot(a[1], b[1]), dot(a[2], b[2]), dot(a[3], b[3]));
+}
+
+// every column times the per-row factors `r`
+fn scale_rows(m: mat4x4<f32>, r: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4(m[0] * r, m[1] * r, m[2] * r, m[3] * r);
+}
+
+// −c‖x‖² per component for L2, 0 for the dot product
+fn l2_bias4(sq_norm: vec4<f32>) -> vec4<f32> {
+    return select(vec4(0.0), -p.scale * sq_norm, is_l2());
+}
+
+// score bias of the 4 columns starting at `first` (rows of the other side): MASKED past the sequence
+fn column_bias(first: u32, sq_norm: vec4<f32>) -> vec4<f32> {
+    let inside = vec4(first) + vec4(0u, 1u, 2u, 3u) < vec4(p.seq_len);
+    return select(vec4(MASKED), l2_bias4(sq_norm), inside);
+}
+
+// a per-row statistic ([heads, L] at `stat_base`) of rows r0..r0+4, clamped to the sequence
+fn lse_rows(stat_base: u32, r0: u32) -> vec4<f32> {
+    let last = p.seq_len - 1u;
+    return vec4(lse_in[stat_base + min(r0, last)], lse_in[stat_base + min(r0 + 1u, last)],
+                lse_in[stat_base + min(r0 + 2u, last)], lse_in[stat_base + min(r0 + 3u, last)]);
+}
+fn delta_rows(stat_base: u32, r0: u32) -> vec4<f32> {
+    let last = p.seq_len - 1u;
+    return vec4(delta_in[stat_base + min(r0, last)], delta_in[stat_base + min(r0 + 1u, last)],
+                delta_in[stat_base + min(r0 + 2u, last)], delta_in[stat_base + min(r0 + 3u, last)]);
+}
+
+// The workgroup's head, its first owned row, and whether it is a real workgroup (not grid padding).
+fn sg_place(wid: vec3<u32>, nwg: vec3<u32>) -> Place {
+    let group = wid.y * nwg.x + wid.x;
+    let head = group / p.row_blocks;
+    return Place(min(head, p.heads - 1u), (group % p.row_blocks) * SG_ROWS, head < p.heads);
+}
+
+// --- forward ---------------------------------------------------------------------------------------
+
+// s += (α q of the 16 rows at d-quads 2q, 2q+1, from lane q) · (this lane's 4 keys at those quads)ᵀ;
+// nk accumulates the keys' squared norms
+fn fwd_score_step(s: ptr<function, Rows16>, nk: ptr<function, vec4<f32>>, qa: Rows16, qb: Rows16,
+                  q: u32, hb: u32, key0: u32) {
+    let ka = k_cols(hb, key0, 2u * q);
+    let kb = k_cols(hb, key0, 2u * q + 1u);
+    *nk = *nk + cols_dot(ka, ka) + cols_dot(kb, kb);
+    (*s).m[0] = (*s).m[0] + sg_lane_mat(qa.m[0], q) * ka + sg_lane_mat(qb.m[0], q) * kb;
+    (*s).m[1] = (*s).m[1] + sg_lane_mat(qa.m[1], q) * ka + sg_lane_mat(qb.m[1], q) * kb;
+    (*s).m[2] = (*s).m[2] + sg_lane_mat(qa.m[2], q) * ka + sg_lane_mat(qb.m[2], q) * kb;
+    (*s).m[3] = (*s).m[3] + sg_lane_mat(qa.m[3], q) * ka + sg_lane_mat(qb.m[3], q) * kb;
+}
+
+// o += (probabilities of the step's keys 4q..4q+4, from lane q) · (those keys' values at this lane's dims)
+fn fwd_value_step(o: ptr<function, Out16>, pr: Rows16, q: u32, hb: u32, step0: u32, lane: u32) {
+    let key0 = step0 + 4u * q;
+    let va = transpose(v_cols(hb, key0, 2u * lane));
+    let vb = transpose(v_cols(hb, key0, 2u * lane + 1u));
+    let p0 = sg_lane_mat(pr.m[0], q);
+    (*o).a[0] = (*o).a[0] + p0 * va;
+    (*o).b[0] = (*o).b[0] + p0 * vb;
+    let p1 = sg_lane_mat(pr.m[1], q);
+    (*o).a[1] = (*o).a[1] + p1 * va;
+    (*o).b[1] = (*o).b[1] + p1 * vb;
+    let p2 = sg_lane_mat(pr.m[2], q);
+    (*o).a[2] = (*o).a[2] + p2 * va;
+    (*o).b[2] = (*o).b[2] + p2 * vb;
+    let p3 = sg_lane_mat(pr.m[3], q);
+    (*o).a[3] = (*o).a[3] + p3 * va;
+    (*o).b[3] = (*o).b[3] + p3 * vb;
+}
+
+// Online softmax over one step for 4 rows: scores sm (column j = key j of this lane) plus bias[j],
+// with the running max and sum over the whole subgroup's 32 keys.
+struct SoftmaxStep {
+    probs: mat4x4<f32>,    // exp(score − new max)
+    run_max: vec4<f32>,
+    run_sum: vec4<f32>,
+    rescale: vec4<f32>,    // exp(old max − new max): what was accumulated before is scaled by it
+}
+
+fn online_softmax(sm: mat4x4<f32>, bias: vec4<f32>, run_max: vec4<f32>, run_sum: vec4<f32>) -> SoftmaxStep {
+    let s0 = sm[0] + bias.x;
+    let s1 = sm[1] + bias.y;
+    let s2 = sm[2] + bias.z;
+    let s3 = sm[3] + bias.w;
+    let new_max = max(run_max, subgroupMax(max(max(s0, s1), max(s2, s3))));
+    let pr = mat4x4(exp(s0 - new_max), exp(s1 - new_max), exp(s2 - new_max), exp(s3 - new_max));
+    let rescale = exp(run_max - new_max);
+    let sum = run_sum * rescale + subgroupAdd(pr[0] + pr[1] + pr[2] + pr[3]);
+    return SoftmaxStep(pr, new_max, sum, rescale);
+}
+
+// rows r0..r0+4 of a block (column t = dim t of the quad) times per-row factors, to d-quad `c`
+fn store_out_rows(hb: u32, r0: u32, c: u32, m: mat4x4<f32>, f: vec4<f32>, ok: bool) {
+    let t = transpose(m);
+    if (ok && r0 < p.seq_len) {
+        out4_w[hb + r0 * SG_D4 + c] = t[0] * f.x;
+    }
+    if (ok && r0 + 1u < p.seq_len) {
+        out4_w[hb + (r0 + 1u) * SG_D4 + c] = t[1] * f.y;
+    }
+    if (ok && r0 + 2u < p.seq_len) {
+        out4_w[hb + (r0 + 2u) * SG_D4 + c] = t[2] * f.z;
+    }
+    if (ok && r0 + 3u < p.seq_len) {
+        out4_w[hb + (r0 + 3u) * SG_D4 + c] = t[3] * f.w;
+    }
+}
+
+fn store_lse_rows(stat_base: u32, r0: u32, v: vec4<f32>, ok: bool) {
+    if (ok && r0 < p.seq_len) {
+        lse_w[stat_base + r0] = v.x;
+    }
+    if (ok && r0 + 1u < p.seq_len) {
+        lse_w[stat_base + r0 + 1u] = v.y;
+    }
+    if (ok && r0 + 2u < p.seq_len) {
+        lse_w[stat_base + r0 + 2u] = v.z;
+    }
+    if (ok && r0 + 3u < p.seq_len) {
+        lse_w[stat_base + r0 + 3u] = v.w;
+    }
+}
+
+// α q of rows r0..r0+4 at d-quad c as a block with one dim per column; adds the rows' ‖q‖² part to nn
+fn own_q(hb: u32, r0: u32, c: u32, alpha: f32, nn: ptr<function, vec4<f32>>) -> mat4x4<f32> {
+    let rows = q_cols(hb, r0, c);
+    *nn = *nn + cols_dot(rows, rows);
+    return alpha * transpose(rows);
+}
+
+@compute @workgroup_size(8)
+fn attention_forward_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                              @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(subgroup_invocation_id) lane: u32) {
+    let pl = sg_place(wid, nwg);
+    let r0 = pl.first_row;
+    let hb = pl.head * p.seq_len * SG_D4;
+    let stat_base = pl.head * p.seq_len;
+    let alpha = dot_factor();
+
+    // this lane's d-quads 2l, 2l+1 of the 16 rows (α q), and the rows' squared norms
+    var qa: Rows16;
+    var qb: Rows16;
+    var q_sq: Stat16;
+    var nn = vec4(0.0);
+    qa.m[0] = own_q(hb, r0, 2u * lane, alpha, &nn);
+    qb.m[0] = own_q(hb, r0, 2u * lane + 1u, alpha, &nn);
+    q_sq.v[0] = subgroupAdd(nn);
+    nn = vec4(0.0);
+    qa.m[1] = own_q(hb, r0 + 4u, 2u * lane, alpha, &nn);
+    qb.m[1] = own_q(hb, r0 + 4u, 2u * lane + 1u, alpha, &nn);
+    q_sq.v[1] = subgroupAdd(nn);
+    nn = vec4(0.0);
+    qa.m[2] = own_q(hb, r0 + 8u, 2u * lane, alpha, &nn);
+    qb.m[2] = own_q(hb, r0 + 8u, 2u * lane + 1u, alpha, &nn);
+    q_sq.v[2] = subgroupAdd(nn);
+    nn = vec4(0.0);
+    qa.m[3] = own_q(hb, r0 + 12u, 2u * lane, alpha, &nn);
+    qb.m[3] = own_q(hb, r0 + 12u, 2u * lane + 1u, alpha, &nn);
+    q_sq.v[3] = subgroupAdd(nn);
+
+    var o: Out16;
+    var run_max: Stat16;
+    var run_sum: Stat16;
+    run_max.v[0] = vec4(MASKED);
+    run_max.v[1] = vec4(MASKED);
+    run_max.v[2] = vec4(MASKED);
+    run_max.v[3] = vec4(MASKED);
+    for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + SG_STEP) {
+        let key0 = step0 + 4u * lane;
+        var s: Rows16;
+        var nk = vec4(0.0);
+        fwd_score_step(&s, &nk, qa, qb, 0u, hb, key0);
+        fwd_score_step(&s, &nk, qa, qb, 1u, hb, key0);
+        fwd_score_step(&s, &nk, qa, qb, 2u, hb, key0);
+        fwd_score_step(&s, &nk, qa, qb, 3u, hb, key0);
+        fwd_score_step(&s, &nk, qa, qb, 4u, hb, key0);
+        fwd_score_step(&s, &nk, qa, qb, 5u, hb, key0);
+        fwd_score_step(&s, &nk, qa, qb, 6u, hb, key0);
+        fwd_score_step(&s, &nk, qa, qb, 7u, hb, key0);
+        let bias = column_bias(key0, nk);
+        var pr: Rows16;
+        let sm0 = online_softmax(s.m[0], bias, run_max.v[0], run_sum.v[0]);
+        pr.m[0] = sm0.probs;
+        run_max.v[0] = sm0.run_max;
+        run_sum.v[0] = sm0.run_sum;
+        o.a[0] = scale_rows(o.a[0], sm0.rescale);
+        o.b[0] = scale_rows(o.b[0], sm0.rescale);
+        let sm1 = online_softmax(s.m[1], bias, run_max.v[1], run_sum.v[1]);
+        pr.m[1] = sm1.probs;
+        run_max.v[1] = sm1.run_max;
+        run_sum.v[1] = sm1.run_sum;
+        o.a[1] = scale_rows(o.a[1], sm1.rescale);
+        o.b[1] = scale_rows(o.b[1], sm1.rescale);
+        let sm2 = online_softmax(s.m[2], bias, run_max.v[2], run_sum.v[2]);
+        pr.m[2] = sm2.probs;
+        run_max.v[2] = sm2.run_max;
+        run_sum.v[2] = sm2.run_sum;
+        o.a[2] = scale_rows(o.a[2], sm2.rescale);
+        o.b[2] = scale_rows(o.b[2], sm2.rescale);
+        let sm3 = online_softmax(s.m[3], bias, run_max.v[3], run_sum.v[3]);
+        pr.m[3] = sm3.probs;
+        run_max.v[3] = sm3.run_max;
+        run_sum.v[3] = sm3.run_sum;
+        o.a[3] = scale_rows(o.a[3], sm3.rescale);
+        o.b[3] = scale_rows(o.b[3], sm3.rescale);
+        fwd_value_step(&o, pr, 0u, hb, step0, lane);
+        fwd_value_step(&o, pr, 1u, hb, step0, lane);
+        fwd_value_step(&o, pr, 2u, hb, step0, lane);
+        fwd_value_step(&o, pr, 3u, hb, step0, lane);
+        fwd_value_step(&o, pr, 4u, hb, step0, lane);
+        fwd_value_step(&o, pr, 5u, hb, step0, lane);
+        fwd_value_step(&o, pr, 6u, hb, step0, lane);
+        fwd_value_step(&o, pr, 7u, hb, step0, lane);
+    }
+
+    let ok = pl.valid_group;
+    store_out_rows(hb, r0 + 0u, 2u * lane, o.a[0], 1.0 / run_sum.v[0], ok);
+    store_out_rows(hb, r0 + 0u, 2u * lane + 1u, o.b[0], 1.0 / run_sum.v[0], ok);
+    store_lse_rows(stat_base, r0 + 0u, run_max.v[0] + log(run_sum.v[0]) + l2_bias4(q_sq.v[0]),
+                   ok && lane == 0u);
+    store_out_rows(hb, r0 + 4u, 2u * lane, o.a[1], 1.0 / run_sum.v[1], ok);
+    store_out_rows(hb, r0 + 4u, 2u * lane + 1u, o.b[1], 1.0 / run_sum.v[1], ok);
+    store_lse_rows(stat_base, r0 + 4u, run_max.v[1] + log(run_sum.v[1]) + l2_bias4(q_sq.v[1]),
+                   ok && lane == 0u);
+    store_out_rows(hb, r0 + 8u, 2u * lane, o.a[2], 1.0 / run_sum.v[2], ok);
+    store_out_rows(hb, r0 + 8u, 2u * lane + 1u, o.b[2], 1.0 / run_sum.v[2], ok);
+    store_lse_rows(stat_base, r0 + 8u, run_max.v[2] + log(run_sum.v[2]) + l2_bias4(q_sq.v[2]),
+                   ok && lane == 0u);
+    store_out_rows(hb, r0 + 12u, 2u * lane, o.a[3], 1.0 / run_sum.v[3], ok);
+    store_out_rows(hb, r0 + 12u, 2u * lane + 1u, o.b[3], 1.0 / run_sum.v[3], ok);
+    store_lse_rows(stat_base, r0 + 12u, run_max.v[3] + log(run_sum.v[3]) + l2_bias4(q_sq.v[3]),
+                   ok && lane == 0u);
+}
+
+// --- backward: dq (16 query rows per workgroup, keys in steps of 32) ------------------------------
+
+// s += α q · kᵀ and dp += dout · vᵀ for d-quads 2q, 2q+1 (the rows' q and dout from lane q, this
+// lane's 4 keys and values loaded); nk accumulates the keys' squared norms
+fn dq_score_step(s: ptr<function, Rows16>, dp: ptr<function, Rows16>, nk: ptr<function, vec4<f32>>,
+                 qa: Rows16, qb: Rows16, ga: Rows16, gb: Rows16, q: u32, hb: u32, key0: u32) {
+    let ka = k_cols(hb, key0, 2u * q);
+    let kb = k_cols(hb, key0, 2u * q + 1u);
+    let va = v_cols(hb, key0, 2u * q);
+    let vb = v_cols(hb, key0, 2u * q + 1u);
+    *nk = *nk + cols_dot(ka, ka) + cols_dot(kb, kb);
+    (*s).m[0] = (*s).m[0] + sg_lane_mat(qa.m[0], q) * ka + sg_lane_mat(qb.m[0], q) * kb;
+    (*dp).m[0] = (*dp).m[0] + sg_lane_mat(ga.m[0], q) * va + sg_lane_mat(gb.m[0], q) * vb;
+    (*s).m[1] = (*s).m[1] + sg_lane_mat(qa.m[1], q) * ka + sg_lane_mat(qb.m[1], q) * kb;
+    (*dp).m[1] = (*dp).m[1] + sg_lane_mat(ga.m[1], q) * va + sg_lane_mat(gb.m[1], q) * vb;
+    (*s).m[2] = (*s).m[2] + sg_lane_mat(qa.m[2], q) * ka + sg_lane_mat(qb.m[2], q) * kb;
+    (*dp).m[2] = (*dp).m[2] + sg_lane_mat(ga.m[2], q) * va + sg_lane_mat(gb.m[2], q) * vb;
+    (*s).m[3] = (*s).m[3] + sg_lane_mat(qa.m[3], q) * ka + sg_lane_mat(qb.m[3], q) * kb;
+    (*dp).m[3] = (*dp).m[3] + sg_lane_mat(ga.m[3], q) * va + sg_lane_mat(gb.m[3], q) * vb;
+}
+
+// dq += (dS of the step's keys 4q..4q+4, from lane q) · (those keys at this lane's dims)
+fn dq_accumulate_step(dq: ptr<function, Out16>, ds: Rows16, q: u32, hb: u32, step0: u32, lane: u32) {
+    let key0 = step0 + 4u * q;
+    let ka = transpose(k_cols(hb, key0, 2u * lane));
+    let kb = transpose(k_cols(hb, key0, 2u * lane + 1u));
+    let d0 = sg_lane_mat(ds.m[0], q);
+    (*dq).a[0] = (*dq).a[0] + d0 * ka;
+    (*dq).b[0] = (*dq).b[0] + d0 * kb;
+    let d1 = sg_lane_mat(ds.m[1], q);
+    (*dq).a[1] = (*dq).a[1] + d1 * ka;
+    (*dq).b[1] = (*dq).b[1] + d1 * kb;
+    let d2 = sg_lane_mat(ds.m[2], q);
+    (*dq).a[2] = (*dq).a[2] + d2 * ka;
+    (*dq).b[2] = (*dq).b[2] + d2 * kb;
+    let d3 = sg_lane_mat(ds.m[3], q);
+    (*dq).a[3] = (*dq).a[3] + d3 * ka;
+    (*dq).b[3] = (*dq).b[3] + d3 * kb;
+}
+
+// dS = P ∘ (dP − D) for 4 rows × 4 columns, P = exp(s + column bias + row shift)
+fn score_grad(s: mat4x4<f32>, dp: mat4x4<f32>, col_bias: vec4<f32>, row_shift: vec4<f32>,
+              row_delta: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4(exp(s[0] + col_bias.x + row_shift) * (dp[0] - row_delta),
+                  exp(s[1] + col_bias.y + row_shift) * (dp[1] - row_delta),
+                  exp(s[2] + col_bias.z + row_shift) * (dp[2] - row_delta),
+                  exp(s[3] + col_bias.w + row_shift) * (dp[3] - row_delta));
+}
+
+fn store_dq_rows(hb: u32, r0: u32, c: u32, m: mat4x4<f32>, ok: bool) {
+    let t = transpose(m);
+    if (ok && r0 < p.seq_len) {
+        dq4_w[hb + r0 * SG_D4 + c] = t[0];
+    }
+    if (ok && r0 + 1u < p.seq_len) {
+        dq4_w[hb + (r0 + 1u) * SG_D4 + c] = t[1];
+    }
+    if (ok && r0 + 2u < p.seq_len) {
+        dq4_w[hb + (r0 + 2u) * SG_D4 + c] = t[2];
+    }
+    if (ok && r0 + 3u < p.seq_len) {
+        dq4_w[hb + (r0 + 3u) * SG_D4 + c] = t[3];
+    }
+}
+
+fn store_delta_rows(stat_base: u32, r0: u32, v: vec4<f32>, ok: bool) {
+    if (ok && r0 < p.seq_len) {
+        delta_w[stat_base + r0] = v.x;
+    }
+    if (ok && r0 + 1u < p.seq_len) {
+        delta_w[stat_base + r0 + 1u] = v.y;
+    }
+    if (ok && r0 + 2u < p.seq_len) {
+        delta_w[stat_base + r0 + 2u] = v.z;
+    }
+    if (ok && r0 + 3u < p.seq_len) {
+        delta_w[stat_base + r0 + 3u] = v.w;
+    }
+}
+
+// dout of rows r0..r0+4 at d-quad c as a block with one dim per column; adds dout·out to dd
+fn own_dout(hb: u32, r0: u32, c: u32, dd: ptr<function, vec4<f32>>) -> mat4x4<f32> {
+    let rows = dout_cols(hb, r0, c);
+    *dd = *dd + cols_dot(rows, out_cols(hb, r0, c));
+    return transpose(rows);
+}
+
+@compute @workgroup_size(8)
+fn attention_backward_dq_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                                  @builtin(num_workgroups) nwg: vec3<u32>,
+                                  @builtin(subgroup_invocation_id) lane: u32) {
+    let pl = sg_place(wid, nwg);
+    let r0 = pl.first_row;
+    let hb = pl.head * p.seq_len * SG_D4;
+    let stat_base = pl.head * p.seq_len;
+    let alpha = dot_factor();
+    let ok = pl.valid_group;
+
+    // this lane's d-quads of the 16 rows (α q and dout); per row r_i − lse_i and D_i = dout_i·out_i
+    var qa: Rows16;
+    var qb: Rows16;
+    var ga: Rows16;
+    var gb: Rows16;
+    var row_shift: Stat16;
+    var delta: Stat16;
+    var nn0 = vec4(0.0);
+    var dd0 = vec4(0.0);
+    qa.m[0] = own_q(hb, r0 + 0u, 2u * lane, alpha, &nn0);
+    qb.m[0] = own_q(hb, r0 + 0u, 2u * lane + 1u, alpha, &nn0);
+    ga.m[0] = own_dout(hb, r0 + 0u, 2u * lane, &dd0);
+    gb.m[0] = own_dout(hb, r0 + 0u, 2u * lane + 1u, &dd0);
+    row_shift.v[0] = l2_bias4(subgroupAdd(nn0)) - lse_rows(stat_base, r0 + 0u);
+    delta.v[0] = subgroupAdd(dd0);
+    store_delta_rows(stat_base, r0 + 0u, delta.v[0], ok && lane == 0u);
+    var nn1 = vec4(0.0);
+    var dd1 = vec4(0.0);
+    qa.m[1] = own_q(hb, r0 + 4u, 2u * lane, alpha, &nn1);
+    qb.m[1] = own_q(hb, r0 + 4u, 2u * lane + 1u, alpha, &nn1);
+    ga.m[1] = own_dout(hb, r0 + 4u, 2u * lane, &dd1);
+    gb.m[1] = own_dout(hb, r0 + 4u, 2u * lane + 1u, &dd1);
+    row_shift.v[1] = l2_bias4(subgroupAdd(nn1)) - lse_rows(stat_base, r0 + 4u);
+    delta.v[1] = subgroupAdd(dd1);
+    store_delta_rows(stat_base, r0 + 4u, delta.v[1], ok && lane == 0u);
+    var nn2 = vec4(0.0);
+    var dd2 = vec4(0.0);
+    qa.m[2] = own_q(hb, r0 + 8u, 2u * lane, alpha, &nn2);
+    qb.m[2] = own_q(hb, r0 + 8u, 2u * lane + 1u, alpha, &nn2);
+    ga.m[2] = own_dout(hb, r0 + 8u, 2u * lane, &dd2);
+    gb.m[2] = own_dout(hb, r0 + 8u, 2u * lane + 1u, &dd2);
+    row_shift.v[2] = l2_bias4(subgroupAdd(nn2)) - lse_rows(stat_base, r0 + 8u);
+    delta.v[2] = subgroupAdd(dd2);
+    store_delta_rows(stat_base, r0 + 8u, delta.v[2], ok && lane == 0u);
+    var nn3 = vec4(0.0);
+    var dd3 = vec4(0.0);
+    qa.m[3] = own_q(hb, r0 + 12u, 2u * lane, alpha, &nn3);
+    qb.m[3] = own_q(hb, r0 + 12u, 2u * lane + 1u, alpha, &nn3);
+    ga.m[3] = own_dout(hb, r0 + 12u, 2u * lane, &dd3);
+    gb.m[3] = own_dout(hb, r0 + 12u, 2u * lane + 1u, &dd3);
+    row_shift.v[3] = l2_bias4(subgroupAdd(nn3)) - lse_rows(stat_base, r0 + 12u);
+    delta.v[3] = subgroupAdd(dd3);
+    store_delta_rows(stat_base, r0 + 12u, delta.v[3], ok && lane == 0u);
+
+    var dq: Out16;
+    for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + SG_STEP) {
+        let key0 = step0 + 4u * lane;
+        var s: Rows16;
+        var dp: Rows16;
+        var nk = vec4(0.0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 0u, hb, key0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 1u, hb, key0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 2u, hb, key0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 3u, hb, key0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 4u, hb, key0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 5u, hb, key0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 6u, hb, key0);
+        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 7u, hb, key0);
+        let bias = column_bias(key0, nk);
+        var ds: Rows16;
+        ds.m[0] = score_grad(s.m[0], dp.m[0], bias, row_shift.v[0], delta.v[0]);
+        ds.m[1] = score_grad(s.m[1], dp.m[1], bias, row_shift.v[1], delta.v[1]);
+        ds.m[2] = score_grad(s.m[2], dp.m[2], bias, row_shift.v[2], delta.v[2]);
+        ds.m[3] = score_grad(s.m[3], dp.m[3], bias, row_shift.v[3], delta.v[3]);
+        dq_accumulate_step(&dq, ds, 0u, hb, step0, lane);
+        dq_accumulate_step(&dq, ds, 1u, hb, step0, lane);
+        dq_accumulate_step(&dq, ds, 2u, hb, step0, lane);
+        dq_accumulate_step(&dq, ds, 3u, hb, step0, lane);
+        dq_accumulate_step(&dq, ds, 4u, hb, step0, lane);
+        dq_accumulate_step(&dq, ds, 5u, hb, step0, lane);
+        dq_accumulate_step(&dq, ds, 6u, hb, step0, lane);
+        dq_accumulate_step(&dq, ds, 7u, hb, step0, lane);
+    }
+
+    store_dq_rows(hb, r0 + 0u, 2u * lane, alpha * dq.a[0], ok);
+    store_dq_rows(hb, r0 + 0u, 2u * lane + 1u, alpha * dq.b[0], ok);
+    store_dq_rows(hb, r0 + 4u, 2u * lane, alpha * dq.a[1], ok);
+    store_dq_rows(hb, r0 + 4u, 2u * lane + 1u, alpha * dq.b[1], ok);
+    store_dq_rows(hb, r0 + 8u, 2u * lane, alpha * dq.a[2], ok);
+    store_dq_rows(hb, r0 + 8u, 2u * lane + 1u, alpha * dq.b[2], ok);
+    store_dq_rows(hb, r0 + 12u, 2u * lane, alpha * dq.a[3], ok);
+    store_dq_rows(hb, r0 + 12u, 2u * lane + 1u, alpha * dq.b[3], ok);
+}
+
+// --- backward: dk, dv (16 key rows per workgroup, queries in steps of 32) -------------------------
+
+// st += α k · qᵀ and dpt += v · doutᵀ for d-quads 2q, 2q+1 (the rows' k and v from lane q, this
+// lane's 4 queries and output gradients loaded); nq accumulates the queries' squared norms
+fn dkdv_score_step(st: ptr<function, Rows16>, dpt: ptr<function, Rows16>, nq: ptr<function, vec4<f32>>,
+                   ka: Rows16, kb: Rows16, va: Rows16, vb: Rows16, q: u32, hb: u32, query0: u32) {
+    let qa = q_cols(hb, query0, 2u * q);
+    let qb = q_cols(hb, query0, 2u * q + 1u);
+    let ga = dout_cols(hb, query0, 2u * q);
+    let gb = dout_cols(hb, query0, 2u * q + 1u);
+    *nq = *nq + cols_dot(qa, qa) + cols_dot(qb, qb);
+    (*st).m[0] = (*st).m[0] + sg_lane_mat(ka.m[0], q) * qa + sg_lane_mat(kb.m[0], q) * qb;
+    (*dpt).m[0] = (*dpt).m[0] + sg_lane_mat(va.m[0], q) * ga + sg_lane_mat(vb.m[0], q) * gb;
+    (*st).m[1] = (*st).m[1] + sg_lane_mat(ka.m[1], q) * qa + sg_lane_mat(kb.m[1], q) * qb;
+    (*dpt).m[1] = (*dpt).m[1] + sg_lane_mat(va.m[1], q) * ga + sg_lane_mat(vb.m[1], q) * gb;
+    (*st).m[2] = (*st).m[2] + sg_lane_mat(ka.m[2], q) * qa + sg_lane_mat(kb.m[2], q) * qb;
+    (*dpt).m[2] = (*dpt).m[2] + sg_lane_mat(va.m[2], q) * ga + sg_lane_mat(vb.m[2], q) * gb;
+    (*st).m[3] = (*st).m[3] + sg_lane_mat(ka.m[3], q) * qa + sg_lane_mat(kb.m[3], q) * qb;
+    (*dpt).m[3] = (*dpt).m[3] + sg_lane_mat(va.m[3], q) * ga + sg_lane_mat(vb.m[3], q) * gb;
+}
+
+// dv += Pᵀ · dout and dk += dSᵀ · q over the step's queries 4q..4q+4 (Pᵀ, dSᵀ from lane q) at this
+// lane's dims
+fn dkdv_accumulate_step(dk: ptr<function, Out16>, dv: ptr<function, Out16>, pt: Rows16, dst: Rows16,
+                        q: u32, hb: u32, step0: u32, lane: u32) {
+    let query0 = step0 + 4u * q;
+    let qa = transpose(q_cols(hb, query0, 2u * lane));
+    let qb = transpose(q_cols(hb, query0, 2u * lane + 1u));
+    let ga = transpose(dout_cols(hb, query0, 2u * lane));
+    let gb = transpose(dout_cols(hb, query0, 2u * lane + 1u));
+    let p0 = sg_lane_mat(pt.m[0], q);
+    let d0 = sg_lane_mat(dst.m[0], q);
+    (*dv).a[0] = (*dv).a[0] + p0 * ga;
+    (*dv).b[0] = (*dv).b[0] + p0 * gb;
+    (*dk).a[0] = (*dk).a[0] + d0 * qa;
+    (*dk).b[0] = (*dk).b[0] + d0 * qb;
+    let p1 = sg_lane_mat(pt.m[1], q);
+    let d1 = sg_lane_mat(dst.m[1], q);
+    (*dv).a[1] = (*dv).a[1] + p1 * ga;
+    (*dv).b[1] = (*dv).b[1] + p1 * gb;
+    (*dk).a[1] = (*dk).a[1] + d1 * qa;
+    (*dk).b[1] = (*dk).b[1] + d1 * qb;
+    let p2 = sg_lane_mat(pt.m[2], q);
+    let d2 = sg_lane_mat(dst.m[2], q);
+    (*dv).a[2] = (*dv).a[2] + p2 * ga;
+    (*dv).b[2] = (*dv).b[2] + p2 * gb;
+    (*dk).a[2] = (*dk).a[2] + d2 * qa;
+    (*dk).b[2] = (*dk).b[2] + d2 * qb;
+    let p3 = sg_lane_mat(pt.m[3], q);
+    let d3 = sg_lane_mat(dst.m[3], q);
+    (*dv).a[3] = (*dv).a[3] + p3 * ga;
+    (*dv).b[3] = (*dv).b[3] + p3 * gb;
+    (*dk).a[3] = (*dk).a[3] + d3 * qa;
+    (*dk).b[3] = (*dk).b[3] + d3 * qb;
+}
+
+// Pᵀ for 4 key rows × 4 query columns: exp(st + row bias + column shift)
+fn probs_t(st: mat4x4<f32>, row_bias: vec4<f32>, col_shift: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4(exp(st[0] + row_bias + col_shift.x), exp(st[1] + row_bias + col_shift.y),
+                  exp(st[2] + row_bias + col_shift.z), exp(st[3] + row_bias + col_shift.w));
+}
+
+// dSᵀ = Pᵀ ∘ (dPᵀ − D of the column's query)
+fn score_grad_t(pt: mat4x4<f32>, dpt: mat4x4<f32>, col_delta: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4(pt[0] * (dpt[0] - col_delta.x), pt[1] * (dpt[1] - col_delta.y),
+                  pt[2] * (dpt[2] - col_delta.z), pt[3] * (dpt[3] - col_delta.w));
+}
+
+fn store_dk_rows(hb: u32, r0: u32, c: u32, m: mat4x4<f32>, ok: bool) {
+    let t = transpose(m);
+    if (ok && r0 < p.seq_len) {
+        dk4_w[hb + r0 * SG_D4 + c] = t[0];
+    }
+    if (ok && r0 + 1u < p.seq_len) {
+        dk4_w[hb + (r0 + 1u) * SG_D4 + c] = t[1];
+    }
+    if (ok && r0 + 2u < p.seq_len) {
+        dk4_w[hb + (r0 + 2u) * SG_D4 + c] = t[2];
+    }
+    if (ok && r0 + 3u < p.seq_len) {
+        dk4_w[hb + (r0 + 3u) * SG_D4 + c] = t[3];
+    }
+}
+
+fn store_dv_rows(hb: u32, r0: u32, c: u32, m: mat4x4<f32>, ok: bool) {
+    let t = transpose(m);
+    if (ok && r0 < p.seq_len) {
+        dv4_w[hb + r0 * SG_D4 + c] = t[0];
+    }
+    if (ok && r0 + 1u < p.seq_len) {
+        dv4_w[hb + (r0 + 1u) * SG_D4 + c] = t[1];
+    }
+    if (ok && r0 + 2u < p.seq_len) {
+        dv4_w[hb + (r0 + 2u) * SG_D4 + c] = t[2];
+    }
+    if (ok && r0 + 3u < p.seq_len) {
+        dv4_w[hb + (r0 + 3u) * SG_D4 + c] = t[3];
+    }
+}
+
+// α k of rows r0..r0+4 at d-quad c as a block with one dim per column; adds the rows' ‖k‖² part to nn
+fn own_k(hb: u32, r0: u32, c: u32, alpha: f32, nn: ptr<function, vec4<f32>>) -> mat4x4<f32> {
+    let rows = k_cols(hb, r0, c);
+    *nn = *nn + cols_dot(rows, rows);
+    return alpha * transpose(rows);
+}
+
+@compute @workgroup_size(8)
+fn attention_backward_dkdv_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                                    @builtin(num_workgroups) nwg: vec3<u32>,
+                                    @builtin(subgroup_invocation_id) lane: u32) {
+    let pl = sg_place(wid, nwg);
+    let r0 = pl.first_row;
+    let hb = pl.head * p.seq_len * SG_D4;
+    let stat_base = pl.head * p.seq_len;
+    let alpha = dot_factor();
+    let ok = pl.valid_group;
+
+    // this lane's d-quads of the 16 key rows (α k and v), and the key bias b_j
+    var ka: Rows16;
+    var kb: Rows16;
+    var va: Rows16;
+    var vb: Rows16;
+    var key_bias: Stat16;
+    var nn0 = vec4(0.0);
+    ka.m[0] = own_k(hb, r0 + 0u, 2u * lane, alpha, &nn0);
+    kb.m[0] = own_k(hb, r0 + 0u, 2u * lane + 1u, alpha, &nn0);
+    va.m[0] = transpose(v_cols(hb, r0 + 0u, 2u * lane));
+    vb.m[0] = transpose(v_cols(hb, r0 + 0u, 2u * lane + 1u));
+    key_bias.v[0] = l2_bias4(subgroupAdd(nn0));
+    var nn1 = vec4(0.0);
+    ka.m[1] = own_k(hb, r0 + 4u, 2u * lane, alpha, &nn1);
+    kb.m[1] = own_k(hb, r0 + 4u, 2u * lane + 1u, alpha, &nn1);
+    va.m[1] = transpose(v_cols(hb, r0 + 4u, 2u * lane));
+    vb.m[1] = transpose(v_cols(hb, r0 + 4u, 2u * lane + 1u));
+    key_bias.v[1] = l2_bias4(subgroupAdd(nn1));
+    var nn2 = vec4(0.0);
+    ka.m[2] = own_k(hb, r0 + 8u, 2u * lane, alpha, &nn2);
+    kb.m[2] = own_k(hb, r0 + 8u, 2u * lane + 1u, alpha, &nn2);
+    va.m[2] = transpose(v_cols(hb, r0 + 8u, 2u * lane));
+    vb.m[2] = transpose(v_cols(hb, r0 + 8u, 2u * lane + 1u));
+    key_bias.v[2] = l2_bias4(subgroupAdd(nn2));
+    var nn3 = vec4(0.0);
+    ka.m[3] = own_k(hb, r0 + 12u, 2u * lane, alpha, &nn3);
+    kb.m[3] = own_k(hb, r0 + 12u, 2u * lane + 1u, alpha, &nn3);
+    va.m[3] = transpose(v_cols(hb, r0 + 12u, 2u * lane));
+    vb.m[3] = transpose(v_cols(hb, r0 + 12u, 2u * lane + 1u));
+    key_bias.v[3] = l2_bias4(subgroupAdd(nn3));
+
+    var dk: Out16;
+    var dv: Out16;
+    var ds_sum: Stat16;  // Σ_i dS_ij of the key rows, over this lane's queries
+    for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + SG_STEP) {
+        let query0 = step0 + 4u * lane;
+        var st: Rows16;
+        var dpt: Rows16;
+        var nq = vec4(0.0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 0u, hb, query0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 1u, hb, query0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 2u, hb, query0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 3u, hb, query0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 4u, hb, query0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 5u, hb, query0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 6u, hb, query0);
+        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 7u, hb, query0);
+        // per query column: r_i − lse_i (MASKED past the sequence) and D_i
+        let col_shift = column_bias(query0, nq) - lse_rows(stat_base, query0);
+        let col_delta = delta_rows(stat_base, query0);
+        var pt: Rows16;
+        var dst: Rows16;
+        pt.m[0] = probs_t(st.m[0], key_bias.v[0], col_shift);
+        dst.m[0] = score_grad_t(pt.m[0], dpt.m[0], col_delta);
+        ds_sum.v[0] = ds_sum.v[0] + dst.m[0][0] + dst.m[0][1] + dst.m[0][2] + dst.m[0][3];
+        pt.m[1] = probs_t(st.m[1], key_bias.v[1], col_shift);
+        dst.m[1] = score_grad_t(pt.m[1], dpt.m[1], col_delta);
+        ds_sum.v[1] = ds_sum.v[1] + dst.m[1][0] + dst.m[1][1] + dst.m[1][2] + dst.m[1][3];
+        pt.m[2] = probs_t(st.m[2], key_bias.v[2], col_shift);
+        dst.m[2] = score_grad_t(pt.m[2], dpt.m[2], col_delta);
+        ds_sum.v[2] = ds_sum.v[2] + dst.m[2][0] + dst.m[2][1] + dst.m[2][2] + dst.m[2][3];
+        pt.m[3] = probs_t(st.m[3], key_bias.v[3], col_shift);
+        dst.m[3] = score_grad_t(pt.m[3], dpt.m[3], col_delta);
+        ds_sum.v[3] = ds_sum.v[3] + dst.m[3][0] + dst.m[3][1] + dst.m[3][2] + dst.m[3][3];
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 0u, hb, step0, lane);
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 1u, hb, step0, lane);
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 2u, hb, step0, lane);
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 3u, hb, step0, lane);
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 4u, hb, step0, lane);
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 5u, hb, step0, lane);
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 6u, hb, step0, lane);
+        dkdv_accumulate_step(&dk, &dv, pt, dst, 7u, hb, step0, lane);
+    }
+
+    // dk = α (Σ dS q − [L2] k Σ dS), with ka/kb holding α k
+    let l2 = select(0.0, 1.0, is_l2());
+    let k_term0 = l2 * subgroupAdd(ds_sum.v[0]);
+    store_dk_rows(hb, r0 + 0u, 2u * lane, alpha * dk.a[0] - scale_rows(ka.m[0], k_term0), ok);
+    store_dk_rows(hb, r0 + 0u, 2u * lane + 1u, alpha * dk.b[0] - scale_rows(kb.m[0], k_term0), ok);
+    store_dv_rows(hb, r0 + 0u, 2u * lane, dv.a[0], ok);
+    store_dv_rows(hb, r0 + 0u, 2u * lane + 1u, dv.b[0], ok);
+    let k_term1 = l2 * subgroupAdd(ds_sum.v[1]);
+    store_dk_rows(hb, r0 + 4u, 2u * lane, alpha * dk.a[1] - scale_rows(ka.m[1], k_term1), ok);
+    store_dk_rows(hb, r0 + 4u, 2u * lane + 1u, alpha * dk.b[1] - scale_rows(kb.m[1], k_term1), ok);
+    store_dv_rows(hb, r0 + 4u, 2u * lane, dv.a[1], ok);
+    store_dv_rows(hb, r0 + 4u, 2u * lane + 1u, dv.b[1], ok);
+    let k_term2 = l2 * subgroupAdd(ds_sum.v[2]);
+    store_dk_rows(hb, r0 + 8u, 2u * lane, alpha * dk.a[2] - scale_rows(ka.m[2], k_term2), ok);
+    store_dk_rows(hb, r0 + 8u, 2u * lane + 1u, alpha * dk.b[2] - scale_rows(kb.m[2], k_term2), ok);
+    store_dv_rows(hb, r0 + 8u, 2u * lane, dv.a[2], ok);
+    store_dv_rows(hb, r0 + 8u, 2u * lane + 1u, dv.b[2], ok);
+    let k_term3 = l2 * subgroupAdd(ds_sum.v[3]);
+    store_dk_rows(hb, r0 + 12u, 2u * lane, alpha * dk.a[3] - scale_rows(ka.m[3], k_term3), ok);
+    store_dk_rows(hb, r0 + 12u, 2u * lane + 1u, alpha * dk.b[3] - scale_rows(kb.m[3], k_term3), ok);
+    store_dv_rows(hb, r0 + 12u, 2u * lane, dv.a[3], ok);
+    store_dv_rows(hb, r0 + 12u, 2u * lane + 1u, dv.b[3], ok);
+}
+// END SUBGROUP KERNELS

@@ -154,12 +154,11 @@ fn backward_matches_finite_differences() {
 
 #[test]
 fn backward_matches_analytic_reference_at_model_sizes() {
-    // each (Dh, kind) compiles its own pipelines, which takes seconds on lavapipe: Dh = 128 once
+    // each (Dh, kind) compiles its own pipelines, which takes seconds on lavapipe, so the model's
+    // Dh = 64 for both kinds and the widest head once (odd Dh is covered by the other tests)
     let cases = [
         (AttentionKind::Dot, (1, 3, 65, 64)),
-        (AttentionKind::L2, (1, 3, 65, 64)),
-        (AttentionKind::Dot, (1, 1, 130, 17)),
-        (AttentionKind::L2, (1, 1, 130, 17)),
+        (AttentionKind::L2, (3, 1, 130, 64)),
         (AttentionKind::L2, (1, 1, 33, 128)),
     ];
     for (seed, &(kind, (b, h, l, dh))) in (300..).zip(&cases) {

@@ -14,17 +14,20 @@
 //! `dv_j = Σ_i P_ij dout_i`; dot: `dq_i = c Σ_j dS_ij k_j`, `dk_j = c Σ_i dS_ij q_i`;
 //! L2: `dq_i = 2c Σ_j dS_ij (k_j − q_i) = 2c Σ_j dS_ij k_j` (as `Σ_j dS_ij = 0`),
 //! `dk_j = 2c Σ_i dS_ij (q_i − k_j)`.
-//! Three kernels: forward (one query row per invocation, online softmax over key blocks), `dq` (one
-//! query row per invocation over key blocks, also writes `D`), `dk`/`dv` (one key row per invocation
-//! over query blocks). No atomics.
+//! Three kernels: forward (one query row per invocation, online softmax over key blocks staged in
+//! workgroup memory), `dq` (one query row per invocation over key blocks; also writes `D`), `dk`/`dv`
+//! (one key row per invocation over query blocks). No atomics. Each `(Dh, kind)` is its own pipeline
+//! (`HEAD_DIM` and `KIND` are override constants, so the loops over the head are unrolled); on
+//! lavapipe a backward pipeline takes seconds to compile the first time.
 
 use super::{grid_1d, shader};
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader};
 use crate::ops::elementwise;
-use crate::ops::matmul::Activation;
+use crate::ops::matmul::{Activation, supports_subgroup_kernel};
 use crate::tensor::Tensor;
+use std::sync::OnceLock;
 
 pub static SHADER: Shader = shader!("attention");
 
@@ -97,6 +100,77 @@ impl AttentionTiles {
     }
 }
 
+/// Head width of the subgroup kernels (their register blocks are written for it).
+pub const SUBGROUP_HEAD_DIM: usize = 64;
+/// Rows owned by a workgroup of the subgroup kernels (must match `SG_ROWS` in the WGSL).
+const SUBGROUP_ROWS: usize = 16;
+
+/// Which kernels run a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// Workgroup-memory tiles ([`AttentionTiles`]), any head width: GPUs, and CPU adapters otherwise.
+    Tiled,
+    /// Straight-line register kernels sharing rows through `subgroupBroadcast`: CPU adapters with
+    /// subgroups of ≥ 8 lanes, head width [`SUBGROUP_HEAD_DIM`] only.
+    Subgroup,
+}
+
+impl AttentionKernel {
+    /// The kernels for an adapter and head width; `VITGAN_ATTENTION_KERNEL=tiled|subgroup` forces one
+    /// (subgroup only where it can run).
+    pub fn for_problem(gpu: &Gpu, head_dim: usize) -> AttentionKernel {
+        let subgroup_ok = head_dim == SUBGROUP_HEAD_DIM && supports_subgroup_kernel(gpu);
+        match std::env::var("VITGAN_ATTENTION_KERNEL").as_deref() {
+            Ok("tiled") => AttentionKernel::Tiled,
+            Ok("subgroup") if subgroup_ok => AttentionKernel::Subgroup,
+            _ if subgroup_ok && gpu.is_cpu() => AttentionKernel::Subgroup,
+            _ => AttentionKernel::Tiled,
+        }
+    }
+
+    /// Whether these kernels can run the problem on `gpu`.
+    pub fn supports(self, gpu: &Gpu, head_dim: usize) -> bool {
+        match self {
+            AttentionKernel::Tiled => true,
+            AttentionKernel::Subgroup => {
+                head_dim == SUBGROUP_HEAD_DIM && supports_subgroup_kernel(gpu)
+            }
+        }
+    }
+}
+
+/// Marker lines around the subgroup kernels, left out of the source on adapters without subgroups
+/// (a module using subgroup operations does not compile there).
+const SUBGROUP_BEGIN: &str = "// BEGIN SUBGROUP KERNELS";
+const SUBGROUP_END: &str = "// END SUBGROUP KERNELS";
+
+/// The shader for `gpu`: the whole file where subgroups are supported, else without the subgroup kernels.
+fn shader_for(gpu: &Gpu) -> &'static Shader {
+    static WITHOUT_SUBGROUPS: OnceLock<Shader> = OnceLock::new();
+    if supports_subgroup_kernel(gpu) {
+        return &SHADER;
+    }
+    WITHOUT_SUBGROUPS.get_or_init(|| {
+        let mut src = String::with_capacity(SHADER.source.len());
+        let mut skipping = false;
+        for line in SHADER.source.lines() {
+            match line.trim() {
+                SUBGROUP_BEGIN => skipping = true,
+                SUBGROUP_END => skipping = false,
+                _ if !skipping => {
+                    src.push_str(line);
+                    src.push('\n');
+                }
+                _ => {}
+            }
+        }
+        Shader {
+            name: "attention_without_subgroups",
+            source: Box::leak(src.into_boxed_str()),
+        }
+    })
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -153,34 +227,63 @@ fn check_qkv(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Dim
     })
 }
 
+/// Launch `entry` (the tiled kernel's name; the subgroup kernel's adds `_subgroup`).
 fn launch(
     gpu: &Gpu,
+    kernel: AttentionKernel,
     entry: &'static str,
     dims: Dims,
     kind: AttentionKind,
     buffers: &[(&wgpu::Buffer, Access)],
 ) -> Result<()> {
-    let tiles = AttentionTiles::for_gpu(gpu, dims.seq_len, dims.head_dim);
-    let row_blocks = dims.seq_len.div_ceil(tiles.rows as usize);
+    let scale = 1.0 / (dims.head_dim as f32).sqrt();
+    let (entry, rows_per_group, constants) = match kernel {
+        AttentionKernel::Tiled => {
+            let tiles = AttentionTiles::for_gpu(gpu, dims.seq_len, dims.head_dim);
+            let constants = vec![
+                ("KIND", kind.code()),
+                ("HEAD_DIM", dims.head_dim as f64),
+                ("ROWS", tiles.rows as f64),
+                ("BLOCK", tiles.block as f64),
+            ];
+            (entry, tiles.rows as usize, constants)
+        }
+        AttentionKernel::Subgroup => {
+            let entry = match entry {
+                "attention_forward" => "attention_forward_subgroup",
+                "attention_backward_dq" => "attention_backward_dq_subgroup",
+                _ => "attention_backward_dkdv_subgroup",
+            };
+            (entry, SUBGROUP_ROWS, vec![("KIND", kind.code())])
+        }
+    };
+    let row_blocks = dims.seq_len.div_ceil(rows_per_group);
     let params = Params {
         heads: dims.heads as u32,
         seq_len: dims.seq_len as u32,
         row_blocks: row_blocks as u32,
-        scale: 1.0 / (dims.head_dim as f32).sqrt(),
+        scale,
     };
     gpu.dispatch(
-        &SHADER,
+        shader_for(gpu),
         entry,
-        &[
-            ("KIND", kind.code()),
-            ("HEAD_DIM", dims.head_dim as f64),
-            ("ROWS", tiles.rows as f64),
-            ("BLOCK", tiles.block as f64),
-        ],
+        &constants,
         bytemuck::bytes_of(&params),
         buffers,
         grid_1d(dims.heads * row_blocks, 1),
     )
+}
+
+fn check_kernel(op: &'static str, kernel: AttentionKernel, gpu: &Gpu, dims: Dims) -> Result<()> {
+    if kernel.supports(gpu, dims.head_dim) {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "{op}: the {kernel:?} kernels cannot run head width {} on {}",
+            dims.head_dim,
+            gpu.describe()
+        )))
+    }
 }
 
 /// Fused attention forward: `(out [B, H, L, Dh], lse [B, H, L])` with `out_i = Σ_j softmax_j(s_ij) v_j`
@@ -191,8 +294,22 @@ pub fn attention_forward(
     v: &Tensor,
     kind: AttentionKind,
 ) -> Result<(Tensor, Tensor)> {
-    let dims = check_qkv("attention_forward", q, k, v)?;
+    let kernel = AttentionKernel::for_problem(q.gpu(), *q.shape().last().unwrap_or(&0));
+    attention_forward_with(q, k, v, kind, kernel)
+}
+
+/// [`attention_forward`] with the given kernels (both compute the same thing; tests compare them).
+pub fn attention_forward_with(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kind: AttentionKind,
+    kernel: AttentionKernel,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "attention_forward";
+    let dims = check_qkv(OP, q, k, v)?;
     let gpu = q.gpu();
+    check_kernel(OP, kernel, gpu, dims)?;
     let out = Tensor::empty(gpu, q.shape())?;
     let lse = Tensor::empty(gpu, &q.shape()[..3])?;
     if q.numel() == 0 {
@@ -200,6 +317,7 @@ pub fn attention_forward(
     }
     launch(
         gpu,
+        kernel,
         "attention_forward",
         dims,
         kind,
@@ -226,8 +344,25 @@ pub fn attention_backward(
     dout: &Tensor,
     kind: AttentionKind,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    let kernel = AttentionKernel::for_problem(q.gpu(), *q.shape().last().unwrap_or(&0));
+    attention_backward_with(q, k, v, out, lse, dout, kind, kernel)
+}
+
+/// [`attention_backward`] with the given kernels.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_with(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    kind: AttentionKind,
+    kernel: AttentionKernel,
+) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "attention_backward";
     let dims = check_qkv(OP, q, k, v)?;
+    check_kernel(OP, kernel, q.gpu(), dims)?;
     for (name, t) in [("out", out), ("dout", dout)] {
         if t.shape() != q.shape() {
             return Err(Error::shape(
@@ -257,6 +392,7 @@ pub fn attention_backward(
     let delta = Tensor::empty(gpu, &q.shape()[..3])?;
     launch(
         gpu,
+        kernel,
         "attention_backward_dq",
         dims,
         kind,
@@ -273,6 +409,7 @@ pub fn attention_backward(
     )?;
     launch(
         gpu,
+        kernel,
         "attention_backward_dkdv",
         dims,
         kind,
@@ -296,9 +433,15 @@ impl Tape {
         let (qv, kv, vv) = (self.value(q), self.value(k), self.value(v));
         let (out, lse) = attention_forward(&qv, &kv, &vv, kind)?;
         let saved_out = out.clone();
+        let needs = [q, k, v].map(|x| self.requires_grad(x));
         Ok(self.record(out, &[q, k, v], move |g| {
+            // the kernels produce all three together; inputs that need none get none
             let (dq, dk, dv) = attention_backward(&qv, &kv, &vv, &saved_out, &lse, g, kind)?;
-            Ok(vec![Some(dq), Some(dk), Some(dv)])
+            Ok([dq, dk, dv]
+                .into_iter()
+                .zip(needs)
+                .map(|(grad, need)| need.then_some(grad))
+                .collect())
         }))
     }
 
@@ -308,10 +451,16 @@ impl Tape {
         let (qv, vv) = (self.value(q), self.value(v));
         let (out, lse) = attention_forward(&qv, &qv, &vv, AttentionKind::L2)?;
         let saved_out = out.clone();
+        let (need_q, need_v) = (self.requires_grad(q), self.requires_grad(v));
         Ok(self.record(out, &[q, v], move |g| {
             let (dq, dk, dv) =
                 attention_backward(&qv, &qv, &vv, &saved_out, &lse, g, AttentionKind::L2)?;
-            Ok(vec![Some(elementwise::add(&dq, &dk)?), Some(dv)])
+            let dq = if need_q {
+                Some(elementwise::add(&dq, &dk)?)
+            } else {
+                None
+            };
+            Ok(vec![dq, need_v.then_some(dv)])
         }))
     }
 }

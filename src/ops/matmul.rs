@@ -1,7 +1,13 @@
 //! Batched matmul with fused bias + activation epilogue (`shaders/matmul.wgsl`).
 //!
-//! `C[b] = act(op(A[b]) · op(B[b]) + bias)`, op = identity or transpose per operand. The backward is
-//! matmuls of the same kernel with other transpose flags (`dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC`).
+//! `C[b] = act(op(A[b]) · op(B[b]) + bias)`, op = identity or transpose per operand; A is stored
+//! `[.., M, K]` (or `[.., K, M]` with `trans_a`), B `[.., K, N]` (or `[.., N, K]` with `trans_b`), C and
+//! the bias row-major `[.., M, N]` and `[N]`. The backward is matmuls of the same kernel with other
+//! transpose flags (`dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC`).
+//!
+//! Kernel choice ([`TileConfig::for_problem`]): GPUs use workgroup-memory tiles; CPU adapters
+//! (lavapipe) use register-blocked kernels without workgroup memory, and for products of at least
+//! [`SUBGROUP_KERNEL_MIN_FLOPS`] one that shares A across a subgroup (faster, but slower to compile).
 
 use super::elementwise::Unary;
 use super::shader;
