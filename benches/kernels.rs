@@ -16,35 +16,18 @@
 //! timestamps exist), plus the adapter choice of `Gpu::default_adapter`
 //! (`VITGAN_ADAPTER`, `VITGAN_BACKEND`) and `VITGAN_MATMUL_TILE`.
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use vitgan::ops::elementwise::{self, Unary};
 use vitgan::ops::matmul::{
     Activation, MatmulOptions, SUBGROUP_KERNEL_MIN_FLOPS, TileConfig, matmul_fused,
 };
 use vitgan::ops::{layout, reduce, softmax};
-use vitgan::{Gpu, Result, Tensor};
+use vitgan::{Result, Tensor};
 
-/// What a case's throughput is measured in.
-#[derive(Clone, Copy)]
-enum Work {
-    /// Floating-point operations per run (reported as GFLOP/s).
-    Flops(f64),
-    /// Bytes read + written per run (reported as GB/s).
-    Bytes(f64),
-}
-
-/// Timing of one case.
-struct Measurement {
-    first_call_ms: f64,
-    median_ms: f64,
-    reps: usize,
-    /// `"gpu"` (timestamp queries) or `"wall"` (wall clock + sync).
-    timer: &'static str,
-}
+mod harness;
+use harness::*;
 
 /// A matmul shape: C[M,N] = op(A)·op(B) with inner dimension K.
 #[derive(Clone, Copy)]
@@ -81,171 +64,7 @@ impl MatmulShape {
     }
 }
 
-struct Bench {
-    gpu: Gpu,
-    filters: Vec<String>,
-    rng: StdRng,
-    results_path: PathBuf,
-    adapter: String,
-    backend: String,
-    date: u64,
-    /// Cleared (after printing why) the first time numpy cannot be run.
-    numpy_available: bool,
-}
-
 impl Bench {
-    fn selected(&self, kernel: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| kernel.contains(f.as_str()))
-    }
-
-    fn random_tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
-        Ok(self.random_tensor_and_data(shape)?.0)
-    }
-
-    fn random_tensor_and_data(&mut self, shape: &[usize]) -> Result<(Tensor, Vec<f32>)> {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| self.rng.random_range(-1.0..1.0)).collect();
-        Ok((Tensor::from_slice(&self.gpu, &data, shape)?, data))
-    }
-
-    /// First call, warm-up, then the median of N runs of `body` (which records dispatches).
-    fn measure(&self, body: &dyn Fn() -> Result<()>) -> Result<Measurement> {
-        let gpu = &self.gpu;
-        gpu.sync()?;
-        let t0 = Instant::now();
-        body()?;
-        gpu.sync()?;
-        let first_call_ms = ms_since(t0);
-
-        // warm-up: at least one more run, and until ~10% of the budget is spent
-        let budget_ms = env_f64("VITGAN_BENCH_SECONDS", 2.0) * 1e3;
-        let warm = Instant::now();
-        let mut one_ms;
-        loop {
-            let t = Instant::now();
-            body()?;
-            gpu.sync()?;
-            one_ms = ms_since(t);
-            if ms_since(warm) >= 0.1 * budget_ms || ms_since(warm) >= 3.0 * one_ms.max(1.0) {
-                break;
-            }
-        }
-        let reps = match std::env::var("VITGAN_BENCH_REPS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-        {
-            Some(n) => std::cmp::max(n, 1),
-            None => ((budget_ms / one_ms.max(1e-3)).ceil() as usize).clamp(5, 200),
-        };
-        let wall_only = std::env::var("VITGAN_BENCH_TIMER").is_ok_and(|v| v == "wall");
-        let mut times = Vec::with_capacity(reps);
-        let mut timer = "gpu";
-        for _ in 0..reps {
-            let t = Instant::now();
-            let gpu_ms = if wall_only {
-                body()?;
-                gpu.sync()?;
-                None
-            } else {
-                gpu.time_gpu(body)?
-            };
-            match gpu_ms {
-                Some(ms) => times.push(ms),
-                None => {
-                    times.push(ms_since(t));
-                    timer = "wall";
-                }
-            }
-        }
-        times.sort_by(f64::total_cmp);
-        Ok(Measurement {
-            first_call_ms,
-            median_ms: times[times.len() / 2],
-            reps,
-            timer,
-        })
-    }
-
-    /// Print one result row and append it to the JSONL file.
-    fn report(
-        &self,
-        kernel: &str,
-        shape: &str,
-        work: Work,
-        m: &Measurement,
-        yardstick: Option<f64>,
-        variant: Option<String>,
-    ) -> Result<()> {
-        let rate = match work {
-            Work::Flops(f) => f / m.median_ms / 1e6,
-            Work::Bytes(b) => b / m.median_ms / 1e6,
-        };
-        let unit = match work {
-            Work::Flops(_) => "GFLOP/s",
-            Work::Bytes(_) => "GB/s",
-        };
-        let versus = match yardstick {
-            Some(y) => format!("  numpy {y:7.1} GFLOP/s  ratio {:5.3}", rate / y),
-            None => String::new(),
-        };
-        let variant_note = variant
-            .as_ref()
-            .map_or(String::new(), |v| format!("  {{{v}}}"));
-        println!(
-            "{kernel:<18} {shape:<22} {:>9.3} ms  {rate:>8.2} {unit:<7}  first {:>8.1} ms  ({} x{}){versus}{variant_note}  [{}]",
-            m.median_ms, m.first_call_ms, m.timer, m.reps, self.adapter
-        );
-        let mut json = format!(
-            "{{\"kernel\":{},\"shape\":{},\"adapter\":{},\"backend\":{},\"median_ms\":{},\"first_call_ms\":{}",
-            json_str(kernel),
-            json_str(shape),
-            json_str(&self.adapter),
-            json_str(&self.backend),
-            json_num(m.median_ms),
-            json_num(m.first_call_ms),
-        );
-        match work {
-            Work::Flops(_) => json += &format!(",\"gflops\":{}", json_num(rate)),
-            Work::Bytes(_) => json += &format!(",\"gbps\":{}", json_num(rate)),
-        }
-        if let Some(y) = yardstick {
-            json += &format!(
-                ",\"numpy_gflops\":{},\"ratio\":{}",
-                json_num(y),
-                json_num(rate / y)
-            );
-        }
-        if let Some(v) = &variant {
-            json += &format!(",\"variant\":{}", json_str(v));
-        }
-        json += &format!(
-            ",\"timer\":{},\"reps\":{},\"date\":{}}}",
-            json_str(m.timer),
-            m.reps,
-            self.date
-        );
-        self.append_json(&json)
-    }
-
-    fn append_json(&self, line: &str) -> Result<()> {
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = self.results_path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.results_path)?;
-            writeln!(f, "{line}")
-        };
-        write().map_err(|e| {
-            vitgan::Error::Device(format!(
-                "could not append to {}: {e}",
-                self.results_path.display()
-            ))
-        })
-    }
-
     fn matmul_case(&mut self, kernel: &str, s: MatmulShape, epilogue: bool) -> Result<()> {
         // the yardstick runs right before our kernel, so both see the same machine load
         let numpy = self.numpy_gflops(s);
@@ -420,56 +239,6 @@ fn check_matmul_rows(
     Ok(())
 }
 
-fn ms_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|v: &f64| *v > 0.0)
-        .unwrap_or(default)
-}
-
-/// A JSON string literal (quotes, backslashes and control characters escaped).
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON number (non-finite values become `null`).
-fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.4}")
-    } else {
-        "null".to_string()
-    }
-}
-
-/// `$CARGO_TARGET_DIR/bench-results.jsonl`, or `target/` under the crate root.
-fn results_path() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = match std::env::var("CARGO_TARGET_DIR") {
-        Ok(d) if !d.is_empty() => root.join(d), // an absolute path replaces `root`
-        _ => root.join("target"),
-    };
-    dir.join("bench-results.jsonl")
-}
-
 /// OpenBLAS SGEMM (numpy, `OPENBLAS_NUM_THREADS` = all cores) GFLOP/s on one shape, or why not.
 fn numpy_sgemm(s: MatmulShape) -> std::result::Result<f64, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/numpy_sgemm.py");
@@ -499,35 +268,12 @@ fn numpy_sgemm(s: MatmulShape) -> std::result::Result<f64, String> {
 }
 
 fn main() -> Result<()> {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let gpu = Gpu::default_adapter()?;
-    let info = gpu.info().clone();
-    println!("adapter: {}", gpu.describe());
+    let mut bench = Bench::from_args()?;
     println!(
-        "timer: {}; matmul: {:?} below {SUBGROUP_KERNEL_MIN_FLOPS:e} flops, {:?} from there",
-        if gpu.has_timestamps() {
-            "GPU timestamps"
-        } else {
-            "wall clock + device sync"
-        },
-        TileConfig::for_problem(&gpu, 0.0),
-        TileConfig::for_gpu(&gpu)
+        "matmul: {:?} below {SUBGROUP_KERNEL_MIN_FLOPS:e} flops, {:?} from there",
+        TileConfig::for_problem(&bench.gpu, 0.0),
+        TileConfig::for_gpu(&bench.gpu)
     );
-    let mut bench = Bench {
-        gpu,
-        filters,
-        rng: StdRng::seed_from_u64(0x5eed),
-        results_path: results_path(),
-        adapter: info.name.clone(),
-        backend: format!("{:?}", info.backend),
-        date: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        numpy_available: true,
-    };
 
     // --- matmul, with OpenBLAS as the yardstick -------------------------------------------------
     let plain = [

@@ -588,8 +588,16 @@ impl Gpu {
         };
         self.0.timing_armed.set(true);
         body()?;
-        if !self.0.timing_armed.get() {
-            // body's work was split by an intermediate flush; timestamps would cover part of it only.
+        let has_pass = self
+            .0
+            .pending
+            .borrow()
+            .iter()
+            .any(|c| matches!(c, Command::Dispatch { .. }));
+        if !self.0.timing_armed.get() || !has_pass {
+            // no compute pass recorded (timestamps come from passes), or the work was split over
+            // several submits: fall back to the caller's wall clock
+            self.0.timing_armed.set(false);
             self.sync()?;
             return Ok(None);
         }

@@ -1,0 +1,282 @@
+//! The benchmark harness shared by `benches/kernels.rs` and `benches/model.rs`: adapter, filters,
+//! first-call latency, warm-up, median of N runs (GPU timestamps when available, else wall clock plus
+//! a device sync), printing and one JSON object per result appended to
+//! `$CARGO_TARGET_DIR/bench-results.jsonl` (default `target/`).
+#![allow(dead_code)]
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use vitgan::{Gpu, Result, Tensor};
+
+/// What a case's throughput is measured in.
+#[derive(Clone, Copy)]
+pub enum Work {
+    /// Floating-point operations per run (reported as GFLOP/s).
+    Flops(f64),
+    /// Bytes read + written per run (reported as GB/s).
+    Bytes(f64),
+    /// Images processed per run (reported as images/s).
+    Images(f64),
+}
+
+/// Timing of one case.
+pub struct Measurement {
+    pub first_call_ms: f64,
+    pub median_ms: f64,
+    pub reps: usize,
+    /// `"gpu"` (timestamp queries) or `"wall"` (wall clock + sync).
+    pub timer: &'static str,
+}
+
+pub struct Bench {
+    pub gpu: Gpu,
+    pub filters: Vec<String>,
+    pub rng: StdRng,
+    pub results_path: PathBuf,
+    pub adapter: String,
+    pub backend: String,
+    pub date: u64,
+    /// Cleared (after printing why) the first time numpy cannot be run.
+    pub numpy_available: bool,
+}
+
+impl Bench {
+    /// Open the default adapter (honouring `VITGAN_ADAPTER` / `VITGAN_BACKEND`), print it, and take
+    /// the command line's non-flag arguments as filters.
+    pub fn from_args() -> Result<Bench> {
+        let filters: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let gpu = Gpu::default_adapter()?;
+        let info = gpu.info().clone();
+        println!("adapter: {}", gpu.describe());
+        println!(
+            "timer: {}",
+            if gpu.has_timestamps() {
+                "GPU timestamps"
+            } else {
+                "wall clock + device sync"
+            }
+        );
+        Ok(Bench {
+            gpu,
+            filters,
+            rng: StdRng::seed_from_u64(0x5eed),
+            results_path: results_path(),
+            adapter: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            date: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            numpy_available: true,
+        })
+    }
+
+    pub fn selected(&self, kernel: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| kernel.contains(f.as_str()))
+    }
+
+    pub fn random_tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.random_tensor_and_data(shape)?.0)
+    }
+
+    pub fn random_tensor_and_data(&mut self, shape: &[usize]) -> Result<(Tensor, Vec<f32>)> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| self.rng.random_range(-1.0..1.0)).collect();
+        Ok((Tensor::from_slice(&self.gpu, &data, shape)?, data))
+    }
+
+    /// First call, warm-up, then the median of N runs of `body` (which records dispatches).
+    pub fn measure(&self, body: &dyn Fn() -> Result<()>) -> Result<Measurement> {
+        let gpu = &self.gpu;
+        gpu.sync()?;
+        let t0 = Instant::now();
+        body()?;
+        gpu.sync()?;
+        let first_call_ms = ms_since(t0);
+
+        // warm-up: at least one more run, and until ~10% of the budget is spent
+        let budget_ms = env_f64("VITGAN_BENCH_SECONDS", 2.0) * 1e3;
+        let warm = Instant::now();
+        let mut one_ms;
+        loop {
+            let t = Instant::now();
+            body()?;
+            gpu.sync()?;
+            one_ms = ms_since(t);
+            if ms_since(warm) >= 0.1 * budget_ms || ms_since(warm) >= 3.0 * one_ms.max(1.0) {
+                break;
+            }
+        }
+        let reps = match std::env::var("VITGAN_BENCH_REPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(n) => std::cmp::max(n, 1),
+            None => ((budget_ms / one_ms.max(1e-3)).ceil() as usize).clamp(5, 200),
+        };
+        let wall_only = std::env::var("VITGAN_BENCH_TIMER").is_ok_and(|v| v == "wall");
+        let mut times = Vec::with_capacity(reps);
+        let mut timer = "gpu";
+        for _ in 0..reps {
+            let t = Instant::now();
+            let gpu_ms = if wall_only {
+                body()?;
+                gpu.sync()?;
+                None
+            } else {
+                gpu.time_gpu(body)?
+            };
+            match gpu_ms {
+                Some(ms) => times.push(ms),
+                None => {
+                    times.push(ms_since(t));
+                    timer = "wall";
+                }
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(Measurement {
+            first_call_ms,
+            median_ms: times[times.len() / 2],
+            reps,
+            timer,
+        })
+    }
+
+    /// Print one result row and append it to the JSONL file.
+    pub fn report(
+        &self,
+        kernel: &str,
+        shape: &str,
+        work: Work,
+        m: &Measurement,
+        yardstick: Option<f64>,
+        variant: Option<String>,
+    ) -> Result<()> {
+        let rate = match work {
+            Work::Flops(f) => f / m.median_ms / 1e6,
+            Work::Bytes(b) => b / m.median_ms / 1e6,
+            Work::Images(n) => n / m.median_ms * 1e3,
+        };
+        let unit = match work {
+            Work::Flops(_) => "GFLOP/s",
+            Work::Bytes(_) => "GB/s",
+            Work::Images(_) => "img/s",
+        };
+        let versus = match yardstick {
+            Some(y) => format!("  numpy {y:7.1} GFLOP/s  ratio {:5.3}", rate / y),
+            None => String::new(),
+        };
+        let variant_note = variant
+            .as_ref()
+            .map_or(String::new(), |v| format!("  {{{v}}}"));
+        println!(
+            "{kernel:<18} {shape:<22} {:>9.3} ms  {rate:>8.2} {unit:<7}  first {:>8.1} ms  ({} x{}){versus}{variant_note}  [{}]",
+            m.median_ms, m.first_call_ms, m.timer, m.reps, self.adapter
+        );
+        let mut json = format!(
+            "{{\"kernel\":{},\"shape\":{},\"adapter\":{},\"backend\":{},\"median_ms\":{},\"first_call_ms\":{}",
+            json_str(kernel),
+            json_str(shape),
+            json_str(&self.adapter),
+            json_str(&self.backend),
+            json_num(m.median_ms),
+            json_num(m.first_call_ms),
+        );
+        match work {
+            Work::Flops(_) => json += &format!(",\"gflops\":{}", json_num(rate)),
+            Work::Bytes(_) => json += &format!(",\"gbps\":{}", json_num(rate)),
+            Work::Images(_) => json += &format!(",\"images_per_s\":{}", json_num(rate)),
+        }
+        if let Some(y) = yardstick {
+            json += &format!(
+                ",\"numpy_gflops\":{},\"ratio\":{}",
+                json_num(y),
+                json_num(rate / y)
+            );
+        }
+        if let Some(v) = &variant {
+            json += &format!(",\"variant\":{}", json_str(v));
+        }
+        json += &format!(
+            ",\"timer\":{},\"reps\":{},\"date\":{}}}",
+            json_str(m.timer),
+            m.reps,
+            self.date
+        );
+        self.append_json(&json)
+    }
+
+    pub fn append_json(&self, line: &str) -> Result<()> {
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.results_path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.results_path)?;
+            writeln!(f, "{line}")
+        };
+        write().map_err(|e| {
+            vitgan::Error::Device(format!(
+                "could not append to {}: {e}",
+                self.results_path.display()
+            ))
+        })
+    }
+}
+
+pub fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+pub fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|v: &f64| *v > 0.0)
+        .unwrap_or(default)
+}
+
+/// A JSON string literal (quotes, backslashes and control characters escaped).
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number (non-finite values become `null`).
+pub fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "null".to_string()
+    }
+}
+
+/// `$CARGO_TARGET_DIR/bench-results.jsonl`, or `target/` under the crate root.
+pub fn results_path() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var("CARGO_TARGET_DIR") {
+        Ok(d) if !d.is_empty() => root.join(d), // an absolute path replaces `root`
+        _ => root.join("target"),
+    };
+    dir.join("bench-results.jsonl")
+}

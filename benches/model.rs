@@ -1,0 +1,293 @@
+//! ViTGAN-level benchmarks: `cargo bench --bench model [-- FILTER ...]`.
+//!
+//! - fused L2 / dot-product attention vs the unfused composition (scores written to memory), at
+//!   B=128, H=6, Dh=64 and L = 65 and 256, forward and forward+backward, with the ratio;
+//! - LayerNorm / self-modulated LayerNorm vs a plain copy of the same tensor (bandwidth ratio);
+//! - the INR patch decoder fused vs unfused (128×64 patches of 4×4 pixels);
+//! - G and D forward and forward+backward time per image at the `cifar32` preset;
+//! - a full training step (G and D, bCR and augmentation on) in images/s at `cifar32` and `tiny`.
+//!
+//! Batches default to the paper's 128 on GPUs and to smaller ones on CPU adapters (lavapipe), where
+//! one cifar32 step at batch 128 takes minutes; `VITGAN_BENCH_BATCH` overrides. Timing, output and
+//! the JSON lines are those of `benches/kernels.rs` (shared harness in `benches/harness/mod.rs`).
+
+mod harness;
+
+use harness::{Bench, Work};
+use vitgan::autodiff::Tape;
+use vitgan::model::ModelConfig;
+use vitgan::nn::Init;
+use vitgan::ops::attention::{AttentionKind, attention_unfused};
+use vitgan::ops::inr::inr_decode_unfused;
+use vitgan::ops::layer_norm::layer_norm_forward;
+use vitgan::train::{TrainConfig, Trainer};
+use vitgan::{Result, Tensor};
+
+fn main() -> Result<()> {
+    let mut bench = Bench::from_args()?;
+    let cpu = bench.gpu.is_cpu();
+    let batch_override: Option<usize> = std::env::var("VITGAN_BENCH_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok());
+
+    // ---- attention: fused vs unfused
+    for (len, batch) in [(65usize, 128usize), (256, if cpu { 16 } else { 128 })] {
+        let batch = batch_override.unwrap_or(batch);
+        let (heads, dh) = (6usize, 64usize);
+        let shape = [batch, heads, len, dh];
+        for kind in [AttentionKind::L2, AttentionKind::Dot] {
+            let name = format!("attention_{kind:?}").to_lowercase();
+            if !bench.selected(&name) {
+                continue;
+            }
+            let q = bench.random_tensor(&shape)?;
+            let k = if kind == AttentionKind::L2 {
+                q.clone()
+            } else {
+                bench.random_tensor(&shape)?
+            };
+            let v = bench.random_tensor(&shape)?;
+            let flops = 4.0 * (batch * heads * len * len * dh) as f64;
+            let label = format!("B{batch} H{heads} L{len} Dh{dh}");
+            let gpu = bench.gpu.clone();
+            let run = |fused: bool, backward: bool| -> Result<()> {
+                let tape = Tape::new(&gpu);
+                let (qv, vv) = (
+                    tape.leaf(q.clone(), backward),
+                    tape.leaf(v.clone(), backward),
+                );
+                let kv = if kind == AttentionKind::L2 {
+                    qv
+                } else {
+                    tape.leaf(k.clone(), backward)
+                };
+                let out = match (fused, kind) {
+                    (true, AttentionKind::L2) => tape.l2_attention_tied(qv, vv)?,
+                    (true, AttentionKind::Dot) => tape.attention(qv, kv, vv, kind)?,
+                    (false, _) => attention_unfused(&tape, qv, kv, vv, kind)?,
+                };
+                if backward {
+                    let loss = tape.sum(out)?;
+                    tape.backward(loss)?;
+                }
+                Ok(())
+            };
+            for backward in [false, true] {
+                let pass = if backward { "fwd+bwd" } else { "fwd" };
+                let fused = bench.measure(&|| run(true, backward))?;
+                let unfused = bench.measure(&|| run(false, backward))?;
+                let work = Work::Flops(if backward { 2.5 * flops } else { flops });
+                bench.report(
+                    &format!("{name}_fused_{pass}"),
+                    &label,
+                    work,
+                    &fused,
+                    None,
+                    None,
+                )?;
+                bench.report(
+                    &format!("{name}_unfused_{pass}"),
+                    &label,
+                    work,
+                    &unfused,
+                    None,
+                    None,
+                )?;
+                println!(
+                    "    fused is {:.2}x faster than unfused",
+                    unfused.median_ms / fused.median_ms
+                );
+            }
+        }
+    }
+
+    // ---- LayerNorm / SLN vs copy
+    if bench.selected("layer_norm") {
+        let (b, t, d) = (128usize, 65usize, 384usize);
+        let x = bench.random_tensor(&[b, t, d])?;
+        let bytes = 2.0 * (b * t * d * 4) as f64;
+        // a plain copy in a compute kernel (identity permutation through the strided-copy kernel)
+        let copy = bench.measure(&|| {
+            vitgan::ops::layout::permute(&x, &[0, 1, 2])?;
+            Ok(())
+        })?;
+        bench.report(
+            "copy_kernel",
+            &format!("{b}x{t}x{d}"),
+            Work::Bytes(bytes),
+            &copy,
+            None,
+            None,
+        )?;
+        for (name, gshape) in [("layer_norm", vec![d]), ("self_modulated_ln", vec![b, d])] {
+            let gamma = bench.random_tensor(&gshape)?;
+            let beta = bench.random_tensor(&gshape)?;
+            let m = bench.measure(&|| {
+                layer_norm_forward(&x, &gamma, &beta, 1e-5)?;
+                Ok(())
+            })?;
+            bench.report(
+                name,
+                &format!("{b}x{t}x{d}"),
+                Work::Bytes(bytes),
+                &m,
+                None,
+                None,
+            )?;
+            println!(
+                "    {name} runs at {:.2} of copy bandwidth",
+                copy.median_ms / m.median_ms
+            );
+        }
+    }
+
+    // ---- INR decoder fused vs unfused
+    if bench.selected("inr") {
+        let (n, t, f, c) = (128 * 64usize, 16usize, 128usize, 3usize);
+        let e = bench.random_tensor(&[t, f])?;
+        let s1 = bench.random_tensor(&[n, f])?;
+        let s2 = bench.random_tensor(&[n, f])?;
+        let w1 = bench.random_tensor(&[f, f])?;
+        let b1 = bench.random_tensor(&[f])?;
+        let w2 = bench.random_tensor(&[c, f])?;
+        let b2 = bench.random_tensor(&[c])?;
+        let gpu = bench.gpu.clone();
+        let run = |fused: bool, backward: bool| -> Result<()> {
+            let tape = Tape::new(&gpu);
+            let leaf = |t: &Tensor| tape.leaf(t.clone(), backward);
+            let vars = [
+                leaf(&e),
+                leaf(&s1),
+                leaf(&s2),
+                leaf(&w1),
+                leaf(&b1),
+                leaf(&w2),
+                leaf(&b2),
+            ];
+            let [e, s1, s2, w1, b1, w2, b2] = vars;
+            let out = if fused {
+                tape.inr_decode(e, s1, s2, w1, b1, w2, b2)?
+            } else {
+                inr_decode_unfused(&tape, e, s1, s2, w1, b1, w2, b2)?
+            };
+            if backward {
+                let loss = tape.sum(out)?;
+                tape.backward(loss)?;
+            }
+            Ok(())
+        };
+        let flops = 2.0 * (n * t * (f * f + c * f)) as f64;
+        let label = format!("N{n} P²{t} F{f} C{c}");
+        for backward in [false, true] {
+            let pass = if backward { "fwd+bwd" } else { "fwd" };
+            let fused = bench.measure(&|| run(true, backward))?;
+            let unfused = bench.measure(&|| run(false, backward))?;
+            let work = Work::Flops(if backward { 3.0 * flops } else { flops });
+            bench.report(
+                &format!("inr_fused_{pass}"),
+                &label,
+                work,
+                &fused,
+                None,
+                None,
+            )?;
+            bench.report(
+                &format!("inr_unfused_{pass}"),
+                &label,
+                work,
+                &unfused,
+                None,
+                None,
+            )?;
+            println!(
+                "    fused is {:.2}x faster than unfused",
+                unfused.median_ms / fused.median_ms
+            );
+        }
+    }
+
+    // ---- G and D per image at cifar32
+    if bench.selected("generator") || bench.selected("discriminator") {
+        let cfg = ModelConfig::cifar32();
+        let batch = batch_override.unwrap_or(if cpu { 16 } else { 128 });
+        let gpu = bench.gpu.clone();
+        let mut init = Init::new(1);
+        let mut gp = vitgan::ParamStore::new();
+        let mut dp = vitgan::ParamStore::new();
+        let generator = vitgan::model::Generator::new(&gpu, &mut gp, &mut init, &cfg)?;
+        let discriminator = vitgan::model::Discriminator::new(&gpu, &mut dp, &mut init, &cfg)?;
+        let z = bench.random_tensor(&[batch, cfg.latent_dim])?;
+        let img = bench.random_tensor(&[batch, 32, 32, 3])?;
+        let label = format!("cifar32 batch {batch}");
+        for backward in [false, true] {
+            let pass = if backward { "fwd+bwd" } else { "fwd" };
+            let g = bench.measure(&|| {
+                let tape = Tape::new(&gpu);
+                if !backward {
+                    tape.no_grad(|| generator.forward(&tape, tape.constant(z.clone())))?;
+                    return Ok(());
+                }
+                let out = generator.forward(&tape, tape.constant(z.clone()))?;
+                let loss = tape.mean(out)?;
+                tape.backward(loss)
+            })?;
+            bench.report(
+                &format!("generator_{pass}"),
+                &label,
+                Work::Images(batch as f64),
+                &g,
+                None,
+                None,
+            )?;
+            let d = bench.measure(&|| {
+                let tape = Tape::new(&gpu);
+                if !backward {
+                    tape.no_grad(|| discriminator.forward(&tape, tape.constant(img.clone())))?;
+                    return Ok(());
+                }
+                let out = discriminator.forward(&tape, tape.leaf(img.clone(), true))?;
+                let loss = tape.mean(out)?;
+                tape.backward(loss)
+            })?;
+            bench.report(
+                &format!("discriminator_{pass}"),
+                &label,
+                Work::Images(batch as f64),
+                &d,
+                None,
+                None,
+            )?;
+        }
+    }
+
+    // ---- full training step
+    for preset in ["tiny", "cifar32"] {
+        let name = format!("train_step_{preset}");
+        if !bench.selected(&name) {
+            continue;
+        }
+        let model = ModelConfig::preset(preset)?;
+        let default_batch = if preset == "tiny" {
+            32
+        } else if cpu {
+            8
+        } else {
+            128
+        };
+        let batch = batch_override.unwrap_or(default_batch);
+        let cfg = TrainConfig {
+            batch,
+            ..TrainConfig::default()
+        };
+        let trainer = std::cell::RefCell::new(Trainer::new(&bench.gpu, &model, &cfg)?);
+        let s = model.image_size;
+        let real = bench.random_tensor(&[batch, s, s, model.channels])?;
+        let m = bench.measure(&|| {
+            trainer.borrow_mut().train_step(&real)?;
+            Ok(())
+        })?;
+        let label = format!("{preset} batch {batch} (bCR, aug 0.8)");
+        bench.report(&name, &label, Work::Images(batch as f64), &m, None, None)?;
+    }
+    Ok(())
+}
