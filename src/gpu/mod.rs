@@ -496,10 +496,14 @@ impl Gpu {
                     i += 1;
                 }
                 Command::Dispatch { .. } => {
-                    let timestamp_writes = timing.map(|t| wgpu::ComputePassTimestampWrites {
-                        query_set: &t.query_set,
-                        beginning_of_pass_write_index: (pass_index == 0).then_some(0),
-                        end_of_pass_write_index: (pass_index + 1 == n_passes).then_some(1),
+                    // the first pass writes the start, the last one the end, passes between none
+                    let (first, last) = (pass_index == 0, pass_index + 1 == n_passes);
+                    let timestamp_writes = timing.filter(|_| first || last).map(|t| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: &t.query_set,
+                            beginning_of_pass_write_index: first.then_some(0),
+                            end_of_pass_write_index: last.then_some(1),
+                        }
                     });
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
