@@ -13,9 +13,14 @@
 //   dq_i = α Σ_j dS_ij k_j           (for L2 the −q_i Σ_j dS_ij term vanishes: Σ_j dS_ij = D_i − D_i = 0)
 //   dk_j = α (Σ_i dS_ij q_i − [L2] k_j Σ_i dS_ij)
 //
-// Each invocation owns one row (a query in attention_forward / attention_backward_dq, a key in
-// attention_backward_dkdv) held in registers as vec4s; the other side streams through workgroup
-// memory in blocks of BLOCK rows, with an online softmax (running max and sum) in the forward.
+// Three kernels, each in two versions that compute the same thing (the launcher picks one):
+//   attention_forward          out and lse, online softmax (running max and sum) over key blocks
+//   attention_backward_dq      dq, and D (saved for the next kernel)
+//   attention_backward_dkdv    dk and dv (needs D)
+// Tiled (any HEAD_DIM; GPUs, and CPU adapters otherwise): each invocation owns one row (a query, or a
+// key in dkdv) held in registers as vec4s; the other side streams through workgroup memory in blocks
+// of BLOCK rows. `_subgroup` (CPU adapters with subgroups, HEAD_DIM = 64): see the section at the end,
+// which the launcher drops from the source on adapters without subgroups.
 
 struct Params {
     heads: u32,       // batch · heads
@@ -491,22 +496,10 @@ struct Stat16 {
     v: array<vec4<f32>, 4>,
 }
 
-// `v` of subgroup lane `q` (q is a constant at every call site, so the switch folds away)
-fn sg_lane(v: vec4<f32>, q: u32) -> vec4<f32> {
-    switch q {
-        case 0u: { return subgroupBroadcast(v, 0u); }
-        case 1u: { return subgroupBroadcast(v, 1u); }
-        case 2u: { return subgroupBroadcast(v, 2u); }
-        case 3u: { return subgroupBroadcast(v, 3u); }
-        case 4u: { return subgroupBroadcast(v, 4u); }
-        case 5u: { return subgroupBroadcast(v, 5u); }
-        case 6u: { return subgroupBroadcast(v, 6u); }
-        default: { return subgroupBroadcast(v, 7u); }
-    }
-}
-
+// `m` of subgroup lane `q` (q is the same on all lanes)
 fn sg_lane_mat(m: mat4x4<f32>, q: u32) -> mat4x4<f32> {
-    return mat4x4(sg_lane(m[0], q), sg_lane(m[1], q), sg_lane(m[2], q), sg_lane(m[3], q));
+    return mat4x4(subgroupShuffle(m[0], q), subgroupShuffle(m[1], q), subgroupShuffle(m[2], q),
+                  subgroupShuffle(m[3], q));
 }
 
 // vec4 index of d-quad c of `row` (clamped to the sequence) in a head starting at vec4 `hb`
@@ -712,14 +705,9 @@ fn attention_forward_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         let key0 = step0 + 4u * lane;
         var s: Rows16;
         var nk = vec4(0.0);
-        fwd_score_step(&s, &nk, qa, qb, 0u, hb, key0);
-        fwd_score_step(&s, &nk, qa, qb, 1u, hb, key0);
-        fwd_score_step(&s, &nk, qa, qb, 2u, hb, key0);
-        fwd_score_step(&s, &nk, qa, qb, 3u, hb, key0);
-        fwd_score_step(&s, &nk, qa, qb, 4u, hb, key0);
-        fwd_score_step(&s, &nk, qa, qb, 5u, hb, key0);
-        fwd_score_step(&s, &nk, qa, qb, 6u, hb, key0);
-        fwd_score_step(&s, &nk, qa, qb, 7u, hb, key0);
+        for (var q = 0u; q < 8u; q = q + 1u) {
+            fwd_score_step(&s, &nk, qa, qb, q, hb, key0);
+        }
         let bias = column_bias(key0, nk);
         var pr: Rows16;
         let sm0 = online_softmax(s.m[0], bias, run_max.v[0], run_sum.v[0]);
@@ -746,14 +734,9 @@ fn attention_forward_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         run_sum.v[3] = sm3.run_sum;
         o.a[3] = scale_rows(o.a[3], sm3.rescale);
         o.b[3] = scale_rows(o.b[3], sm3.rescale);
-        fwd_value_step(&o, pr, 0u, hb, step0, lane);
-        fwd_value_step(&o, pr, 1u, hb, step0, lane);
-        fwd_value_step(&o, pr, 2u, hb, step0, lane);
-        fwd_value_step(&o, pr, 3u, hb, step0, lane);
-        fwd_value_step(&o, pr, 4u, hb, step0, lane);
-        fwd_value_step(&o, pr, 5u, hb, step0, lane);
-        fwd_value_step(&o, pr, 6u, hb, step0, lane);
-        fwd_value_step(&o, pr, 7u, hb, step0, lane);
+        for (var q = 0u; q < 8u; q = q + 1u) {
+            fwd_value_step(&o, pr, q, hb, step0, lane);
+        }
     }
 
     let ok = pl.valid_group;
@@ -923,28 +906,18 @@ fn attention_backward_dq_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         var s: Rows16;
         var dp: Rows16;
         var nk = vec4(0.0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 0u, hb, key0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 1u, hb, key0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 2u, hb, key0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 3u, hb, key0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 4u, hb, key0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 5u, hb, key0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 6u, hb, key0);
-        dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, 7u, hb, key0);
+        for (var q = 0u; q < 8u; q = q + 1u) {
+            dq_score_step(&s, &dp, &nk, qa, qb, ga, gb, q, hb, key0);
+        }
         let bias = column_bias(key0, nk);
         var ds: Rows16;
         ds.m[0] = score_grad(s.m[0], dp.m[0], bias, row_shift.v[0], delta.v[0]);
         ds.m[1] = score_grad(s.m[1], dp.m[1], bias, row_shift.v[1], delta.v[1]);
         ds.m[2] = score_grad(s.m[2], dp.m[2], bias, row_shift.v[2], delta.v[2]);
         ds.m[3] = score_grad(s.m[3], dp.m[3], bias, row_shift.v[3], delta.v[3]);
-        dq_accumulate_step(&dq, ds, 0u, hb, step0, lane);
-        dq_accumulate_step(&dq, ds, 1u, hb, step0, lane);
-        dq_accumulate_step(&dq, ds, 2u, hb, step0, lane);
-        dq_accumulate_step(&dq, ds, 3u, hb, step0, lane);
-        dq_accumulate_step(&dq, ds, 4u, hb, step0, lane);
-        dq_accumulate_step(&dq, ds, 5u, hb, step0, lane);
-        dq_accumulate_step(&dq, ds, 6u, hb, step0, lane);
-        dq_accumulate_step(&dq, ds, 7u, hb, step0, lane);
+        for (var q = 0u; q < 8u; q = q + 1u) {
+            dq_accumulate_step(&dq, ds, q, hb, step0, lane);
+        }
     }
 
     store_dq_rows(hb, r0 + 0u, 2u * lane, alpha * dq.a[0], ok);
@@ -1114,14 +1087,9 @@ fn attention_backward_dkdv_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         var st: Rows16;
         var dpt: Rows16;
         var nq = vec4(0.0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 0u, hb, query0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 1u, hb, query0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 2u, hb, query0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 3u, hb, query0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 4u, hb, query0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 5u, hb, query0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 6u, hb, query0);
-        dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, 7u, hb, query0);
+        for (var q = 0u; q < 8u; q = q + 1u) {
+            dkdv_score_step(&st, &dpt, &nq, ka, kb, va, vb, q, hb, query0);
+        }
         // per query column: r_i − lse_i (MASKED past the sequence) and D_i
         let col_shift = column_bias(query0, nq) - lse_rows(stat_base, query0);
         let col_delta = delta_rows(stat_base, query0);
@@ -1139,14 +1107,9 @@ fn attention_backward_dkdv_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         pt.m[3] = probs_t(st.m[3], key_bias.v[3], col_shift);
         dst.m[3] = score_grad_t(pt.m[3], dpt.m[3], col_delta);
         ds_sum.v[3] = ds_sum.v[3] + dst.m[3][0] + dst.m[3][1] + dst.m[3][2] + dst.m[3][3];
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 0u, hb, step0, lane);
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 1u, hb, step0, lane);
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 2u, hb, step0, lane);
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 3u, hb, step0, lane);
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 4u, hb, step0, lane);
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 5u, hb, step0, lane);
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 6u, hb, step0, lane);
-        dkdv_accumulate_step(&dk, &dv, pt, dst, 7u, hb, step0, lane);
+        for (var q = 0u; q < 8u; q = q + 1u) {
+            dkdv_accumulate_step(&dk, &dv, pt, dst, q, hb, step0, lane);
+        }
     }
 
     // dk = α (Σ dS q − [L2] k Σ dS), with ka/kb holding α k

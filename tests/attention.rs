@@ -6,7 +6,8 @@ use common::attention::{Dims, attention_backward_ref, attention_ref};
 use common::*;
 use vitgan::Tape;
 use vitgan::ops::attention::{
-    AttentionKind, attention_backward, attention_forward, attention_unfused,
+    AttentionKernel, AttentionKind, SUBGROUP_HEAD_DIM, attention_backward, attention_backward_with,
+    attention_forward, attention_forward_with, attention_unfused,
 };
 
 const KINDS: [AttentionKind; 2] = [AttentionKind::Dot, AttentionKind::L2];
@@ -72,6 +73,94 @@ fn forward_handles_long_sequences_and_wide_heads() {
     // (Dh = 128 with one kind: every (Dh, kind) costs seconds of pipeline compilation on lavapipe)
     check_forward(1, 1, 257, 128, AttentionKind::L2, 2);
     check_forward(3, 1, 256, 3, AttentionKind::Dot, 3);
+}
+
+/// At the model's head width CPU adapters with subgroups run the subgroup kernels and GPUs the tiled
+/// ones: both must agree (with each other and, through the other tests, with the reference).
+#[test]
+fn tiled_and_subgroup_kernels_agree() {
+    let g = gpu();
+    if !AttentionKernel::Subgroup.supports(&g, SUBGROUP_HEAD_DIM) {
+        println!("skipped: {} has no subgroup kernels", g.describe());
+        return;
+    }
+    let (b, h, l, dh) = (2, 1, 37, SUBGROUP_HEAD_DIM);
+    let d = Dims::new(b * h, l, dh);
+    let s = shape(b, h, d);
+    for (seed, kind) in (700..).zip(KINDS) {
+        let (q, k, v) = inputs(d, seed);
+        let (gq, gk, gv) = (upload(&q, &s), upload(&k, &s), upload(&v, &s));
+        let run = |kernel| attention_forward_with(&gq, &gk, &gv, kind, kernel).unwrap();
+        let (tiled_out, tiled_lse) = run(AttentionKernel::Tiled);
+        let (sub_out, sub_lse) = run(AttentionKernel::Subgroup);
+        let what = format!("{kind:?} tiled vs subgroup L{l}");
+        let want = to_f64(&tiled_out.to_vec().unwrap());
+        assert_close(
+            &sub_out.to_vec().unwrap(),
+            &want,
+            2e-5,
+            1e-4,
+            &format!("{what}: out"),
+        );
+        let want = to_f64(&tiled_lse.to_vec().unwrap());
+        assert_close(
+            &sub_lse.to_vec().unwrap(),
+            &want,
+            1e-4,
+            1e-5,
+            &format!("{what}: lse"),
+        );
+    }
+    // a kernel asked for where it cannot run is an error, not a wrong answer
+    let odd = upload(&[0.0; 2 * 17], &[1, 1, 2, 17]);
+    assert!(attention_forward_with(&odd, &odd, &odd, KINDS[0], AttentionKernel::Subgroup).is_err());
+    let (out, lse) = attention_forward(&odd, &odd, &odd, KINDS[0]).unwrap();
+    let bwd = attention_backward_with(
+        &odd,
+        &odd,
+        &odd,
+        &out,
+        &lse,
+        &odd,
+        KINDS[0],
+        AttentionKernel::Subgroup,
+    );
+    assert!(bwd.is_err());
+}
+
+/// Adapters without subgroups get the source without the subgroup section; it must stand on its own.
+#[test]
+fn source_without_subgroup_kernels_validates() {
+    let shader = vitgan::ops::attention::shader_without_subgroups();
+    let code_mentions_subgroups = shader
+        .source
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .any(|code| code.contains("subgroup"));
+    assert!(
+        !code_mentions_subgroups,
+        "subgroup operations left in the source"
+    );
+    let module = naga::front::wgsl::parse_str(shader.source)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(shader.source)));
+    let caps = naga::valid::Capabilities::all()
+        - naga::valid::Capabilities::SUBGROUP
+        - naga::valid::Capabilities::SUBGROUP_BARRIER;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(shader.source)));
+    let entries: Vec<&str> = module
+        .entry_points
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    for name in [
+        "attention_forward",
+        "attention_backward_dq",
+        "attention_backward_dkdv",
+    ] {
+        assert!(entries.contains(&name), "{name} missing: {entries:?}");
+    }
 }
 
 /// GPU backward with `dout` random against `reference` gradients, for q, k, v.
@@ -244,7 +333,8 @@ fn tied_ref(q: &[f64], v: &[f64], d: Dims) -> Vec<f64> {
 
 #[test]
 fn tied_l2_gradient_sums_query_and_key_roles() {
-    for &(b, h, l, dh, seed) in &[(1, 3, 6, 5, 500u64), (2, 1, 23, 8, 501)] {
+    // Dh = 64 is the discriminator's head width (the subgroup kernels on CPU adapters that have them)
+    for &(b, h, l, dh, seed) in &[(1, 3, 6, 5, 500u64), (2, 1, 23, 8, 501), (1, 2, 9, 64, 502)] {
         let d = Dims::new(b * h, l, dh);
         let s = shape(b, h, d);
         let (q, _, v) = inputs(d, seed);

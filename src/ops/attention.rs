@@ -14,11 +14,14 @@
 //! `dv_j = Σ_i P_ij dout_i`; dot: `dq_i = c Σ_j dS_ij k_j`, `dk_j = c Σ_i dS_ij q_i`;
 //! L2: `dq_i = 2c Σ_j dS_ij (k_j − q_i) = 2c Σ_j dS_ij k_j` (as `Σ_j dS_ij = 0`),
 //! `dk_j = 2c Σ_i dS_ij (q_i − k_j)`.
-//! Three kernels: forward (one query row per invocation, online softmax over key blocks staged in
-//! workgroup memory), `dq` (one query row per invocation over key blocks; also writes `D`), `dk`/`dv`
-//! (one key row per invocation over query blocks). No atomics. Each `(Dh, kind)` is its own pipeline
-//! (`HEAD_DIM` and `KIND` are override constants, so the loops over the head are unrolled); on
-//! lavapipe a backward pipeline takes seconds to compile the first time.
+//!
+//! Three kernels: forward (online softmax over key blocks), `dq` (also writes `D`), `dk`/`dv` (over
+//! query blocks); no atomics. Each comes in two versions ([`AttentionKernel`]): tiled (one row per
+//! invocation, the other side staged in workgroup memory; any `Dh`, for GPUs) and subgroup (CPU
+//! adapters with subgroups at `Dh = 64`: straight-line 4 × 4 register blocks, rows shared between the
+//! lanes with `subgroupShuffle`, because on lavapipe every memory load is a scalar loop over the
+//! lanes). `KIND` and `HEAD_DIM` are override constants, so each `(Dh, kind)` is its own pipeline; the
+//! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
 
 use super::{grid_1d, shader};
 use crate::autodiff::{Tape, Var};
@@ -146,10 +149,16 @@ const SUBGROUP_END: &str = "// END SUBGROUP KERNELS";
 
 /// The shader for `gpu`: the whole file where subgroups are supported, else without the subgroup kernels.
 fn shader_for(gpu: &Gpu) -> &'static Shader {
-    static WITHOUT_SUBGROUPS: OnceLock<Shader> = OnceLock::new();
     if supports_subgroup_kernel(gpu) {
-        return &SHADER;
+        &SHADER
+    } else {
+        shader_without_subgroups()
     }
+}
+
+/// The shader source without the subgroup kernels (for adapters without subgroup operations).
+pub fn shader_without_subgroups() -> &'static Shader {
+    static WITHOUT_SUBGROUPS: OnceLock<Shader> = OnceLock::new();
     WITHOUT_SUBGROUPS.get_or_init(|| {
         let mut src = String::with_capacity(SHADER.source.len());
         let mut skipping = false;
