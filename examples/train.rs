@@ -23,7 +23,7 @@ Model and data:
   --resume PATH        continue from a checkpoint (e.g. out/checkpoint.safetensors)
 
 Run length and logging:
-  --steps N            training steps (one D and one G update each)  [default: 2000 tiny, 100000 others]
+  --steps N            training steps (one D and one G update each)  [default: 1000 tiny, 100000 others]
   --log-every N        progress line interval in steps                        [default: 10]
   --sample-every N     sample grid + loss plot interval in steps              [default: 200]
   --checkpoint-every N checkpoint interval in steps                           [default: 1000]
@@ -195,7 +195,7 @@ fn run() -> Result<()> {
         .unwrap_or(if model.name == "tiny" { 32 } else { 128 });
     let steps = args
         .steps
-        .unwrap_or(if model.name == "tiny" { 2000 } else { 100_000 });
+        .unwrap_or(if model.name == "tiny" { 1000 } else { 100_000 });
     let gpu = Gpu::new(args.gpu.clone())?;
     eprintln!("adapter: {}", gpu.describe());
     let data = load_data(&args.data, &model, train.seed)?;
