@@ -15,10 +15,11 @@ mod harness;
 
 use harness::{Bench, Work};
 use vitgan::autodiff::Tape;
+use vitgan::autodiff::attention::attention_unfused;
+use vitgan::autodiff::inr::inr_decode_unfused;
 use vitgan::model::ModelConfig;
 use vitgan::nn::Init;
-use vitgan::ops::attention::{AttentionKind, attention_unfused};
-use vitgan::ops::inr::inr_decode_unfused;
+use vitgan::ops::attention::AttentionKind;
 use vitgan::ops::layer_norm::layer_norm_forward;
 use vitgan::train::{TrainConfig, Trainer};
 use vitgan::{Result, Tensor};

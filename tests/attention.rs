@@ -5,9 +5,10 @@ mod common;
 use common::attention::{Dims, attention_backward_ref, attention_ref};
 use common::*;
 use vitgan::Tape;
+use vitgan::autodiff::attention::attention_unfused;
 use vitgan::ops::attention::{
     AttentionKernel, AttentionKind, SUBGROUP_HEAD_DIM, attention_backward, attention_backward_with,
-    attention_forward, attention_forward_with, attention_unfused,
+    attention_forward, attention_forward_with,
 };
 
 const KINDS: [AttentionKind; 2] = [AttentionKind::Dot, AttentionKind::L2];

@@ -4,9 +4,9 @@
 mod common;
 use common::inr::{Dims, Inputs, NAMES};
 use common::*;
+use vitgan::autodiff::inr::inr_decode_unfused;
 use vitgan::ops::inr::{
-    InrGrads, InrWeights, MAX_CHANNELS, inr_backward, inr_backward_in_groups, inr_decode_unfused,
-    inr_forward,
+    InrGrads, InrWeights, MAX_CHANNELS, inr_backward, inr_backward_in_groups, inr_forward,
 };
 use vitgan::{Tape, Tensor, Var};
 

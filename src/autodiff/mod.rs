@@ -3,8 +3,13 @@
 //! closures in reverse order (their kernels run on the GPU), accumulating gradients of values used
 //! more than once. [`Tape::clear`] drops everything, returning the buffers to the pool.
 
+pub mod attention;
+pub mod inr;
+pub mod layer_norm;
 mod ops;
 mod params;
+pub mod patches;
+pub mod spectral_norm;
 
 pub use params::{ParamStore, Parameter};
 

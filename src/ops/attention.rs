@@ -24,11 +24,9 @@
 //! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
 
 use super::{grid_1d, shader};
-use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader};
-use crate::ops::elementwise;
-use crate::ops::matmul::{Activation, supports_subgroup_kernel};
+use crate::ops::matmul::supports_subgroup_kernel;
 use crate::tensor::Tensor;
 use std::sync::OnceLock;
 
@@ -191,13 +189,13 @@ struct Params {
 
 /// Sizes of a checked attention problem.
 #[derive(Clone, Copy, Debug)]
-struct Dims {
-    heads: usize,
-    seq_len: usize,
-    head_dim: usize,
+pub(crate) struct Dims {
+    pub(crate) heads: usize,
+    pub(crate) seq_len: usize,
+    pub(crate) head_dim: usize,
 }
 
-fn check_qkv(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Dims> {
+pub(crate) fn check_qkv(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Dims> {
     let s = q.shape();
     if s.len() != 4 {
         return Err(Error::shape(
@@ -434,73 +432,4 @@ pub fn attention_backward_with(
         ],
     )?;
     Ok((dq, dk, dv))
-}
-
-impl Tape {
-    /// Fused multi-head attention of `[B, H, L, Dh]` queries, keys and values (see [`attention_forward`]).
-    pub fn attention(&self, q: Var, k: Var, v: Var, kind: AttentionKind) -> Result<Var> {
-        let (qv, kv, vv) = (self.value(q), self.value(k), self.value(v));
-        let (out, lse) = attention_forward(&qv, &kv, &vv, kind)?;
-        let saved_out = out.clone();
-        let needs = [q, k, v].map(|x| self.requires_grad(x));
-        Ok(self.record(out, &[q, k, v], move |g| {
-            // the kernels produce all three together; inputs that need none get none
-            let (dq, dk, dv) = attention_backward(&qv, &kv, &vv, &saved_out, &lse, g, kind)?;
-            Ok([dq, dk, dv]
-                .into_iter()
-                .zip(needs)
-                .map(|(grad, need)| need.then_some(grad))
-                .collect())
-        }))
-    }
-
-    /// L2 attention with tied projections, `k = q`: `out_i = Σ_j softmax_j(−‖q_i − q_j‖²/√Dh) v_j`.
-    /// The gradient reaching `q` is the sum of its query and key roles, `dq + dk`.
-    pub fn l2_attention_tied(&self, q: Var, v: Var) -> Result<Var> {
-        let (qv, vv) = (self.value(q), self.value(v));
-        let (out, lse) = attention_forward(&qv, &qv, &vv, AttentionKind::L2)?;
-        let saved_out = out.clone();
-        let (need_q, need_v) = (self.requires_grad(q), self.requires_grad(v));
-        Ok(self.record(out, &[q, v], move |g| {
-            let (dq, dk, dv) =
-                attention_backward(&qv, &qv, &vv, &saved_out, &lse, g, AttentionKind::L2)?;
-            let dq = if need_q {
-                Some(elementwise::add(&dq, &dk)?)
-            } else {
-                None
-            };
-            Ok(vec![dq, need_v.then_some(dv)])
-        }))
-    }
-}
-
-/// The same attention composed from primitive tape ops, materialising the `[B, H, L, L]` scores with a
-/// matmul (L2 as `c(2 q·kᵀ − ‖q‖² − ‖k‖²)`): the reference path for tests and benchmarks.
-pub fn attention_unfused(tape: &Tape, q: Var, k: Var, v: Var, kind: AttentionKind) -> Result<Var> {
-    let dims = check_qkv(
-        "attention_unfused",
-        &tape.value(q),
-        &tape.value(k),
-        &tape.value(v),
-    )?;
-    let shape = tape.shape(q);
-    let c = 1.0 / (dims.head_dim as f32).sqrt();
-    let qk = tape.matmul_fused(q, k, None, false, true, Activation::None)?;
-    let scores = match kind {
-        AttentionKind::Dot => tape.scale(qk, c)?,
-        AttentionKind::L2 => {
-            let q_sq = tape.mul(q, q)?;
-            let q_sq = tape.sum_axis(q_sq, 3, true)?; // [B, H, L, 1]
-            let k_sq = tape.mul(k, k)?;
-            let k_sq = tape.sum_axis(k_sq, 3, true)?;
-            let k_sq = tape.reshape(k_sq, &[shape[0], shape[1], 1, shape[2]])?;
-            let s = tape.scale(qk, 2.0 * c)?;
-            let q_term = tape.scale(q_sq, c)?;
-            let s = tape.sub(s, q_term)?;
-            let k_term = tape.scale(k_sq, c)?;
-            tape.sub(s, k_term)?
-        }
-    };
-    let probs = tape.softmax(scores)?;
-    tape.matmul(probs, v)
 }

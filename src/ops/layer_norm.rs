@@ -9,7 +9,6 @@
 //! The forward saves `μ` and `rstd = 1/√(σ² + eps)` per row (shape `x.shape[..rank-1]`) for the backward.
 
 use super::{grid_1d, reduce, shader};
-use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -222,17 +221,4 @@ pub fn layer_norm_backward(
         summed.reshape(gamma.shape())
     };
     Ok((dx, finish(partial_gamma)?, finish(partial_beta)?))
-}
-
-impl Tape {
-    /// LayerNorm (`γ, β`: `[D]`) or self-modulated LayerNorm (`γ, β`: `[B, D]`, `x`: `[B, T, D]`) of `x`
-    /// over its last axis: `y = γ ⊙ (x − μ)/√(σ² + eps) + β`. Gradients flow to `x`, `γ` and `β`.
-    pub fn layer_norm(&self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<Var> {
-        let (xv, gv) = (self.value(x), self.value(gamma));
-        let (y, mean, rstd) = layer_norm_forward(&xv, &gv, &self.value(beta), eps)?;
-        Ok(self.record(y, &[x, gamma, beta], move |dy| {
-            let (dx, dgamma, dbeta) = layer_norm_backward(&xv, &gv, &mean, &rstd, dy)?;
-            Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
-        }))
-    }
 }

@@ -9,7 +9,6 @@
 //! With `o = 0` the backward is the exact inverse, which is what [`patches_to_image`] is.
 
 use super::{grid_1d, shader};
-use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -89,7 +88,7 @@ impl Grid {
     }
 }
 
-fn image_dims(op: &'static str, img: &Tensor) -> Result<[usize; 4]> {
+pub(crate) fn image_dims(op: &'static str, img: &Tensor) -> Result<[usize; 4]> {
     match *img.shape() {
         [b, h, w, c] => Ok([b, h, w, c]),
         _ => Err(Error::shape(
@@ -184,26 +183,4 @@ pub fn patches_to_image(patches: &Tensor, h: usize, w: usize, patch: usize) -> R
         ));
     }
     extract_patches_backward(patches, img, patch, 0)
-}
-
-impl Tape {
-    /// Overlapping patches `[B, H, W, C]` → `[B, L, (P+2o)²·C]` (see [`extract_patches`]).
-    pub fn extract_patches(&self, img: Var, patch: usize, overlap: usize) -> Result<Var> {
-        let value = self.value(img);
-        let y = extract_patches(&value, patch, overlap)?;
-        let shape = image_dims("extract_patches", &value)?;
-        Ok(self.record(y, &[img], move |g| {
-            Ok(vec![Some(extract_patches_backward(
-                g, shape, patch, overlap,
-            )?)])
-        }))
-    }
-
-    /// Patches `[B, L, P·P·C]` → image `[B, h, w, C]` (see [`patches_to_image`]).
-    pub fn patches_to_image(&self, patches: Var, h: usize, w: usize, patch: usize) -> Result<Var> {
-        let y = patches_to_image(&self.value(patches), h, w, patch)?;
-        Ok(self.record(y, &[patches], move |g| {
-            Ok(vec![Some(extract_patches(g, patch, 0)?)])
-        }))
-    }
 }
