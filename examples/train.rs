@@ -36,7 +36,7 @@ Hyperparameters (paper values by default):
   --bcr X              bCR weight λ for real and fake (0 disables)           [default: 10]
   --lecam X            LeCam regularisation weight (0 disables)              [default: 0]
   --aug-prob X         DiffAugment probability per op (0 disables)           [default: 0.8]
-  --ema X              EMA decay of G's weights                              [default: 0.999]
+  --ema X              EMA decay of G's weights, ramped up early         [default: 0.999]
   --seed N             seed for init, latents, augmentation, data order      [default: 0]
 
 Device:

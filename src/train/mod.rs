@@ -38,7 +38,7 @@ pub struct TrainConfig {
     pub lecam: f32,
     /// Probability of each augmentation op (paper: 0.8; 0 disables augmentation).
     pub aug_prob: f32,
-    /// EMA decay of G's weights.
+    /// EMA decay of G's weights (ramped up as `min(decay, (1 + t)/(10 + t))` over the first steps).
     pub ema_decay: f32,
     /// Seed for initialisation, latents, augmentation and data order.
     pub seed: u64,

@@ -68,10 +68,21 @@ impl Optimizer {
             let Some((_, g)) = grads.iter().find(|(n, _)| n == name) else {
                 continue;
             };
-            let ema = self.ema.as_ref().map(|e| (&e[i].1, self.ema_decay));
+            let ema = self
+                .ema
+                .as_ref()
+                .map(|e| (&e[i].1, self.effective_ema_decay()));
             adam_step(&p.value, g, m, v, ema, self.config, self.steps)?;
         }
         Ok(())
+    }
+
+    /// The EMA decay at the current step: `min(decay, (1 + t)/(10 + t))`, so early in training the
+    /// average follows the weights closely instead of staying near the initialisation for thousands
+    /// of steps.
+    pub fn effective_ema_decay(&self) -> f32 {
+        let t = self.steps as f32;
+        self.ema_decay.min((1.0 + t) / (10.0 + t))
     }
 
     /// Swap every parameter's contents with its EMA copy (call twice to swap back).
