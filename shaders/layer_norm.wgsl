@@ -3,7 +3,7 @@
 //   LayerNorm (LN):            one group, γ, β: [d]            (rows_per_group = rows)
 //   self-modulated LN (SLN):   one group per sample, γ, β: [B, d] (rows_per_group = T)
 //
-// Forward (biased variance, two passes for accuracy):
+// Forward (biased variance; one reduction of the shifted sums Σ(x − k), Σ(x − k)² with k = x_r0):
 //   μ_r = (1/d) Σ_j x_rj        σ²_r = (1/d) Σ_j (x_rj − μ_r)²        rstd_r = 1/√(σ²_r + eps)
 //   y_rj = γ_gj · (x_rj − μ_r) · rstd_r + β_gj
 // Backward, with x̂ = (x − μ)·rstd and ĝ = dy ⊙ γ:
@@ -76,21 +76,20 @@ fn layer_norm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let valid = row < p.rows;
     let base = row * p.d;
     let inv_d = 1.0 / f32(p.d);
-    var s = 0.0;
+    // one pass: Σ(x − k) and Σ(x − k)² with the shift k = x_r0 (a value of the row, so the subtraction
+    // below does not cancel catastrophically when |μ| ≫ σ); one reduction, x read once here
+    var sums = vec2<f32>(0.0, 0.0);
+    var shift = 0.0;
     if (valid) {
+        shift = fx[base];
         for (var j = lid; j < p.d; j = j + WG) {
-            s = s + fx[base + j];
+            let c = fx[base + j] - shift;
+            sums = sums + vec2<f32>(c, c * c);
         }
     }
-    let mean = workgroup_sum2(vec2<f32>(s, 0.0), lid).x * inv_d;
-    var q = 0.0;
-    if (valid) {
-        for (var j = lid; j < p.d; j = j + WG) {
-            let c = fx[base + j] - mean;
-            q = q + c * c;
-        }
-    }
-    let rstd = inverseSqrt(workgroup_sum2(vec2<f32>(q, 0.0), lid).x * inv_d + p.eps);
+    let moments = workgroup_sum2(sums, lid) * inv_d;
+    let mean = shift + moments.x;
+    let rstd = inverseSqrt(max(moments.y - moments.x * moments.x, 0.0) + p.eps);
     if (valid) {
         let abase = (row / p.rows_per_group) * p.d;
         for (var j = lid; j < p.d; j = j + WG) {
