@@ -24,6 +24,49 @@ use vitgan::ops::layer_norm::layer_norm_forward;
 use vitgan::train::{TrainConfig, Trainer};
 use vitgan::{Result, Tensor};
 
+/// Time `run(fused, backward)` fused and unfused, forward and forward+backward, and print the ratio.
+/// `flops` is the forward's work; forward+backward counts `backward_factor` times it.
+fn compare_fused(
+    bench: &Bench,
+    name: &str,
+    label: &str,
+    flops: f64,
+    backward_factor: f64,
+    run: &dyn Fn(bool, bool) -> Result<()>,
+) -> Result<()> {
+    for backward in [false, true] {
+        let pass = if backward { "fwd+bwd" } else { "fwd" };
+        let fused = bench.measure(&|| run(true, backward))?;
+        let unfused = bench.measure(&|| run(false, backward))?;
+        let work = Work::Flops(if backward {
+            backward_factor * flops
+        } else {
+            flops
+        });
+        bench.report(
+            &format!("{name}_fused_{pass}"),
+            label,
+            work,
+            &fused,
+            None,
+            None,
+        )?;
+        bench.report(
+            &format!("{name}_unfused_{pass}"),
+            label,
+            work,
+            &unfused,
+            None,
+            None,
+        )?;
+        println!(
+            "    fused is {:.2}x faster than unfused",
+            unfused.median_ms / fused.median_ms
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut bench = Bench::from_args()?;
     let cpu = bench.gpu.is_cpu();
@@ -73,32 +116,7 @@ fn main() -> Result<()> {
                 }
                 Ok(())
             };
-            for backward in [false, true] {
-                let pass = if backward { "fwd+bwd" } else { "fwd" };
-                let fused = bench.measure(&|| run(true, backward))?;
-                let unfused = bench.measure(&|| run(false, backward))?;
-                let work = Work::Flops(if backward { 2.5 * flops } else { flops });
-                bench.report(
-                    &format!("{name}_fused_{pass}"),
-                    &label,
-                    work,
-                    &fused,
-                    None,
-                    None,
-                )?;
-                bench.report(
-                    &format!("{name}_unfused_{pass}"),
-                    &label,
-                    work,
-                    &unfused,
-                    None,
-                    None,
-                )?;
-                println!(
-                    "    fused is {:.2}x faster than unfused",
-                    unfused.median_ms / fused.median_ms
-                );
-            }
+            compare_fused(&bench, &name, &label, flops, 2.5, &run)?;
         }
     }
 
@@ -179,32 +197,7 @@ fn main() -> Result<()> {
         };
         let flops = 2.0 * (n * t * (f * f + c * f)) as f64;
         let label = format!("N{n} P²{t} F{f} C{c}");
-        for backward in [false, true] {
-            let pass = if backward { "fwd+bwd" } else { "fwd" };
-            let fused = bench.measure(&|| run(true, backward))?;
-            let unfused = bench.measure(&|| run(false, backward))?;
-            let work = Work::Flops(if backward { 3.0 * flops } else { flops });
-            bench.report(
-                &format!("inr_fused_{pass}"),
-                &label,
-                work,
-                &fused,
-                None,
-                None,
-            )?;
-            bench.report(
-                &format!("inr_unfused_{pass}"),
-                &label,
-                work,
-                &unfused,
-                None,
-                None,
-            )?;
-            println!(
-                "    fused is {:.2}x faster than unfused",
-                unfused.median_ms / fused.median_ms
-            );
-        }
+        compare_fused(&bench, "inr", &label, flops, 3.0, &run)?;
     }
 
     // ---- G and D per image at cifar32
