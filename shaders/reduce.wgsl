@@ -1,7 +1,9 @@
 // Sum over one axis. The input is viewed as [outer, n, inner]; the output is [outer, inner]:
 //   out[o, i] = scale · Σ_k x[o, k, i]
-// One workgroup per output element: each invocation sums a strided subset, then a tree reduction in
-// workgroup memory combines the 64 partial sums.
+// Two kernels, chosen by the launcher: `sum_axis` gives a workgroup to each output element (each
+// invocation sums a strided subset, then a tree reduction in workgroup memory combines the 64 partial
+// sums) for long axes and few outputs; `sum_axis_lanes` gives one invocation to each output element
+// and no barriers (many outputs over a short axis, and CPU adapters, where barriers are costly).
 
 struct Params {
     outer: u32,
@@ -43,4 +45,21 @@ fn sum_axis(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (lid == 0u && o < total) {
         out[o] = partial[0] * p.scale;
     }
+}
+
+@compute @workgroup_size(64)
+fn sum_axis_lanes(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = gid.y * nwg.x * WG + gid.x;
+    if (o >= p.outer * p.inner) {
+        return;
+    }
+    let outer = o / p.inner;
+    let i = o % p.inner;
+    let base = outer * p.n * p.inner + i;
+    var acc = 0.0;
+    for (var k = 0u; k < p.n; k = k + 1u) {
+        acc = acc + x[base + k * p.inner];
+    }
+    out[o] = acc * p.scale;
 }

@@ -1,6 +1,10 @@
-// Softmax over the last axis, one workgroup per row of length n:
+// Softmax over the last axis of rows of length n:
 //   y_j = exp(x_j − max x) / Σ_k exp(x_k − max x)
 // Backward: dx_j = y_j · (dy_j − Σ_k dy_k y_k).
+// Two kernels per direction, chosen by the launcher: `softmax_forward` / `softmax_backward` give a
+// workgroup of 64 to each row (long rows, few rows); `softmax_forward_rows` / `softmax_backward_rows`
+// give one invocation to each row and no barriers (many short rows, and CPU adapters, where a
+// workgroup barrier is a costly switch between the invocations' coroutines).
 
 struct Params {
     rows: u32,
@@ -94,5 +98,49 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         for (var j = lid; j < p.n; j = j + WG) {
             bdx[base + j] = by[base + j] * (bdy[base + j] - d);
         }
+    }
+}
+
+// ---- one invocation per row
+
+@compute @workgroup_size(64)
+fn softmax_forward_rows(@builtin(global_invocation_id) gid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * WG + gid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.n;
+    var m = -3.4e38;
+    for (var j = 0u; j < p.n; j = j + 1u) {
+        m = max(m, x[base + j]);
+    }
+    // y holds exp(x − m) until the sum is known, then is scaled in place
+    var s = 0.0;
+    for (var j = 0u; j < p.n; j = j + 1u) {
+        let e = exp(x[base + j] - m);
+        y[base + j] = e;
+        s = s + e;
+    }
+    let inv = 1.0 / s;
+    for (var j = 0u; j < p.n; j = j + 1u) {
+        y[base + j] = y[base + j] * inv;
+    }
+}
+
+@compute @workgroup_size(64)
+fn softmax_backward_rows(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * WG + gid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.n;
+    var d = 0.0;
+    for (var j = 0u; j < p.n; j = j + 1u) {
+        d = d + bdy[base + j] * by[base + j];
+    }
+    for (var j = 0u; j < p.n; j = j + 1u) {
+        bdx[base + j] = by[base + j] * (bdy[base + j] - d);
     }
 }

@@ -1,6 +1,8 @@
 mod common;
 use common::*;
 use vitgan::ops::{reduce, softmax};
+// Shapes cover both launch strategies on every adapter: few outputs (a workgroup per output) and
+// many outputs (one invocation per output), over short and long axes.
 
 fn sum_axis_ref(x: &[f32], shape: &[usize], axis: usize) -> Vec<f64> {
     let outer: usize = shape[..axis].iter().product();
@@ -25,6 +27,7 @@ fn sum_and_mean_over_each_axis() {
         vec![3, 129, 5],
         vec![2, 1, 1031],
         vec![65, 384],
+        vec![70, 2000],
     ]
     .iter()
     .enumerate()
@@ -102,9 +105,17 @@ fn sum_to_shape_reverses_broadcasting() {
 
 #[test]
 fn softmax_forward_matches_reference() {
-    for (i, &(rows, n)) in [(1usize, 1usize), (3, 7), (130, 65), (17, 256), (2, 1031)]
-        .iter()
-        .enumerate()
+    for (i, &(rows, n)) in [
+        (1usize, 1usize),
+        (3, 7),
+        (130, 65),
+        (17, 256),
+        (2, 1031),
+        (64, 1),
+        (200, 1031),
+    ]
+    .iter()
+    .enumerate()
     {
         let mut r = rng(100 + i as u64);
         let x = random(&mut r, rows * n, -8.0, 8.0);
@@ -124,7 +135,10 @@ fn softmax_forward_matches_reference() {
 
 #[test]
 fn softmax_backward_matches_finite_differences() {
-    for (i, &(rows, n)) in [(1usize, 1usize), (3, 7), (2, 65)].iter().enumerate() {
+    for (i, &(rows, n)) in [(1usize, 1usize), (3, 7), (2, 65), (70, 9)]
+        .iter()
+        .enumerate()
+    {
         let mut r = rng(200 + i as u64);
         let x = random(&mut r, rows * n, -3.0, 3.0);
         let w = random(&mut r, rows * n, -1.0, 1.0);

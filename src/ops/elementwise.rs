@@ -1,7 +1,7 @@
 //! Elementwise kernels (`shaders/elementwise.wgsl`): unary maps and their backward, broadcasting binary
 //! ops, fill.
 
-use super::{MAX_RANK, grid_1d, pack8, shader};
+use super::{MAX_RANK, coalesce_dims, grid_1d, pack8, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -217,13 +217,20 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
         ));
     }
     let out = Tensor::empty(a.gpu(), &shape)?;
+    let (dims, strides) = coalesce_dims(
+        &shape,
+        &[
+            &broadcast_strides(a.shape(), &shape),
+            &broadcast_strides(b.shape(), &shape),
+        ],
+    );
     let params = BinaryParams {
         n: out.numel() as u32,
-        rank: shape.len() as u32,
+        rank: dims.len() as u32,
         _pad: [0; 2],
-        dims: pack8(&shape),
-        a_strides: pack8(&broadcast_strides(a.shape(), &shape)),
-        b_strides: pack8(&broadcast_strides(b.shape(), &shape)),
+        dims: pack8(&dims),
+        a_strides: pack8(&strides[0]),
+        b_strides: pack8(&strides[1]),
     };
     let code = op as u32;
     a.gpu().dispatch(

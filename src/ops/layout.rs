@@ -1,7 +1,7 @@
 //! Layout kernels (`shaders/layout.wgsl`): permute/transpose, slice, concat, padding (slice backward) and
 //! broadcast, all through one strided-copy kernel.
 
-use super::{MAX_RANK, contiguous_strides, grid_1d, pack8, shader};
+use super::{MAX_RANK, coalesce_dims, contiguous_strides, grid_1d, pack8, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::{Tensor, numel};
@@ -38,14 +38,15 @@ pub fn strided_copy(
         ));
     }
     let n = numel(dims);
+    let (dims, strides) = coalesce_dims(dims, &[src_strides, dst_strides]);
     let params = Params {
         n: n as u32,
         rank: dims.len() as u32,
         src_offset: src_offset as u32,
         dst_offset: dst_offset as u32,
-        dims: pack8(dims),
-        src_strides: pack8(src_strides),
-        dst_strides: pack8(dst_strides),
+        dims: pack8(&dims),
+        src_strides: pack8(&strides[0]),
+        dst_strides: pack8(&strides[1]),
     };
     src.gpu().dispatch(
         &SHADER,

@@ -25,6 +25,53 @@ pub fn grid_1d(n: usize, per_group: usize) -> [u32; 3] {
     [x as u32, groups.div_ceil(x) as u32, 1]
 }
 
+/// Whether a reduction producing `outputs` results, each over `n` values, should give every result
+/// its own invocation (a serial loop, no barriers) instead of a workgroup with a tree reduction:
+/// yes when there are enough results to fill the device and the axis is short, and always on CPU
+/// adapters (lavapipe, llvmpipe), where a workgroup barrier switches between coroutines and costs far
+/// more than the serial loop it would split.
+pub(crate) fn one_invocation_per_output(gpu: &crate::gpu::Gpu, outputs: usize, n: usize) -> bool {
+    outputs >= 64 && (gpu.is_cpu() || n <= 512)
+}
+
+/// The same index walk with fewer dimensions: drops dimensions of size 1 and merges each dimension
+/// into the next inner one when every operand steps over it as over one longer axis
+/// (`stride[d] = stride[d+1] · dims[d+1]`, broadcast strides of 0 included). A same-shape
+/// elementwise op becomes rank 1, and adding a `[B,H,L,1]` to a `[B,H,L,L]` rank 2, so the kernels
+/// decode fewer coordinates per element (one integer division per dimension).
+pub fn coalesce_dims(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut out_dims: Vec<usize> = Vec::new();
+    let mut out_strides: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+    for d in 0..dims.len() {
+        if dims[d] == 1 {
+            continue;
+        }
+        let mergeable = !out_dims.is_empty()
+            && strides.iter().zip(&out_strides).all(|(s, o)| {
+                let last = *o.last().expect("one stride per kept dimension");
+                last == s[d] * dims[d]
+            });
+        if mergeable {
+            *out_dims.last_mut().expect("checked non-empty") *= dims[d];
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                *o.last_mut().expect("checked non-empty") = s[d];
+            }
+        } else {
+            out_dims.push(dims[d]);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[d]);
+            }
+        }
+    }
+    if out_dims.is_empty() {
+        out_dims.push(1);
+        for o in out_strides.iter_mut() {
+            o.push(0);
+        }
+    }
+    (out_dims, out_strides)
+}
+
 /// Row-major strides of a shape.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -52,3 +99,24 @@ macro_rules! shader {
     };
 }
 pub(crate) use shader;
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce_dims;
+
+    #[test]
+    fn coalesce_merges_contiguous_and_broadcast_runs() {
+        // same shape, both contiguous: one dimension
+        let (d, s) = coalesce_dims(&[2, 3, 4], &[&[12, 4, 1], &[12, 4, 1]]);
+        assert_eq!((d, s), (vec![24], vec![vec![1], vec![1]]));
+        // [B,H,L,L] − [B,H,L,1]: rows merge, the broadcast column stays
+        let (d, s) = coalesce_dims(&[2, 3, 5, 5], &[&[75, 25, 5, 1], &[15, 5, 1, 0]]);
+        assert_eq!((d, s), (vec![30, 5], vec![vec![5, 1], vec![1, 0]]));
+        // a transpose cannot merge; size-1 dimensions vanish
+        let (d, s) = coalesce_dims(&[3, 1, 4], &[&[1, 7, 3], &[4, 4, 1]]);
+        assert_eq!((d, s), (vec![3, 4], vec![vec![1, 3], vec![4, 1]]));
+        // all ones: a single element
+        let (d, s) = coalesce_dims(&[1, 1], &[&[1, 1]]);
+        assert_eq!((d, s), (vec![1], vec![vec![0]]));
+    }
+}

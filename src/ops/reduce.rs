@@ -1,7 +1,7 @@
 //! Reductions (`shaders/reduce.wgsl`): sum and mean over one axis or over all elements, and summing a
 //! broadcast gradient back to an operand's shape.
 
-use super::{grid_1d, shader};
+use super::{grid_1d, one_invocation_per_output, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -42,16 +42,21 @@ pub fn sum_axis_scaled(x: &Tensor, axis: usize, keep_dim: bool, scale: f32) -> R
         inner: inner as u32,
         scale,
     };
+    let (entry, groups) = if one_invocation_per_output(x.gpu(), outer * inner, n) {
+        ("sum_axis_lanes", grid_1d(outer * inner, 64))
+    } else {
+        ("sum_axis", grid_1d(outer * inner, 1))
+    };
     x.gpu().dispatch(
         &SHADER,
-        "sum_axis",
+        entry,
         &[],
         bytemuck::bytes_of(&params),
         &[
             (x.buffer(), Access::Read),
             (out.buffer(), Access::ReadWrite),
         ],
-        grid_1d(outer * inner, 1),
+        groups,
     )?;
     Ok(out)
 }

@@ -1,6 +1,6 @@
 //! Softmax over the last axis (`shaders/softmax.wgsl`), forward and backward.
 
-use super::{grid_1d, shader};
+use super::{grid_1d, one_invocation_per_output, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -34,13 +34,18 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
+    let (entry, groups) = if one_invocation_per_output(x.gpu(), rows, n) {
+        ("softmax_forward_rows", grid_1d(rows, 64))
+    } else {
+        ("softmax_forward", grid_1d(rows, 1))
+    };
     x.gpu().dispatch(
         &SHADER,
-        "softmax_forward",
+        entry,
         &[],
         bytemuck::bytes_of(&params),
         &[(x.buffer(), Access::Read), (y.buffer(), Access::ReadWrite)],
-        grid_1d(rows, 1),
+        groups,
     )?;
     Ok(y)
 }
@@ -60,9 +65,14 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
+    let (entry, groups) = if one_invocation_per_output(y.gpu(), rows, n) {
+        ("softmax_backward_rows", grid_1d(rows, 64))
+    } else {
+        ("softmax_backward", grid_1d(rows, 1))
+    };
     y.gpu().dispatch(
         &SHADER,
-        "softmax_backward",
+        entry,
         &[],
         bytemuck::bytes_of(&params),
         &[
@@ -70,7 +80,7 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
             (dy.buffer(), Access::Read),
             (dx.buffer(), Access::ReadWrite),
         ],
-        grid_1d(rows, 1),
+        groups,
     )?;
     Ok(dx)
 }
