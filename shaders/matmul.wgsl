@@ -13,9 +13,9 @@
 //                      from storage and keeps a 16 × 8 block of C (REG_ROWS × REG_COLS) in registers
 //                      as 4 × 2 blocks of 4 × 4, updated with one mat4x4 product per 4 values of k.
 //   `matmul_subgroup`  (CPU adapters with subgroups of ≥ 8 lanes) every lane keeps 32 rows × 8 columns
-//                      (SG_ROWS × SG_COLS); the lanes of a subgroup share their rows, so each lane loads
-//                      the A block of one k-quad and the others get it by subgroupBroadcast — A is read
-//                      from memory once per subgroup instead of once per lane.
+//                      (SG_ROWS × SG_COLS); the lanes of a subgroup share their rows, so per k-quad each
+//                      lane loads one 4 × 4 block of A (4 of the 32 rows) and the others get it by
+//                      subgroupBroadcast — A is read from memory once per subgroup instead of once per lane.
 // On lavapipe every storage load is a per-lane scalar loop (the dominant cost, ~10 instructions per
 // float); the CPU kernels therefore maximise the reuse of each loaded value, use vec4 loads (bindings 6
 // and 7, views of A and B, when VEC4_A / VEC4_B say the rows are 16-byte aligned), and are written as
@@ -37,8 +37,6 @@ const REG_ROWS: u32 = 16u;
 const REG_COLS: u32 = 8u;
 const SG_ROWS: u32 = 32u;
 const SG_COLS: u32 = 8u;
-// k values per step of the subgroup kernel: 8 lanes × 4
-const SG_K_STEP: u32 = 32u;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -339,14 +337,14 @@ fn matmul_registers(@builtin(workgroup_id) wid: vec3<u32>,
 // BEGIN SUBGROUP KERNEL
 // ---------------------------------------------------------------------------------------------------
 // `matmul_subgroup`: SG_ROWS × SG_COLS = 32 × 8 outputs per lane; a workgroup is one row of WG_X lanes
-// (all lanes share the 32 rows, each has its own 8 columns), walking K in steps of SG_K_STEP = 32:
-// lane l loads the 32 × 4 block of A at k-quad l % 8, and step q broadcasts lane q's block to all lanes.
+// (all lanes share the 32 rows, each has its own 8 columns), walking K one k-quad at a time: lane l
+// loads the 4 × 4 block of A at rows r0 + 4(l % 8).., and row block i is broadcast from lane i.
+// Per k-quad a lane loads 12 vec4 (4 of A, 8 of B) for 256 fma on 8 lanes; each loaded A block is
+// consumed right away, so only the accumulators stay live (loading the 32 rows of 8 k-quads at once,
+// one k-quad per lane, kept 128 more values live across the step and was ~15% slower on lavapipe).
+// Reading A with uniform addresses instead (every lane the same address, no broadcast) was 2x slower:
+// lavapipe 22.3 runs such loads as the same per-lane loop.
 // Needs subgroups of at least 8 lanes (the launcher checks the adapter's minimum subgroup size).
-
-// 8 blocks of 4 rows of A (rows r0..r0+32) at one k-quad
-struct RowBlocks {
-    m: array<mat4x4<f32>, 8>,
-}
 
 // the 8 × 2 accumulators: m[2i + j] holds rows r0 + 4i.., columns c0 + 4j..
 struct SubgroupAcc {
@@ -367,40 +365,14 @@ fn from_lane(v: vec4<f32>, q: u32) -> vec4<f32> {
     }
 }
 
-fn block_from_lane(m: mat4x4<f32>, q: u32) -> mat4x4<f32> {
-    return mat4x4(from_lane(m[0], q), from_lane(m[1], q), from_lane(m[2], q), from_lane(m[3], q));
-}
-
-// acc += A[rows, k-quad q] · B[k-quad q, this lane's columns], with A taken from lane q
-fn subgroup_step(acc: ptr<function, SubgroupAcc>, own: RowBlocks, q: u32, b_base: u32, k0: u32,
-                 c0: u32) {
-    let kq = k0 + 4u * q;
-    let b0 = b_block(b_base, kq, c0);
-    let b1 = b_block(b_base, kq, c0 + 4u);
-    let aq0 = block_from_lane(own.m[0], q);
-    (*acc).m[0] = (*acc).m[0] + aq0 * b0;
-    (*acc).m[1] = (*acc).m[1] + aq0 * b1;
-    let aq1 = block_from_lane(own.m[1], q);
-    (*acc).m[2] = (*acc).m[2] + aq1 * b0;
-    (*acc).m[3] = (*acc).m[3] + aq1 * b1;
-    let aq2 = block_from_lane(own.m[2], q);
-    (*acc).m[4] = (*acc).m[4] + aq2 * b0;
-    (*acc).m[5] = (*acc).m[5] + aq2 * b1;
-    let aq3 = block_from_lane(own.m[3], q);
-    (*acc).m[6] = (*acc).m[6] + aq3 * b0;
-    (*acc).m[7] = (*acc).m[7] + aq3 * b1;
-    let aq4 = block_from_lane(own.m[4], q);
-    (*acc).m[8] = (*acc).m[8] + aq4 * b0;
-    (*acc).m[9] = (*acc).m[9] + aq4 * b1;
-    let aq5 = block_from_lane(own.m[5], q);
-    (*acc).m[10] = (*acc).m[10] + aq5 * b0;
-    (*acc).m[11] = (*acc).m[11] + aq5 * b1;
-    let aq6 = block_from_lane(own.m[6], q);
-    (*acc).m[12] = (*acc).m[12] + aq6 * b0;
-    (*acc).m[13] = (*acc).m[13] + aq6 * b1;
-    let aq7 = block_from_lane(own.m[7], q);
-    (*acc).m[14] = (*acc).m[14] + aq7 * b0;
-    (*acc).m[15] = (*acc).m[15] + aq7 * b1;
+// acc rows of block i += A[rows r0 + 4i.., k-quad] · B[k-quad, this lane's columns], with the A block
+// taken from lane i
+fn subgroup_rows(acc: ptr<function, SubgroupAcc>, own: mat4x4<f32>, i: u32, b0: mat4x4<f32>,
+                 b1: mat4x4<f32>) {
+    let ai = mat4x4(from_lane(own[0], i), from_lane(own[1], i), from_lane(own[2], i),
+                    from_lane(own[3], i));
+    (*acc).m[2u * i] = (*acc).m[2u * i] + ai * b0;
+    (*acc).m[2u * i + 1u] = (*acc).m[2u * i + 1u] + ai * b1;
 }
 
 @compute @workgroup_size(WG_X, 1)
@@ -412,26 +384,20 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let b_base = batch * p.b_batch_stride;
     let r0 = wid.y * SG_ROWS;
     let c0 = (wid.x * WG_X + lid) * SG_COLS;
-    let own_k = (lane % 8u) * 4u;
+    let own_r = r0 + 4u * (lane % 8u);
     var acc: SubgroupAcc;
-    for (var k0 = 0u; k0 < p.k; k0 = k0 + SG_K_STEP) {
-        var own: RowBlocks;
-        own.m[0] = a_block(a_base, r0, k0 + own_k);
-        own.m[1] = a_block(a_base, r0 + 4u, k0 + own_k);
-        own.m[2] = a_block(a_base, r0 + 8u, k0 + own_k);
-        own.m[3] = a_block(a_base, r0 + 12u, k0 + own_k);
-        own.m[4] = a_block(a_base, r0 + 16u, k0 + own_k);
-        own.m[5] = a_block(a_base, r0 + 20u, k0 + own_k);
-        own.m[6] = a_block(a_base, r0 + 24u, k0 + own_k);
-        own.m[7] = a_block(a_base, r0 + 28u, k0 + own_k);
-        subgroup_step(&acc, own, 0u, b_base, k0, c0);
-        subgroup_step(&acc, own, 1u, b_base, k0, c0);
-        subgroup_step(&acc, own, 2u, b_base, k0, c0);
-        subgroup_step(&acc, own, 3u, b_base, k0, c0);
-        subgroup_step(&acc, own, 4u, b_base, k0, c0);
-        subgroup_step(&acc, own, 5u, b_base, k0, c0);
-        subgroup_step(&acc, own, 6u, b_base, k0, c0);
-        subgroup_step(&acc, own, 7u, b_base, k0, c0);
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + 4u) {
+        let b0 = b_block(b_base, k0, c0);
+        let b1 = b_block(b_base, k0, c0 + 4u);
+        let own = a_block(a_base, own_r, k0);
+        subgroup_rows(&acc, own, 0u, b0, b1);
+        subgroup_rows(&acc, own, 1u, b0, b1);
+        subgroup_rows(&acc, own, 2u, b0, b1);
+        subgroup_rows(&acc, own, 3u, b0, b1);
+        subgroup_rows(&acc, own, 4u, b0, b1);
+        subgroup_rows(&acc, own, 5u, b0, b1);
+        subgroup_rows(&acc, own, 6u, b0, b1);
+        subgroup_rows(&acc, own, 7u, b0, b1);
     }
     let c_base = batch * p.m * p.n;
     let bias0 = bias_at(c0);

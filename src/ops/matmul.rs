@@ -66,8 +66,9 @@ pub enum MatmulKernel {
     /// `matmul_registers`: 16 × 8 outputs per invocation, operands loaded straight from storage,
     /// no workgroup memory (CPU adapters: small products, or no subgroups).
     Registers,
-    /// `matmul_subgroup`: 32 × 8 outputs per lane; the lanes of a subgroup share their rows and pass the
-    /// A blocks around with `subgroupBroadcast` (CPU adapters with subgroups of ≥ 8 lanes, large products).
+    /// `matmul_subgroup`: 32 × 8 outputs per lane; the lanes of a subgroup share their rows, each loads
+    /// one 4 × 4 block of A per k-quad and passes it around with `subgroupBroadcast` (CPU adapters with
+    /// subgroups of ≥ 8 lanes, large products).
     Subgroup,
 }
 
@@ -100,16 +101,17 @@ impl TileConfig {
         tk: 16,
     };
     /// For CPU adapters (lavapipe/llvmpipe), the fastest measured there: one subgroup of 8 lanes per
-    /// workgroup, 32 × 8 outputs per lane (a 32 × 64 block of C), K in steps of 32. On lavapipe a
+    /// workgroup, 32 × 8 outputs per lane (a 32 × 64 block of C), K in steps of 4. On lavapipe a
     /// workgroup runs on one CPU thread with its invocations as SIMD lanes, and every storage load costs
-    /// a scalar loop over the lanes, so the kernels maximise the reuse of each loaded value.
+    /// a scalar loop over the lanes (uniform addresses included), so the kernels maximise the reuse of
+    /// each loaded value.
     pub const CPU: TileConfig = TileConfig {
         kernel: MatmulKernel::Subgroup,
         wg_x: 8,
         wg_y: 1,
         tm: 32,
         tn: 8,
-        tk: 32,
+        tk: 4,
     };
     /// For CPU adapters without subgroups of ≥ 8 lanes, and for small products: 8 × 4 invocations
     /// × 16 × 8 outputs = 64 × 64 blocks, K in steps of 4, no workgroup memory.
@@ -220,7 +222,7 @@ impl TileConfig {
 }
 
 /// Whether `gpu` can run the subgroup kernel: subgroup operations, and subgroups of at least 8 lanes
-/// (lanes 0..8 each hold one k-quad of A).
+/// (lanes 0..8 each hold one 4-row block of A).
 pub fn supports_subgroup_kernel(gpu: &Gpu) -> bool {
     gpu.features().contains(wgpu::Features::SUBGROUP) && gpu.info().subgroup_min_size >= 8
 }
