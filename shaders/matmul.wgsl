@@ -18,8 +18,10 @@
 //                      subgroupBroadcast — A is read from memory once per subgroup instead of once per lane.
 // On lavapipe every storage load is a per-lane scalar loop (the dominant cost, ~10 instructions per
 // float); the CPU kernels therefore maximise the reuse of each loaded value, use vec4 loads (bindings 6
-// and 7, views of A and B, when VEC4_A / VEC4_B say the rows are 16-byte aligned), and are written as
-// straight-line code because loops over register arrays are not reliably unrolled by the driver.
+// and 7, views of A and B, when VEC4_A / VEC4_B say the rows are 16-byte aligned) — or, cheaper still,
+// texel loads from copies of A and B in storage textures (bindings 8 and 9, the texture variant, when
+// both operands are vec4-aligned) — and are written as straight-line code because loops over register
+// arrays are not reliably unrolled by the driver.
 // The tile constants below are rewritten by the launcher per adapter (`TileConfig`); the subgroup kernel
 // (between the BEGIN/END markers) is dropped from the source for adapters without subgroups.
 
@@ -68,6 +70,44 @@ struct Params {
 // the same buffers as `a` and `b`, read four floats at a time (CPU kernels only)
 @group(0) @binding(6) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> b4: array<vec4<f32>>;
+// ... or the same operands copied into rgba32float storage textures (CPU kernels, texture variant)
+@group(0) @binding(8) var a_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var b_tex: texture_storage_2d<rgba32float, read>;
+
+// Operand textures hold vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH) (Gpu::operand_texture).
+const TEXTURE_WIDTH: u32 = 1024u;
+
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}
+
+// vec4 i of A / B, the reads of the CPU kernels. The launcher's texture variant (CPU adapters) swaps
+// these two lines for `textureLoad(a_tex, texel(i))` / `textureLoad(b_tex, texel(i))`: on lavapipe a
+// texel load costs about a quarter of a storage-buffer load (a vector gather instead of a scalar loop
+// over the lanes with a bounds check each).
+fn a4_at(i: u32) -> vec4<f32> { return a4[i]; }
+fn b4_at(i: u32) -> vec4<f32> { return b4[i]; }
+
+// `operand_to_texture`: copy `count` vec4s of a buffer into an operand texture (texture variant).
+struct ToTexture {
+    count: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> to_tex: ToTexture;
+@group(0) @binding(1) var<storage, read> to_tex_src: array<vec4<f32>>;
+@group(0) @binding(2) var to_tex_dst: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn operand_to_texture(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * nwg.x * 64u + gid.x;
+    if (i < to_tex.count) {
+        textureStore(to_tex_dst, texel(i), to_tex_src[i]);
+    }
+}
 
 var<workgroup> tile_a: array<f32, TK * BM>;
 var<workgroup> tile_b: array<f32, TK * BN>;
@@ -195,7 +235,7 @@ fn a_rows_at_k(base: u32, r0: u32, k: u32) -> vec4<f32> {
     let o = base + min(k, p.k - 1u) * p.m;
     var v: vec4<f32>;
     if (VEC4_A) {
-        v = a4[(o + min(r0, p.m - 4u)) / 4u];
+        v = a4_at((o + min(r0, p.m - 4u)) / 4u);
     } else {
         v = vec4(a[o + min(r0, p.m - 1u)], a[o + min(r0 + 1u, p.m - 1u)],
                  a[o + min(r0 + 2u, p.m - 1u)], a[o + min(r0 + 3u, p.m - 1u)]);
@@ -208,7 +248,7 @@ fn a_ks_at_row(base: u32, r: u32, k0: u32) -> vec4<f32> {
     let o = base + min(r, p.m - 1u) * p.k;
     var v: vec4<f32>;
     if (VEC4_A) {
-        v = a4[(o + min(k0, p.k - 4u)) / 4u];
+        v = a4_at((o + min(k0, p.k - 4u)) / 4u);
     } else {
         v = vec4(a[o + min(k0, p.k - 1u)], a[o + min(k0 + 1u, p.k - 1u)],
                  a[o + min(k0 + 2u, p.k - 1u)], a[o + min(k0 + 3u, p.k - 1u)]);
@@ -231,7 +271,7 @@ fn b_cols_at_k(base: u32, k: u32, c0: u32) -> vec4<f32> {
     let o = base + min(k, p.k - 1u) * p.n;
     var v: vec4<f32>;
     if (VEC4_B) {
-        v = b4[(o + min(c0, p.n - 4u)) / 4u];
+        v = b4_at((o + min(c0, p.n - 4u)) / 4u);
     } else {
         v = vec4(b[o + min(c0, p.n - 1u)], b[o + min(c0 + 1u, p.n - 1u)],
                  b[o + min(c0 + 2u, p.n - 1u)], b[o + min(c0 + 3u, p.n - 1u)]);
@@ -244,7 +284,7 @@ fn b_ks_at_col(base: u32, k0: u32, col: u32) -> vec4<f32> {
     let o = base + min(col, p.n - 1u) * p.k;
     var v: vec4<f32>;
     if (VEC4_B) {
-        v = b4[(o + min(k0, p.k - 4u)) / 4u];
+        v = b4_at((o + min(k0, p.k - 4u)) / 4u);
     } else {
         v = vec4(b[o + min(k0, p.k - 1u)], b[o + min(k0 + 1u, p.k - 1u)],
                  b[o + min(k0 + 2u, p.k - 1u)], b[o + min(k0 + 3u, p.k - 1u)]);

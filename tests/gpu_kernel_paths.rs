@@ -1,14 +1,20 @@
 //! The kernels meant for real GPUs (shared-memory tiled matmul, tiled attention) checked on whatever
 //! adapter runs the suite: on lavapipe the defaults are the CPU kernels, so these paths are forced here.
+//! Also the CPU matmul kernels with both operand sources, storage buffers and textures (on CPU adapters
+//! vec4-aligned operands are read from textures by default; on GPUs these kernels run only when forced).
 //! This file is its own test binary (process), so setting the environment does not leak into others.
 mod common;
 use common::*;
 use vitgan::ops::attention::{AttentionKind, attention_forward};
 use vitgan::ops::matmul::{MatmulOptions, matmul_fused};
 
+/// The tests below set environment variables that kernel launches read: one at a time.
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn tiled_matmul_and_attention_match_references() {
-    // SAFETY: this binary has one test, so no other thread reads the environment concurrently.
+    // SAFETY: the tests of this binary take ENV_LOCK, so no other test changes the environment meanwhile.
+    let _guard = ENV_LOCK.lock().unwrap();
     unsafe {
         std::env::set_var("VITGAN_MATMUL_KERNEL", "tiled");
         std::env::set_var("VITGAN_ATTENTION_KERNEL", "tiled");
@@ -90,5 +96,52 @@ fn tiled_matmul_and_attention_match_references() {
             1e-4,
             &format!("tiled {kind:?} attention"),
         );
+    }
+}
+
+#[test]
+fn cpu_matmul_kernels_on_buffer_and_texture_operands_match_references() {
+    // SAFETY: each test here sets only the variables it reads before any GPU work, and the two tests
+    // force disjoint kernels; the variables are read per launch, so run them one after the other.
+    let _guard = ENV_LOCK.lock().unwrap();
+    let mut seed = 500;
+    for (kernel, operands) in [
+        ("registers", "buffers"),
+        ("subgroup", "buffers"),
+        ("registers", "textures"),
+        ("subgroup", "textures"),
+    ] {
+        unsafe {
+            std::env::set_var("VITGAN_MATMUL_KERNEL", kernel);
+            std::env::set_var("VITGAN_MATMUL_OPERANDS", operands);
+        }
+        for &(m, k, n) in &[(68usize, 36usize, 132usize), (8, 4, 4)] {
+            for (ta, tb) in [(false, false), (true, true)] {
+                seed += 1;
+                let mut r = rng(seed);
+                let a = random(&mut r, m * k, -1.0, 1.0);
+                let b = random(&mut r, k * n, -1.0, 1.0);
+                let ash = if ta { [k, m] } else { [m, k] };
+                let bsh = if tb { [n, k] } else { [k, n] };
+                let opts = MatmulOptions {
+                    trans_a: ta,
+                    trans_b: tb,
+                    ..Default::default()
+                };
+                let (c, _) = matmul_fused(&upload(&a, &ash), &upload(&b, &bsh), opts).unwrap();
+                let want = matmul_ref(&to_f64(&a), &to_f64(&b), 1, 1, m, k, n, ta, tb);
+                assert_close(
+                    &c.to_vec().unwrap(),
+                    &want,
+                    1e-4,
+                    1e-4,
+                    &format!("{kernel} matmul on {operands} {m}x{k}x{n} {ta} {tb}"),
+                );
+            }
+        }
+    }
+    unsafe {
+        std::env::remove_var("VITGAN_MATMUL_OPERANDS");
+        std::env::remove_var("VITGAN_MATMUL_KERNEL");
     }
 }

@@ -34,6 +34,19 @@ pub enum Access {
     ReadWrite,
 }
 
+/// How a kernel uses a storage-texture binding (always `rgba32float`, 2-D).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TextureAccess {
+    /// `texture_storage_2d<rgba32float, read>`.
+    ReadOnly,
+    /// `texture_storage_2d<rgba32float, write>`.
+    WriteOnly,
+}
+
+/// Width in texels of the operand textures of [`Gpu::operand_texture`]: vec4 `i` of an operand is
+/// texel `(i % OPERAND_TEXTURE_WIDTH, i / OPERAND_TEXTURE_WIDTH)`.
+pub const OPERAND_TEXTURE_WIDTH: u32 = 1024;
+
 /// Bytes reserved per dispatch in the uniform arena (≥ any adapter's uniform offset alignment).
 const UNIFORM_SLOT: u64 = 256;
 /// Dispatches recorded before the arena forces a submit.
@@ -64,6 +77,7 @@ struct PipelineKey {
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
     bindings: Vec<Access>,
+    textures: Vec<TextureAccess>,
 }
 
 struct Timing {
@@ -79,6 +93,8 @@ pub(crate) struct Inner {
     features: wgpu::Features,
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: RefCell<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
+    /// Operand textures by (slot, rows): see [`Gpu::operand_texture`].
+    operand_textures: RefCell<HashMap<(u8, u32), wgpu::TextureView>>,
     pub(crate) pool: Rc<RefCell<pool::Pool>>,
     pending: RefCell<Vec<Command>>,
     arena: wgpu::Buffer,
@@ -154,6 +170,7 @@ impl Gpu {
             features,
             modules: RefCell::default(),
             pipelines: RefCell::default(),
+            operand_textures: RefCell::default(),
             pool: Rc::default(),
             pending: RefCell::default(),
             arena,
@@ -280,6 +297,21 @@ impl Gpu {
                 count: None,
             });
         }
+        for (i, a) in key.textures.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: (key.bindings.len() + i) as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::StorageTexture {
+                    access: match a {
+                        TextureAccess::ReadOnly => wgpu::StorageTextureAccess::ReadOnly,
+                        TextureAccess::WriteOnly => wgpu::StorageTextureAccess::WriteOnly,
+                    },
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                },
+                count: None,
+            });
+        }
         let label = format!("{}::{}", key.shader, key.entry);
         let bgl = self
             .0
@@ -322,6 +354,45 @@ impl Gpu {
         (pipeline, bgl)
     }
 
+    /// A `rgba32float` storage texture, [`OPERAND_TEXTURE_WIDTH`] texels wide, with room for `vec4s`
+    /// vec4 values laid out row after row; one texture per (`slot`, size class), reused by every call
+    /// (work recorded later sees what was written later: the GPU runs dispatches in order). `None` when
+    /// the rows would exceed the adapter's texture height. Kernels read operands through such textures
+    /// on CPU adapters, where a texel load is several times cheaper than a storage-buffer load.
+    pub fn operand_texture(&self, slot: u8, vec4s: usize) -> Option<wgpu::TextureView> {
+        let rows =
+            (vec4s.div_ceil(OPERAND_TEXTURE_WIDTH as usize).max(1) as u32).next_power_of_two();
+        if rows > self.0.limits.max_texture_dimension_2d {
+            return None;
+        }
+        let view = self
+            .0
+            .operand_textures
+            .borrow_mut()
+            .entry((slot, rows))
+            .or_insert_with(|| {
+                self.0
+                    .device
+                    .create_texture(&wgpu::TextureDescriptor {
+                        label: Some("operand texture"),
+                        size: wgpu::Extent3d {
+                            width: OPERAND_TEXTURE_WIDTH,
+                            height: rows,
+                            depth_or_array_layers: 1,
+                        },
+                        mip_level_count: 1,
+                        sample_count: 1,
+                        dimension: wgpu::TextureDimension::D2,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        usage: wgpu::TextureUsages::STORAGE_BINDING,
+                        view_formats: &[],
+                    })
+                    .create_view(&wgpu::TextureViewDescriptor::default())
+            })
+            .clone();
+        Some(view)
+    }
+
     /// Number of pipelines compiled so far.
     pub fn pipeline_count(&self) -> usize {
         self.0.pipelines.borrow().len()
@@ -335,6 +406,22 @@ impl Gpu {
         constants: &[(&'static str, f64)],
         params: &[u8],
         buffers: &[(&wgpu::Buffer, Access)],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        self.dispatch_with_textures(shader, entry, constants, params, buffers, &[], groups)
+    }
+
+    /// [`Gpu::dispatch`] with `rgba32float` storage textures bound after the buffers (bindings
+    /// `buffers.len() + 1..`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_with_textures(
+        &self,
+        shader: &'static Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        params: &[u8],
+        buffers: &[(&wgpu::Buffer, Access)],
+        textures: &[(&wgpu::TextureView, TextureAccess)],
         groups: [u32; 3],
     ) -> Result<()> {
         if groups.contains(&0) {
@@ -360,6 +447,7 @@ impl Gpu {
             entry,
             constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
             bindings: buffers.iter().map(|b| b.1).collect(),
+            textures: textures.iter().map(|t| t.1).collect(),
         };
         let (pipeline, bgl) = self.pipeline(&key, shader);
         let offset = {
@@ -381,6 +469,12 @@ impl Gpu {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource: buf.as_entire_binding(),
+            });
+        }
+        for (i, (view, _)) in textures.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: (buffers.len() + i) as u32 + 1,
+                resource: wgpu::BindingResource::TextureView(view),
             });
         }
         let bind_group = self.0.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -10,9 +10,9 @@
 //! [`SUBGROUP_KERNEL_MIN_FLOPS`] one that shares A across a subgroup (faster, but slower to compile).
 
 use super::elementwise::Unary;
-use super::shader;
+use super::{grid_1d, shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Shader};
+use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::tensor::Tensor;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -228,7 +228,7 @@ pub fn supports_subgroup_kernel(gpu: &Gpu) -> bool {
 }
 
 thread_local! {
-    static VARIANTS: RefCell<HashMap<TileConfig, &'static Shader>> = RefCell::default();
+    static VARIANTS: RefCell<HashMap<(TileConfig, bool), &'static Shader>> = RefCell::default();
 }
 
 /// Marker lines around the subgroup kernel, which is left out of the source for the other kernels
@@ -236,10 +236,12 @@ thread_local! {
 const SUBGROUP_BEGIN: &str = "// BEGIN SUBGROUP KERNEL";
 const SUBGROUP_END: &str = "// END SUBGROUP KERNEL";
 
-/// The matmul shader with its tile constants rewritten to `t` (generated once per config).
-pub fn shader_variant(t: TileConfig) -> &'static Shader {
+/// The matmul shader with its tile constants rewritten to `t` and, with `textures`, the CPU kernels
+/// reading A and B from the operand textures (bindings 8, 9) instead of the vec4 buffer views
+/// (generated once per combination).
+pub fn shader_variant(t: TileConfig, textures: bool) -> &'static Shader {
     VARIANTS.with(|v| {
-        *v.borrow_mut().entry(t).or_insert_with(|| {
+        *v.borrow_mut().entry((t, textures)).or_insert_with(|| {
             let mut src = String::with_capacity(SHADER.source.len());
             let mut in_subgroup_section = false;
             for line in SHADER.source.lines() {
@@ -257,14 +259,28 @@ pub fn shader_variant(t: TileConfig) -> &'static Shader {
                     "const TM" => format!("const TM: u32 = {}u;", t.tm),
                     "const TN" => format!("const TN: u32 = {}u;", t.tn),
                     "const TK" => format!("const TK: u32 = {}u;", t.tk),
+                    "fn a4_at(i" if textures => {
+                        "fn a4_at(i: u32) -> vec4<f32> { return textureLoad(a_tex, texel(i)); }"
+                            .to_string()
+                    }
+                    "fn b4_at(i" if textures => {
+                        "fn b4_at(i: u32) -> vec4<f32> { return textureLoad(b_tex, texel(i)); }"
+                            .to_string()
+                    }
                     _ => line.to_string(),
                 };
                 src.push_str(&replaced);
                 src.push('\n');
             }
             let name = format!(
-                "matmul_{:?}_{}x{}_{}x{}_{}",
-                t.kernel, t.wg_x, t.wg_y, t.tm, t.tn, t.tk
+                "matmul_{:?}_{}x{}_{}x{}_{}{}",
+                t.kernel,
+                t.wg_x,
+                t.wg_y,
+                t.tm,
+                t.tn,
+                t.tk,
+                if textures { "_textures" } else { "" }
             )
             .to_lowercase();
             Box::leak(Box::new(Shader {
@@ -418,6 +434,7 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         (c.buffer(), Access::ReadWrite),
         (pre_buf.buffer(), Access::ReadWrite),
     ];
+    let mut textures = None;
     if t.kernel != MatmulKernel::Tiled {
         // vec4 reads need the stored operand's contiguous dimension to be a multiple of 4
         let vec4_a = if o.trans_a { m % 4 == 0 } else { ka % 4 == 0 };
@@ -426,16 +443,65 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         constants.push(("VEC4_B", vec4_b as u32 as f64));
         buffers.push((a.buffer(), Access::Read));
         buffers.push((b.buffer(), Access::Read));
+        if vec4_a && vec4_b && textures_wanted(gpu) {
+            textures = operand_textures(t, a, b)?;
+        }
     }
-    gpu.dispatch(
-        shader_variant(t),
-        t.entry(),
-        &constants,
-        bytemuck::bytes_of(&params),
-        &buffers,
-        groups,
-    )?;
+    let shader = shader_variant(t, textures.is_some());
+    let params = bytemuck::bytes_of(&params);
+    match &textures {
+        Some((ta, tb)) => gpu.dispatch_with_textures(
+            shader,
+            t.entry(),
+            &constants,
+            params,
+            &buffers,
+            &[(ta, TextureAccess::ReadOnly), (tb, TextureAccess::ReadOnly)],
+            groups,
+        )?,
+        None => gpu.dispatch(shader, t.entry(), &constants, params, &buffers, groups)?,
+    }
     Ok((c, pre))
+}
+
+/// Whether the CPU kernels read vec4-aligned operands from textures: by default on CPU adapters
+/// (lavapipe, llvmpipe); `VITGAN_MATMUL_OPERANDS=buffers|textures` forces either (for comparisons
+/// and tests).
+fn textures_wanted(gpu: &Gpu) -> bool {
+    match std::env::var("VITGAN_MATMUL_OPERANDS") {
+        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => false,
+        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => true,
+        _ => gpu.is_cpu(),
+    }
+}
+
+/// Copy A and B into operand textures (slots 0 and 1) for the texture variant of `t`; `None` when an
+/// operand is too large for the adapter's textures.
+fn operand_textures(
+    t: TileConfig,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<Option<(wgpu::TextureView, wgpu::TextureView)>> {
+    let gpu = a.gpu();
+    let (Some(ta), Some(tb)) = (
+        gpu.operand_texture(0, a.numel() / 4),
+        gpu.operand_texture(1, b.numel() / 4),
+    ) else {
+        return Ok(None);
+    };
+    for (x, view) in [(a, &ta), (b, &tb)] {
+        let count = (x.numel() / 4) as u32;
+        gpu.dispatch_with_textures(
+            shader_variant(t, true),
+            "operand_to_texture",
+            &[],
+            bytemuck::bytes_of(&[count, 0, 0, 0]),
+            &[(x.buffer(), Access::Read)],
+            &[(view, TextureAccess::WriteOnly)],
+            grid_1d(count as usize, 64),
+        )?;
+    }
+    Ok(Some((ta, tb)))
 }
 
 /// `A·B` (batched; a rank-2 operand is shared by the whole batch).
