@@ -1,8 +1,9 @@
 //! Kernel micro-benchmarks: `cargo bench --bench kernels [-- FILTER ...]`.
 //!
 //! For every case: the first call (pipeline compilation + first dispatch) is timed on its own, then the
-//! case is warmed up and run N times; the median is reported. Times come from GPU timestamp queries when
-//! the adapter has them (`Gpu::time_gpu`), else from the wall clock around the work plus a device sync.
+//! case is warmed up and run N times; the median is reported. Times come from GPU timestamp queries on
+//! GPUs that have them (`Gpu::time_gpu`), else (and on CPU adapters such as lavapipe, whose timestamps
+//! are unreliable) from the wall clock around the work plus a device sync.
 //! Matmuls report GFLOP/s (2·M·N·K) next to OpenBLAS SGEMM through numpy on the same shape, measured
 //! right before ours (`benches/numpy_sgemm.py`, all cores; skipped with a note when python3/numpy are
 //! missing), and check a few rows of the result against an f64 reference; bandwidth-bound
@@ -12,8 +13,8 @@
 //! Arguments that do not start with `-` are filters: a case runs when its kernel name contains one of
 //! them (`matmul`, `softmax`, `gelu`, `add`, `permute`, `sum`, `dispatch`). Environment:
 //! `VITGAN_BENCH_SECONDS` (time budget per case for the repetitions, default 2),
-//! `VITGAN_BENCH_REPS` (fixed repetition count), `VITGAN_BENCH_TIMER=wall` (wall clock + sync even where
-//! timestamps exist), plus the adapter choice of `Gpu::default_adapter`
+//! `VITGAN_BENCH_REPS` (fixed repetition count), `VITGAN_BENCH_TIMER=wall|gpu` (force the timer),
+//! `VITGAN_MATMUL_OPERANDS=buffers|textures` (operand source of the CPU matmul kernels), plus the adapter choice of `Gpu::default_adapter`
 //! (`VITGAN_ADAPTER`, `VITGAN_BACKEND`) and `VITGAN_MATMUL_TILE`.
 
 use std::path::PathBuf;
