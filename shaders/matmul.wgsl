@@ -74,7 +74,7 @@ struct Params {
 @group(0) @binding(8) var a_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(9) var b_tex: texture_storage_2d<rgba32float, read>;
 
-// Operand textures hold vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH) (Gpu::operand_texture).
+// Operand textures hold vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH) (layout::to_operand_texture).
 const TEXTURE_WIDTH: u32 = 1024u;
 
 fn texel(i: u32) -> vec2<u32> {
@@ -87,27 +87,6 @@ fn texel(i: u32) -> vec2<u32> {
 // over the lanes with a bounds check each).
 fn a4_at(i: u32) -> vec4<f32> { return a4[i]; }
 fn b4_at(i: u32) -> vec4<f32> { return b4[i]; }
-
-// `operand_to_texture`: copy `count` vec4s of a buffer into an operand texture (texture variant).
-struct ToTexture {
-    count: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> to_tex: ToTexture;
-@group(0) @binding(1) var<storage, read> to_tex_src: array<vec4<f32>>;
-@group(0) @binding(2) var to_tex_dst: texture_storage_2d<rgba32float, write>;
-
-@compute @workgroup_size(64)
-fn operand_to_texture(@builtin(global_invocation_id) gid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.y * nwg.x * 64u + gid.x;
-    if (i < to_tex.count) {
-        textureStore(to_tex_dst, texel(i), to_tex_src[i]);
-    }
-}
 
 var<workgroup> tile_a: array<f32, TK * BM>;
 var<workgroup> tile_b: array<f32, TK * BN>;

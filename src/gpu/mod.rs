@@ -77,7 +77,7 @@ struct PipelineKey {
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
     bindings: Vec<Access>,
-    textures: Vec<TextureAccess>,
+    textures: Vec<(u32, TextureAccess)>,
 }
 
 struct Timing {
@@ -297,9 +297,9 @@ impl Gpu {
                 count: None,
             });
         }
-        for (i, a) in key.textures.iter().enumerate() {
+        for (binding, a) in &key.textures {
             entries.push(wgpu::BindGroupLayoutEntry {
-                binding: (key.bindings.len() + i) as u32 + 1,
+                binding: *binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::StorageTexture {
                     access: match a {
@@ -411,8 +411,8 @@ impl Gpu {
         self.dispatch_with_textures(shader, entry, constants, params, buffers, &[], groups)
     }
 
-    /// [`Gpu::dispatch`] with `rgba32float` storage textures bound after the buffers (bindings
-    /// `buffers.len() + 1..`).
+    /// [`Gpu::dispatch`] with `rgba32float` storage textures at the given binding numbers (after the
+    /// buffers' `1..=buffers.len()`).
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch_with_textures(
         &self,
@@ -421,9 +421,16 @@ impl Gpu {
         constants: &[(&'static str, f64)],
         params: &[u8],
         buffers: &[(&wgpu::Buffer, Access)],
-        textures: &[(&wgpu::TextureView, TextureAccess)],
+        textures: &[(u32, &wgpu::TextureView, TextureAccess)],
         groups: [u32; 3],
     ) -> Result<()> {
+        if let Some((binding, _, _)) = textures.iter().find(|t| t.0 as usize <= buffers.len()) {
+            return Err(Error::Other(format!(
+                "{}::{entry}: texture binding {binding} overlaps the buffers' 1..={}",
+                shader.name,
+                buffers.len()
+            )));
+        }
         if groups.contains(&0) {
             return Ok(());
         }
@@ -447,7 +454,7 @@ impl Gpu {
             entry,
             constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
             bindings: buffers.iter().map(|b| b.1).collect(),
-            textures: textures.iter().map(|t| t.1).collect(),
+            textures: textures.iter().map(|t| (t.0, t.2)).collect(),
         };
         let (pipeline, bgl) = self.pipeline(&key, shader);
         let offset = {
@@ -471,9 +478,9 @@ impl Gpu {
                 resource: buf.as_entire_binding(),
             });
         }
-        for (i, (view, _)) in textures.iter().enumerate() {
+        for (binding, view, _) in textures {
             entries.push(wgpu::BindGroupEntry {
-                binding: (buffers.len() + i) as u32 + 1,
+                binding: *binding,
                 resource: wgpu::BindingResource::TextureView(view),
             });
         }

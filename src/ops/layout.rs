@@ -1,9 +1,9 @@
 //! Layout kernels (`shaders/layout.wgsl`): permute/transpose, slice, concat, padding (slice backward) and
-//! broadcast, all through one strided-copy kernel.
+//! broadcast, all through one strided-copy kernel; and copies into operand textures.
 
 use super::{MAX_RANK, coalesce_dims, contiguous_strides, grid_1d, pack8, shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Shader};
+use crate::gpu::{Access, Shader, TextureAccess};
 use crate::tensor::{Tensor, numel};
 
 pub static SHADER: Shader = shader!("layout");
@@ -217,4 +217,37 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let src = super::elementwise::broadcast_strides(x.shape(), shape);
     strided_copy(x, 0, &src, &out, 0, &contiguous_strides(shape), shape)?;
     Ok(out)
+}
+
+/// Copy `x` (whose element count is a multiple of 4) into the operand texture `slot` of its GPU
+/// ([`crate::gpu::Gpu::operand_texture`]): vec4 `i` of `x` lands at texel
+/// `(i % OPERAND_TEXTURE_WIDTH, i / OPERAND_TEXTURE_WIDTH)`. The CPU kernels of matmul and attention read
+/// their operands this way on CPU adapters (a texel load is several times cheaper than a storage-buffer
+/// load on lavapipe). `None` when `x` does not fit the adapter's textures. The copy is recorded like a
+/// kernel, so it is ordered with the work around it.
+pub fn to_operand_texture(x: &Tensor, slot: u8) -> Result<Option<wgpu::TextureView>> {
+    if x.numel() % 4 != 0 {
+        return Err(Error::shape(
+            "to_operand_texture",
+            format!(
+                "{:?} has {} elements, not a multiple of 4",
+                x.shape(),
+                x.numel()
+            ),
+        ));
+    }
+    let count = x.numel() / 4;
+    let Some(view) = x.gpu().operand_texture(slot, count) else {
+        return Ok(None);
+    };
+    x.gpu().dispatch_with_textures(
+        &SHADER,
+        "to_operand_texture",
+        &[],
+        bytemuck::bytes_of(&[count as u32, 0, 0, 0]),
+        &[(x.buffer(), Access::Read)],
+        &[(2, &view, TextureAccess::WriteOnly)],
+        grid_1d(count, 64),
+    )?;
+    Ok(Some(view))
 }

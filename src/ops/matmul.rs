@@ -10,7 +10,8 @@
 //! [`SUBGROUP_KERNEL_MIN_FLOPS`] one that shares A across a subgroup (faster, but slower to compile).
 
 use super::elementwise::Unary;
-use super::{grid_1d, shader};
+use super::layout::to_operand_texture;
+use super::shader;
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::tensor::Tensor;
@@ -444,7 +445,7 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         buffers.push((a.buffer(), Access::Read));
         buffers.push((b.buffer(), Access::Read));
         if vec4_a && vec4_b && textures_wanted(gpu) {
-            textures = operand_textures(t, a, b)?;
+            textures = operand_textures(a, b)?;
         }
     }
     let shader = shader_variant(t, textures.is_some());
@@ -456,7 +457,10 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
             &constants,
             params,
             &buffers,
-            &[(ta, TextureAccess::ReadOnly), (tb, TextureAccess::ReadOnly)],
+            &[
+                (8, ta, TextureAccess::ReadOnly),
+                (9, tb, TextureAccess::ReadOnly),
+            ],
             groups,
         )?,
         None => gpu.dispatch(shader, t.entry(), &constants, params, &buffers, groups)?,
@@ -475,32 +479,18 @@ fn textures_wanted(gpu: &Gpu) -> bool {
     }
 }
 
-/// Copy A and B into operand textures (slots 0 and 1) for the texture variant of `t`; `None` when an
-/// operand is too large for the adapter's textures.
+/// Copy A and B into operand textures (slots 0 and 1) for the texture variant; `None` when an operand
+/// is too large for the adapter's textures.
 fn operand_textures(
-    t: TileConfig,
     a: &Tensor,
     b: &Tensor,
 ) -> Result<Option<(wgpu::TextureView, wgpu::TextureView)>> {
-    let gpu = a.gpu();
-    let (Some(ta), Some(tb)) = (
-        gpu.operand_texture(0, a.numel() / 4),
-        gpu.operand_texture(1, b.numel() / 4),
-    ) else {
+    let Some(ta) = to_operand_texture(a, 0)? else {
         return Ok(None);
     };
-    for (x, view) in [(a, &ta), (b, &tb)] {
-        let count = (x.numel() / 4) as u32;
-        gpu.dispatch_with_textures(
-            shader_variant(t, true),
-            "operand_to_texture",
-            &[],
-            bytemuck::bytes_of(&[count, 0, 0, 0]),
-            &[(x.buffer(), Access::Read)],
-            &[(view, TextureAccess::WriteOnly)],
-            grid_1d(count as usize, 64),
-        )?;
-    }
+    let Some(tb) = to_operand_texture(b, 1)? else {
+        return Ok(None);
+    };
     Ok(Some((ta, tb)))
 }
 
