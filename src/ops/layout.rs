@@ -226,7 +226,7 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// load on lavapipe). `None` when `x` does not fit the adapter's textures. The copy is recorded like a
 /// kernel, so it is ordered with the work around it.
 pub fn to_operand_texture(x: &Tensor, slot: u8) -> Result<Option<wgpu::TextureView>> {
-    if x.numel() % 4 != 0 {
+    if !x.numel().is_multiple_of(4) {
         return Err(Error::shape(
             "to_operand_texture",
             format!(
