@@ -507,26 +507,47 @@ fn sg_at(hb: u32, row: u32, c: u32) -> u32 {
     return hb + min(row, p.seq_len - 1u) * SG_D4 + c;
 }
 
+// The same inputs copied into rgba32float storage textures (layout::to_operand_texture: vec4 i at
+// texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)). The launcher's texture variant swaps the five `*_at`
+// lines below for texel loads, which on lavapipe cost about a quarter of a storage-buffer load.
+@group(0) @binding(10) var q_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(11) var k_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(12) var v_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(13) var dout_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(14) var out_tex: texture_storage_2d<rgba32float, read>;
+
+const TEXTURE_WIDTH: u32 = 1024u;
+
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}
+
+fn q4_at(i: u32) -> vec4<f32> { return q4[i]; }
+fn k4_at(i: u32) -> vec4<f32> { return k4[i]; }
+fn v4_at(i: u32) -> vec4<f32> { return v4[i]; }
+fn dout4_at(i: u32) -> vec4<f32> { return dout4[i]; }
+fn out4_at(i: u32) -> vec4<f32> { return out4[i]; }
+
 // d-quad c of rows r0..r0+4, one row per column
 fn q_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4(q4[sg_at(hb, r0, c)], q4[sg_at(hb, r0 + 1u, c)], q4[sg_at(hb, r0 + 2u, c)],
-                  q4[sg_at(hb, r0 + 3u, c)]);
+    return mat4x4(q4_at(sg_at(hb, r0, c)), q4_at(sg_at(hb, r0 + 1u, c)),
+                  q4_at(sg_at(hb, r0 + 2u, c)), q4_at(sg_at(hb, r0 + 3u, c)));
 }
 fn k_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4(k4[sg_at(hb, r0, c)], k4[sg_at(hb, r0 + 1u, c)], k4[sg_at(hb, r0 + 2u, c)],
-                  k4[sg_at(hb, r0 + 3u, c)]);
+    return mat4x4(k4_at(sg_at(hb, r0, c)), k4_at(sg_at(hb, r0 + 1u, c)),
+                  k4_at(sg_at(hb, r0 + 2u, c)), k4_at(sg_at(hb, r0 + 3u, c)));
 }
 fn v_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4(v4[sg_at(hb, r0, c)], v4[sg_at(hb, r0 + 1u, c)], v4[sg_at(hb, r0 + 2u, c)],
-                  v4[sg_at(hb, r0 + 3u, c)]);
+    return mat4x4(v4_at(sg_at(hb, r0, c)), v4_at(sg_at(hb, r0 + 1u, c)),
+                  v4_at(sg_at(hb, r0 + 2u, c)), v4_at(sg_at(hb, r0 + 3u, c)));
 }
 fn dout_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4(dout4[sg_at(hb, r0, c)], dout4[sg_at(hb, r0 + 1u, c)], dout4[sg_at(hb, r0 + 2u, c)],
-                  dout4[sg_at(hb, r0 + 3u, c)]);
+    return mat4x4(dout4_at(sg_at(hb, r0, c)), dout4_at(sg_at(hb, r0 + 1u, c)),
+                  dout4_at(sg_at(hb, r0 + 2u, c)), dout4_at(sg_at(hb, r0 + 3u, c)));
 }
 fn out_cols(hb: u32, r0: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4(out4[sg_at(hb, r0, c)], out4[sg_at(hb, r0 + 1u, c)], out4[sg_at(hb, r0 + 2u, c)],
-                  out4[sg_at(hb, r0 + 3u, c)]);
+    return mat4x4(out4_at(sg_at(hb, r0, c)), out4_at(sg_at(hb, r0 + 1u, c)),
+                  out4_at(sg_at(hb, r0 + 2u, c)), out4_at(sg_at(hb, r0 + 3u, c)));
 }
 
 // per column: a[j]·b[j]

@@ -23,9 +23,10 @@
 //! lanes). `KIND` and `HEAD_DIM` are override constants, so each `(Dh, kind)` is its own pipeline; the
 //! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
 
+use super::layout::to_operand_texture;
 use super::{grid_1d, shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Shader};
+use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::ops::matmul::supports_subgroup_kernel;
 use crate::tensor::Tensor;
 use std::sync::OnceLock;
@@ -178,6 +179,47 @@ pub fn shader_without_subgroups() -> &'static Shader {
     })
 }
 
+/// The whole shader with the subgroup kernels reading their inputs from operand textures
+/// (bindings 10..=14) instead of the vec4 storage buffers: the five `*4_at` helper lines swapped.
+fn shader_with_textures() -> &'static Shader {
+    static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
+    WITH_TEXTURES.get_or_init(|| {
+        let mut src = String::with_capacity(SHADER.source.len());
+        for line in SHADER.source.lines() {
+            let swapped = [
+                ("fn q4_at(i", "q_tex"),
+                ("fn k4_at(i", "k_tex"),
+                ("fn v4_at(i", "v_tex"),
+                ("fn dout4_at(i", "dout_tex"),
+                ("fn out4_at(i", "out_tex"),
+            ]
+            .into_iter()
+            .find(|(start, _)| line.starts_with(start));
+            match swapped {
+                Some((start, texture)) => src.push_str(&format!(
+                    "{start}: u32) -> vec4<f32> {{ return textureLoad({texture}, texel(i)); }}"
+                )),
+                None => src.push_str(line),
+            }
+            src.push('\n');
+        }
+        Shader {
+            name: "attention_textures",
+            source: Box::leak(src.into_boxed_str()),
+        }
+    })
+}
+
+/// Whether the subgroup kernels read their inputs from textures: by default on CPU adapters;
+/// `VITGAN_ATTENTION_OPERANDS=buffers|textures` forces either (for comparisons and tests).
+fn textures_wanted(gpu: &Gpu) -> bool {
+    match std::env::var("VITGAN_ATTENTION_OPERANDS") {
+        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => false,
+        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => true,
+        _ => gpu.is_cpu(),
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -234,7 +276,9 @@ pub(crate) fn check_qkv(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor) ->
     })
 }
 
-/// Launch `entry` (the tiled kernel's name; the subgroup kernel's adds `_subgroup`).
+/// Launch `entry` (the tiled kernel's name; the subgroup kernel's adds `_subgroup`). `inputs` are the
+/// tensors the subgroup kernels may read through textures, with their texture bindings (10 q, 11 k,
+/// 12 v, 13 dout, 14 out).
 fn launch(
     gpu: &Gpu,
     kernel: AttentionKernel,
@@ -242,6 +286,7 @@ fn launch(
     dims: Dims,
     kind: AttentionKind,
     buffers: &[(&wgpu::Buffer, Access)],
+    inputs: &[(u32, &Tensor)],
 ) -> Result<()> {
     let scale = 1.0 / (dims.head_dim as f32).sqrt();
     let (entry, rows_per_group, constants) = match kernel {
@@ -271,13 +316,39 @@ fn launch(
         row_blocks: row_blocks as u32,
         scale,
     };
+    let groups = grid_1d(dims.heads * row_blocks, 1);
+    if kernel == AttentionKernel::Subgroup && textures_wanted(gpu) {
+        // operand texture slots 2.. (matmul uses 0 and 1)
+        let mut textures = Vec::with_capacity(inputs.len());
+        for &(binding, t) in inputs {
+            match to_operand_texture(t, (binding - 8) as u8)? {
+                Some(view) => textures.push((binding, view)),
+                None => break,
+            }
+        }
+        if textures.len() == inputs.len() {
+            let bound: Vec<(u32, &wgpu::TextureView, TextureAccess)> = textures
+                .iter()
+                .map(|(b, v)| (*b, v, TextureAccess::ReadOnly))
+                .collect();
+            return gpu.dispatch_with_textures(
+                shader_with_textures(),
+                entry,
+                &constants,
+                bytemuck::bytes_of(&params),
+                buffers,
+                &bound,
+                groups,
+            );
+        }
+    }
     gpu.dispatch(
         shader_for(gpu),
         entry,
         &constants,
         bytemuck::bytes_of(&params),
         buffers,
-        grid_1d(dims.heads * row_blocks, 1),
+        groups,
     )
 }
 
@@ -335,6 +406,7 @@ pub fn attention_forward_with(
             (out.buffer(), Access::ReadWrite),
             (lse.buffer(), Access::ReadWrite),
         ],
+        &[(10, q), (11, k), (12, v)],
     )?;
     Ok((out, lse))
 }
@@ -413,6 +485,7 @@ pub fn attention_backward_with(
             (delta.buffer(), Access::ReadWrite),
             (dq.buffer(), Access::ReadWrite),
         ],
+        &[(10, q), (11, k), (12, v), (13, dout), (14, out)],
     )?;
     launch(
         gpu,
@@ -430,6 +503,7 @@ pub fn attention_backward_with(
             (dk.buffer(), Access::ReadWrite),
             (dv.buffer(), Access::ReadWrite),
         ],
+        &[(10, q), (11, k), (12, v), (13, dout)],
     )?;
     Ok((dq, dk, dv))
 }
