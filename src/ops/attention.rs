@@ -276,9 +276,38 @@ pub(crate) fn check_qkv(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor) ->
     })
 }
 
-/// Launch `entry` (the tiled kernel's name; the subgroup kernel's adds `_subgroup`). `inputs` are the
-/// tensors the subgroup kernels may read through textures, with their texture bindings (10 q, 11 k,
-/// 12 v, 13 dout, 14 out).
+/// Operand textures holding the subgroup kernels' inputs, as (texture binding, view): 10 q, 11 k,
+/// 12 v, 13 dout, 14 out. One copy per distinct tensor (a tied k = q is copied once and bound twice).
+/// `None` where the kernels read storage buffers instead (other kernels, GPUs, or too large).
+type InputTextures = Option<Vec<(u32, wgpu::TextureView)>>;
+
+fn input_textures(
+    gpu: &Gpu,
+    kernel: AttentionKernel,
+    inputs: &[(u32, &Tensor)],
+) -> Result<InputTextures> {
+    if kernel != AttentionKernel::Subgroup || !textures_wanted(gpu) {
+        return Ok(None);
+    }
+    let mut out: Vec<(u32, wgpu::TextureView)> = Vec::with_capacity(inputs.len());
+    for (i, &(binding, t)) in inputs.iter().enumerate() {
+        if let Some(j) = inputs[..i].iter().position(|(_, u)| u.same_storage(t)) {
+            let view = out[j].1.clone();
+            out.push((binding, view));
+            continue;
+        }
+        // operand texture slots 2..=6 (matmul uses 0 and 1)
+        match to_operand_texture(t, (binding - 8) as u8)? {
+            Some(view) => out.push((binding, view)),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Launch `entry` (the tiled kernel's name; the subgroup kernel's adds `_subgroup`), reading its
+/// inputs through `textures` when given (see [`input_textures`]).
+#[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
     kernel: AttentionKernel,
@@ -286,7 +315,7 @@ fn launch(
     dims: Dims,
     kind: AttentionKind,
     buffers: &[(&wgpu::Buffer, Access)],
-    inputs: &[(u32, &Tensor)],
+    textures: Option<&[(u32, wgpu::TextureView)]>,
 ) -> Result<()> {
     let scale = 1.0 / (dims.head_dim as f32).sqrt();
     let (entry, rows_per_group, constants) = match kernel {
@@ -317,30 +346,20 @@ fn launch(
         scale,
     };
     let groups = grid_1d(dims.heads * row_blocks, 1);
-    if kernel == AttentionKernel::Subgroup && textures_wanted(gpu) {
-        // operand texture slots 2.. (matmul uses 0 and 1)
-        let mut textures = Vec::with_capacity(inputs.len());
-        for &(binding, t) in inputs {
-            match to_operand_texture(t, (binding - 8) as u8)? {
-                Some(view) => textures.push((binding, view)),
-                None => break,
-            }
-        }
-        if textures.len() == inputs.len() {
-            let bound: Vec<(u32, &wgpu::TextureView, TextureAccess)> = textures
-                .iter()
-                .map(|(b, v)| (*b, v, TextureAccess::ReadOnly))
-                .collect();
-            return gpu.dispatch_with_textures(
-                shader_with_textures(),
-                entry,
-                &constants,
-                bytemuck::bytes_of(&params),
-                buffers,
-                &bound,
-                groups,
-            );
-        }
+    if let Some(textures) = textures {
+        let bound: Vec<(u32, &wgpu::TextureView, TextureAccess)> = textures
+            .iter()
+            .map(|(b, v)| (*b, v, TextureAccess::ReadOnly))
+            .collect();
+        return gpu.dispatch_with_textures(
+            shader_with_textures(),
+            entry,
+            &constants,
+            bytemuck::bytes_of(&params),
+            buffers,
+            &bound,
+            groups,
+        );
     }
     gpu.dispatch(
         shader_for(gpu),
@@ -406,7 +425,7 @@ pub fn attention_forward_with(
             (out.buffer(), Access::ReadWrite),
             (lse.buffer(), Access::ReadWrite),
         ],
-        &[(10, q), (11, k), (12, v)],
+        input_textures(gpu, kernel, &[(10, q), (11, k), (12, v)])?.as_deref(),
     )?;
     Ok((out, lse))
 }
@@ -469,6 +488,12 @@ pub fn attention_backward_with(
         return Ok((dq, dk, dv));
     }
     let delta = Tensor::empty(gpu, &q.shape()[..3])?;
+    // both kernels read q, k, v, dout (and dq's also out) through the same textures
+    let textures = input_textures(
+        gpu,
+        kernel,
+        &[(10, q), (11, k), (12, v), (13, dout), (14, out)],
+    )?;
     launch(
         gpu,
         kernel,
@@ -485,7 +510,7 @@ pub fn attention_backward_with(
             (delta.buffer(), Access::ReadWrite),
             (dq.buffer(), Access::ReadWrite),
         ],
-        &[(10, q), (11, k), (12, v), (13, dout), (14, out)],
+        textures.as_deref(),
     )?;
     launch(
         gpu,
@@ -503,7 +528,7 @@ pub fn attention_backward_with(
             (dk.buffer(), Access::ReadWrite),
             (dv.buffer(), Access::ReadWrite),
         ],
-        &[(10, q), (11, k), (12, v), (13, dout)],
+        textures.as_ref().map(|t| &t[..4]),
     )?;
     Ok((dq, dk, dv))
 }
