@@ -108,6 +108,9 @@ fn layer_norm_forward_matches_reference() {
         check_forward(&Case::new(&[7, d], &[d], seed));
         check_forward(&Case::new(&[2, 5, d], &[d], seed + 100));
     }
+    // many rows: on CPU adapters these take the one-invocation-per-row kernels
+    check_forward(&Case::new(&[2, 65, 383], &[383], 17));
+    check_forward(&Case::new(&[130, 1], &[1], 18));
 }
 
 #[test]
@@ -119,6 +122,7 @@ fn self_modulated_layer_norm_forward_matches_reference() {
     }
     // [B, D] input: one token per sample
     check_forward(&Case::new(&[4, 9], &[4, 9], 29));
+    check_forward(&Case::new(&[3, 65, 384], &[3, 384], 28));
 }
 
 /// GPU backward vs central differences of the f64 reference with loss = Σ w ⊙ y.

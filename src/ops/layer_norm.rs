@@ -10,7 +10,7 @@
 
 use super::{grid_1d, reduce, shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Shader};
+use crate::gpu::{Access, Gpu, Shader};
 use crate::tensor::Tensor;
 
 pub static SHADER: Shader = shader!("layer_norm");
@@ -119,9 +119,10 @@ pub fn layer_norm_forward(
     let y = Tensor::empty(gpu, x.shape())?;
     let mean = Tensor::empty(gpu, &stats_shape(x.shape()))?;
     let rstd = Tensor::empty(gpu, &stats_shape(x.shape()))?;
+    let (entry, grid) = launch_shape(gpu, "layer_norm_forward", groups.rows);
     gpu.dispatch(
         &SHADER,
-        "layer_norm_forward",
+        entry,
         &[],
         bytemuck::bytes_of(&groups.params(eps)),
         &[
@@ -132,9 +133,23 @@ pub fn layer_norm_forward(
             (mean.buffer(), Access::ReadWrite),
             (rstd.buffer(), Access::ReadWrite),
         ],
-        grid_1d(groups.rows, 1),
+        grid,
     )?;
     Ok((y, mean, rstd))
+}
+
+/// Entry point and grid for a per-row kernel: a workgroup per row on GPUs, or (`_rows`) one
+/// invocation per row on CPU adapters with enough rows to fill their threads.
+fn launch_shape(gpu: &Gpu, entry: &'static str, rows: usize) -> (&'static str, [u32; 3]) {
+    if gpu.is_cpu() && rows >= 64 {
+        let rows_entry = match entry {
+            "layer_norm_forward" => "layer_norm_forward_rows",
+            _ => "layer_norm_backward_input_rows",
+        };
+        (rows_entry, grid_1d(rows, 64))
+    } else {
+        (entry, grid_1d(rows, 1))
+    }
 }
 
 /// Gradients of [`layer_norm_forward`] given `dy`, with `x̂ = (x − μ)·rstd` and `ĝ = dy ⊙ γ`:
@@ -176,9 +191,10 @@ pub fn layer_norm_backward(
     let gpu = x.gpu();
     let params = groups.params(0.0);
     let dx = Tensor::empty(gpu, x.shape())?;
+    let (entry, grid) = launch_shape(gpu, "layer_norm_backward_input", groups.rows);
     gpu.dispatch(
         &SHADER,
-        "layer_norm_backward_input",
+        entry,
         &[],
         bytemuck::bytes_of(&params),
         &[
@@ -189,7 +205,7 @@ pub fn layer_norm_backward(
             (dy.buffer(), Access::Read),
             (dx.buffer(), Access::ReadWrite),
         ],
-        grid_1d(groups.rows, 1),
+        grid,
     )?;
 
     let chunks = params.chunks as usize;
