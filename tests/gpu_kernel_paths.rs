@@ -1,11 +1,12 @@
 //! The kernels meant for real GPUs (shared-memory tiled matmul, tiled attention) checked on whatever
 //! adapter runs the suite: on lavapipe the defaults are the CPU kernels, so these paths are forced here.
-//! Also the CPU matmul kernels with both operand sources, storage buffers and textures (on CPU adapters
-//! vec4-aligned operands are read from textures by default; on GPUs these kernels run only when forced).
+//! Also the CPU kernels of matmul and attention with both operand sources, storage buffers and
+//! textures (on CPU adapters operands are read from textures by default; on GPUs these kernels run only
+//! when forced).
 //! This file is its own test binary (process), so setting the environment does not leak into others.
 mod common;
 use common::*;
-use vitgan::ops::attention::{AttentionKind, attention_forward};
+use vitgan::ops::attention::{AttentionKernel, AttentionKind, attention_forward};
 use vitgan::ops::matmul::{MatmulOptions, matmul_fused};
 
 /// The tests below set environment variables that kernel launches read: one at a time.
@@ -45,6 +46,12 @@ fn tiled_matmul_and_attention_match_references() {
         }
     }
     // attention: compare the tiled kernel against a direct f64 softmax(scores)·V
+    check_attention("tiled");
+}
+
+/// `attention_forward` (whatever kernel the environment selects) vs a direct f64 softmax(scores)·V,
+/// tied k = q, at L = 65, Dh = 64.
+fn check_attention(label: &str) {
     let (bh, l, dh) = (3usize, 65usize, 64usize);
     let mut r = rng(99);
     let q = random(&mut r, bh * l * dh, -1.0, 1.0);
@@ -94,8 +101,30 @@ fn tiled_matmul_and_attention_match_references() {
             &want,
             1e-5,
             1e-4,
-            &format!("tiled {kind:?} attention"),
+            &format!("{label} {kind:?} attention"),
         );
+    }
+}
+
+#[test]
+fn subgroup_attention_on_buffer_and_texture_operands_matches_reference() {
+    let _guard = ENV_LOCK.lock().unwrap();
+    let gpu = upload(&[0.0], &[1]).gpu().clone();
+    if !AttentionKernel::Subgroup.supports(&gpu, 64) {
+        eprintln!("skipped: the subgroup attention kernels need subgroups of >= 8 lanes");
+        return;
+    }
+    for operands in ["buffers", "textures"] {
+        // SAFETY: ENV_LOCK keeps the other tests of this binary from touching the environment.
+        unsafe {
+            std::env::set_var("VITGAN_ATTENTION_KERNEL", "subgroup");
+            std::env::set_var("VITGAN_ATTENTION_OPERANDS", operands);
+        }
+        check_attention(&format!("subgroup ({operands})"));
+    }
+    unsafe {
+        std::env::remove_var("VITGAN_ATTENTION_KERNEL");
+        std::env::remove_var("VITGAN_ATTENTION_OPERANDS");
     }
 }
 

@@ -28,3 +28,56 @@ fn every_wgsl_file_validates() {
     }
     assert!(checked >= 1, "no shaders found in {}", dir.display());
 }
+
+fn validate(name: &str, src: &str) {
+    let module = naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+}
+
+/// The sources the launchers generate (tile constants rewritten, subgroup kernels dropped, operand
+/// reads swapped to textures) validate too.
+#[test]
+fn generated_shader_variants_validate() {
+    use vitgan::ops::{attention, matmul};
+    for t in [
+        matmul::TileConfig::GPU,
+        matmul::TileConfig::CPU,
+        matmul::TileConfig::CPU_REGISTERS,
+    ] {
+        for textures in [false, true] {
+            let shader = matmul::shader_variant(t, textures);
+            validate(shader.name, shader.source);
+        }
+    }
+    let with_textures = attention::shader_with_textures();
+    assert!(
+        with_textures
+            .source
+            .contains("textureLoad(q_tex, texel(i))")
+    );
+    validate(with_textures.name, with_textures.source);
+    let without = attention::shader_without_subgroups();
+    validate(without.name, without.source);
+}
+
+/// Kernels that read operand textures agree with the Rust side on the texture row width.
+#[test]
+fn operand_texture_width_matches_the_rust_constant() {
+    let want = format!(
+        "const TEXTURE_WIDTH: u32 = {}u;",
+        vitgan::gpu::OPERAND_TEXTURE_WIDTH
+    );
+    for file in ["matmul", "attention", "layout"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("shaders")
+            .join(format!("{file}.wgsl"));
+        let src = std::fs::read_to_string(&path).unwrap();
+        assert!(src.contains(&want), "{} lacks `{want}`", path.display());
+    }
+}

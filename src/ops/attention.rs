@@ -181,7 +181,7 @@ pub fn shader_without_subgroups() -> &'static Shader {
 
 /// The whole shader with the subgroup kernels reading their inputs from operand textures
 /// (bindings 10..=14) instead of the vec4 storage buffers: the five `*4_at` helper lines swapped.
-fn shader_with_textures() -> &'static Shader {
+pub fn shader_with_textures() -> &'static Shader {
     static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
     WITH_TEXTURES.get_or_init(|| {
         let mut src = String::with_capacity(SHADER.source.len());
