@@ -93,8 +93,8 @@ pub(crate) struct Inner {
     features: wgpu::Features,
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: RefCell<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
-    /// Operand textures by (slot, rows): see [`Gpu::operand_texture`].
-    operand_textures: RefCell<HashMap<(u8, u32), wgpu::TextureView>>,
+    /// Operand textures by slot, with their height in rows: see [`Gpu::operand_texture`].
+    operand_textures: RefCell<HashMap<u8, (u32, wgpu::TextureView)>>,
     pub(crate) pool: Rc<RefCell<pool::Pool>>,
     pending: RefCell<Vec<Command>>,
     arena: wgpu::Buffer,
@@ -355,41 +355,43 @@ impl Gpu {
     }
 
     /// A `rgba32float` storage texture, [`OPERAND_TEXTURE_WIDTH`] texels wide, with room for `vec4s`
-    /// vec4 values laid out row after row; one texture per (`slot`, size class), reused by every call
-    /// (work recorded later sees what was written later: the GPU runs dispatches in order). `None` when
-    /// the rows would exceed the adapter's texture height. Kernels read operands through such textures
-    /// on CPU adapters, where a texel load is several times cheaper than a storage-buffer load.
+    /// vec4 values laid out row after row. Each `slot` keeps one texture, replaced by a taller one (rows
+    /// rounded up to a power of two) when a request does not fit, so memory stays at the largest
+    /// operand per slot; work recorded later sees what was written later (the GPU runs dispatches in
+    /// order, and a replaced texture lives on while recorded work uses it). `None` when the rows would
+    /// exceed the adapter's texture height. Kernels read operands through such textures on CPU
+    /// adapters, where a texel load is several times cheaper than a storage-buffer load.
     pub fn operand_texture(&self, slot: u8, vec4s: usize) -> Option<wgpu::TextureView> {
-        let rows =
-            (vec4s.div_ceil(OPERAND_TEXTURE_WIDTH as usize).max(1) as u32).next_power_of_two();
+        let rows = vec4s.div_ceil(OPERAND_TEXTURE_WIDTH as usize).max(1);
+        let mut textures = self.0.operand_textures.borrow_mut();
+        if let Some((have, view)) = textures.get(&slot)
+            && *have as usize >= rows
+        {
+            return Some(view.clone());
+        }
+        let rows = (rows as u32).checked_next_power_of_two()?;
         if rows > self.0.limits.max_texture_dimension_2d {
             return None;
         }
         let view = self
             .0
-            .operand_textures
-            .borrow_mut()
-            .entry((slot, rows))
-            .or_insert_with(|| {
-                self.0
-                    .device
-                    .create_texture(&wgpu::TextureDescriptor {
-                        label: Some("operand texture"),
-                        size: wgpu::Extent3d {
-                            width: OPERAND_TEXTURE_WIDTH,
-                            height: rows,
-                            depth_or_array_layers: 1,
-                        },
-                        mip_level_count: 1,
-                        sample_count: 1,
-                        dimension: wgpu::TextureDimension::D2,
-                        format: wgpu::TextureFormat::Rgba32Float,
-                        usage: wgpu::TextureUsages::STORAGE_BINDING,
-                        view_formats: &[],
-                    })
-                    .create_view(&wgpu::TextureViewDescriptor::default())
+            .device
+            .create_texture(&wgpu::TextureDescriptor {
+                label: Some("operand texture"),
+                size: wgpu::Extent3d {
+                    width: OPERAND_TEXTURE_WIDTH,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::STORAGE_BINDING,
+                view_formats: &[],
             })
-            .clone();
+            .create_view(&wgpu::TextureViewDescriptor::default());
+        textures.insert(slot, (rows, view.clone()));
         Some(view)
     }
 
