@@ -39,6 +39,41 @@ fn strided_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     dst[id] = src[is];
 }
 
+// ---- strided_copy_runs4 (CPU adapters): one invocation per run of the innermost dimension, when that
+// dimension has unit stride on both sides and runs, offsets and outer strides are multiples of 4: the
+// index is decoded once per run and the run moves as vec4s (on lavapipe every load is a loop over the
+// lanes, so one vec4 load costs little more than one float).
+
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn strided_copy_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let last = p.rank - 1u;
+    let run = p.dims[last / 4u][last % 4u];
+    let r = gid.y * nwg.x * 64u + gid.x;
+    if (r >= p.n / run) {
+        return;
+    }
+    var rem = r;
+    var is = p.src_offset;
+    var id = p.dst_offset;
+    for (var d = i32(last) - 1; d >= 0; d = d - 1) {
+        let k = u32(d);
+        let dim = p.dims[k / 4u][k % 4u];
+        let c = rem % dim;
+        rem = rem / dim;
+        is = is + c * p.src_strides[k / 4u][k % 4u];
+        id = id + c * p.dst_strides[k / 4u][k % 4u];
+    }
+    let s4 = is / 4u;
+    let d4 = id / 4u;
+    for (var j = 0u; j < run / 4u; j = j + 1u) {
+        dst4[d4 + j] = src4[s4 + j];
+    }
+}
+
 // ---- to_operand_texture
 
 const TEXTURE_WIDTH: u32 = 1024u;

@@ -27,6 +27,9 @@ fn permute_and_transpose() {
         (&[2, 65, 6, 17], &[0, 2, 1, 3]),
         (&[3, 5, 7, 2, 1], &[4, 2, 0, 3, 1]),
         (&[1], &[0]),
+        // unit-stride innermost runs of a multiple of 4: the vec4-run kernel on CPU adapters
+        (&[2, 65, 6, 16], &[0, 2, 1, 3]),
+        (&[3, 4, 8], &[1, 0, 2]),
     ];
     for (i, (shape, perm)) in cases.iter().enumerate() {
         let mut r = rng(i as u64);
@@ -53,17 +56,24 @@ fn permute_and_transpose() {
 
 #[test]
 fn slice_concat_and_pad() {
+    // inner width 5: the per-element kernel; 8: vec4 runs on CPU adapters
+    for inner in [5usize, 8] {
+        slice_concat_and_pad_with(inner);
+    }
+}
+
+fn slice_concat_and_pad_with(inner: usize) {
     let mut r = rng(5);
-    let shape = [3usize, 11, 5];
-    let x = random(&mut r, 165, -1.0, 1.0);
+    let shape = [3usize, 11, inner];
+    let x = random(&mut r, 33 * inner, -1.0, 1.0);
     let t = upload(&x, &shape);
     let s = layout::slice(&t, 1, 4, 6).unwrap();
-    assert_eq!(s.shape(), &[3, 6, 5]);
+    assert_eq!(s.shape(), &[3, 6, inner]);
     let mut want = Vec::new();
     for a in 0..3 {
         for b in 4..10 {
-            for c in 0..5 {
-                want.push(x[(a * 11 + b) * 5 + c] as f64);
+            for c in 0..inner {
+                want.push(x[(a * 11 + b) * inner + c] as f64);
             }
         }
     }
@@ -75,10 +85,10 @@ fn slice_concat_and_pad() {
         .unwrap();
     for a in 0..3 {
         for b in 0..11 {
-            for c in 0..5 {
-                let v = padded[(a * 11 + b) * 5 + c];
+            for c in 0..inner {
+                let v = padded[(a * 11 + b) * inner + c];
                 let expect = if (4..10).contains(&b) {
-                    x[(a * 11 + b) * 5 + c]
+                    x[(a * 11 + b) * inner + c]
                 } else {
                     0.0
                 };
@@ -123,4 +133,26 @@ fn reshape_is_a_view() {
     assert_eq!(y.to_vec().unwrap(), x.to_vec().unwrap());
     let msg = x.reshape(&[4, 2]).err().unwrap().to_string();
     assert!(msg.contains("[2, 3]") && msg.contains("[4, 2]"), "{msg}");
+}
+
+#[test]
+fn long_contiguous_copies() {
+    // identity permutations are one contiguous run: copied as vec4s by one invocation on CPU adapters
+    // (length a multiple of 4), else per element
+    for (i, shape) in [vec![3usize, 2048, 4], vec![5, 1031], vec![7, 4100]]
+        .iter()
+        .enumerate()
+    {
+        let mut r = rng(70 + i as u64);
+        let x = random(&mut r, shape.iter().product(), -1.0, 1.0);
+        let perm: Vec<usize> = (0..shape.len()).collect();
+        let y = layout::permute(&upload(&x, shape), &perm).unwrap();
+        assert_close(
+            &y.to_vec().unwrap(),
+            &to_f64(&x),
+            0.0,
+            0.0,
+            &format!("copy {shape:?}"),
+        );
+    }
 }

@@ -48,16 +48,32 @@ pub fn strided_copy(
         src_strides: pack8(&strides[0]),
         dst_strides: pack8(&strides[1]),
     };
+    // CPU adapters: whole vec4 runs of the innermost dimension per invocation where aligned
+    let rank = dims.len();
+    let run = dims[rank - 1];
+    let runs4 = src.gpu().is_cpu()
+        && run % 4 == 0
+        && strides.iter().all(|s| s[rank - 1] == 1)
+        && src_offset % 4 == 0
+        && dst_offset % 4 == 0
+        && strides
+            .iter()
+            .all(|s| s[..rank - 1].iter().all(|x| x % 4 == 0));
+    let (entry, groups) = if runs4 {
+        ("strided_copy_runs4", grid_1d(n / run, 64))
+    } else {
+        ("strided_copy", grid_1d(n, 256))
+    };
     src.gpu().dispatch(
         &SHADER,
-        "strided_copy",
+        entry,
         &[],
         bytemuck::bytes_of(&params),
         &[
             (src.buffer(), Access::Read),
             (dst.buffer(), Access::ReadWrite),
         ],
-        grid_1d(n, 256),
+        groups,
     )
 }
 
