@@ -52,13 +52,13 @@ pub fn strided_copy(
     let rank = dims.len();
     let run = dims[rank - 1];
     let runs4 = src.gpu().is_cpu()
-        && run % 4 == 0
+        && run.is_multiple_of(4)
         && strides.iter().all(|s| s[rank - 1] == 1)
-        && src_offset % 4 == 0
-        && dst_offset % 4 == 0
+        && src_offset.is_multiple_of(4)
+        && dst_offset.is_multiple_of(4)
         && strides
             .iter()
-            .all(|s| s[..rank - 1].iter().all(|x| x % 4 == 0));
+            .all(|s| s[..rank - 1].iter().all(|x| x.is_multiple_of(4)));
     let (entry, groups) = if runs4 {
         ("strided_copy_runs4", grid_1d(n / run, 64))
     } else {
