@@ -232,3 +232,74 @@ fn layer_norm_backward_input_rows(@builtin(global_invocation_id) gid: vec3<u32>,
         bdx[base + j] = rstd * (g - means.x - xhat * means.y);
     }
 }
+
+// ---- one invocation per row, rows read as vec4s (CPU adapters, d a multiple of 4): on lavapipe a
+// vec4 load costs about what one float does
+
+@group(0) @binding(1) var<storage, read> fx4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> fgamma4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> fbeta4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> fy4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn layer_norm_forward_rows4(@builtin(global_invocation_id) gid: vec3<u32>,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * WG + gid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let d4 = p.d / 4u;
+    let base = row * d4;
+    let shift = fx4[base].x;
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var j = 0u; j < d4; j = j + 1u) {
+        let c = fx4[base + j] - shift;
+        s1 = s1 + c;
+        s2 = s2 + c * c;
+    }
+    let m1 = (s1.x + s1.y + s1.z + s1.w) / f32(p.d);
+    let m2 = (s2.x + s2.y + s2.z + s2.w) / f32(p.d);
+    let mean = shift + m1;
+    let rstd = inverseSqrt(max(m2 - m1 * m1, 0.0) + p.eps);
+    let abase = (row / p.rows_per_group) * d4;
+    for (var j = 0u; j < d4; j = j + 1u) {
+        fy4[base + j] = fgamma4[abase + j] * (fx4[base + j] - mean) * rstd + fbeta4[abase + j];
+    }
+    fmean[row] = mean;
+    frstd[row] = rstd;
+}
+
+@group(0) @binding(1) var<storage, read> bx4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bgamma4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> bdy4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> bdx4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn layer_norm_backward_input_rows4(@builtin(global_invocation_id) gid: vec3<u32>,
+                                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * WG + gid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let d4 = p.d / 4u;
+    let base = row * d4;
+    let mean = bmean[row];
+    let rstd = brstd[row];
+    let abase = (row / p.rows_per_group) * d4;
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    for (var j = 0u; j < d4; j = j + 1u) {
+        let g = bdy4[base + j] * bgamma4[abase + j];
+        let xhat = (bx4[base + j] - mean) * rstd;
+        sg = sg + g;
+        sgx = sgx + g * xhat;
+    }
+    let mean_g = (sg.x + sg.y + sg.z + sg.w) / f32(p.d);
+    let mean_gx = (sgx.x + sgx.y + sgx.z + sgx.w) / f32(p.d);
+    for (var j = 0u; j < d4; j = j + 1u) {
+        let g = bdy4[base + j] * bgamma4[abase + j];
+        let xhat = (bx4[base + j] - mean) * rstd;
+        bdx4[base + j] = rstd * (g - mean_g - xhat * mean_gx);
+    }
+}

@@ -183,6 +183,8 @@ fn layer_norm_backward_matches_finite_differences() {
     }
     // more rows than one workgroup of the affine-gradient kernel sums (several chunks per group)
     check_backward(&Case::new(&[601, 5], &[5], 35), 45);
+    // ≥ 64 rows of a width divisible by 4: the vec4 row kernels on CPU adapters
+    check_backward(&Case::new(&[70, 8], &[8], 36), 46);
 }
 
 #[test]
@@ -194,6 +196,7 @@ fn self_modulated_layer_norm_backward_matches_finite_differences() {
         );
     }
     check_backward(&Case::new(&[2, 300, 3], &[2, 3], 55), 65);
+    check_backward(&Case::new(&[2, 40, 4], &[2, 4], 56), 66);
 }
 
 /// The fused tape op vs LayerNorm composed from mean_axis / sub / mul / sqrt / div / add on the tape:
