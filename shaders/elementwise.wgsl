@@ -1,5 +1,8 @@
 // Elementwise kernels: unary maps, their backward, binary ops with broadcasting, fill.
 // The operation is picked by the `OP` override constant, so each op is its own compiled pipeline.
+// `*_chunks4` variants (CPU adapters, element count a multiple of 4, binary ops on equal shapes) give
+// each invocation CHUNK4 consecutive vec4s: on lavapipe a vec4 load costs about what a float does, and
+// fewer, longer-running invocations cost less than one invocation per element.
 
 // Unary ops: y = f(x).
 //  0 neg      -x                    1 exp    e^x
@@ -180,4 +183,71 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         ib = ib + c * bp.b_strides[k / 4u][k % 4u];
     }
     bout[i] = binary_apply(ba[ia], bb[ib]);
+}
+
+// ---- chunks of vec4s per invocation (CPU adapters)
+
+const CHUNK4: u32 = 8u;
+
+fn chunk_start(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (gid.y * nwg.x * 64u + gid.x) * CHUNK4;
+}
+
+fn unary_apply4(x: vec4<f32>) -> vec4<f32> {
+    return vec4(unary_apply(x.x, up.alpha, up.beta), unary_apply(x.y, up.alpha, up.beta),
+                unary_apply(x.z, up.alpha, up.beta), unary_apply(x.w, up.alpha, up.beta));
+}
+
+fn unary_derivative4(x: vec4<f32>) -> vec4<f32> {
+    return vec4(unary_derivative(x.x, up.alpha), unary_derivative(x.y, up.alpha),
+                unary_derivative(x.z, up.alpha), unary_derivative(x.w, up.alpha));
+}
+
+@group(0) @binding(1) var<storage, read> ux4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> uy4: array<vec4<f32>>;
+
+/// y = f(x), CHUNK4 vec4s per invocation (up.n counts vec4s here)
+@compute @workgroup_size(64)
+fn unary_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let start = chunk_start(gid, nwg);
+    let end = min(start + CHUNK4, up.n);
+    for (var i = start; i < end; i = i + 1u) {
+        uy4[i] = unary_apply4(ux4[i]);
+    }
+}
+
+@group(0) @binding(1) var<storage, read> bx4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bdy4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bdx4: array<vec4<f32>>;
+
+/// dx = dy · f'(x), CHUNK4 vec4s per invocation (up.n counts vec4s)
+@compute @workgroup_size(64)
+fn unary_backward_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let start = chunk_start(gid, nwg);
+    let end = min(start + CHUNK4, up.n);
+    for (var i = start; i < end; i = i + 1u) {
+        bdx4[i] = bdy4[i] * unary_derivative4(bx4[i]);
+    }
+}
+
+@group(0) @binding(1) var<storage, read> ba4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bb4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bout4: array<vec4<f32>>;
+
+fn binary_apply4(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    return vec4(binary_apply(a.x, b.x), binary_apply(a.y, b.y), binary_apply(a.z, b.z),
+                binary_apply(a.w, b.w));
+}
+
+/// out = a ∘ b on equal shapes, CHUNK4 vec4s per invocation (bp.n counts vec4s)
+@compute @workgroup_size(64)
+fn binary_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let start = chunk_start(gid, nwg);
+    let end = min(start + CHUNK4, bp.n);
+    for (var i = start; i < end; i = i + 1u) {
+        bout4[i] = binary_apply4(ba4[i], bb4[i]);
+    }
 }

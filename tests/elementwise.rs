@@ -62,7 +62,8 @@ fn inputs(op: Unary, n: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn unary_forward_matches_reference() {
     for (i, &op) in OPS.iter().enumerate() {
-        for &n in &[1usize, 255, 257, 70_001] {
+        // multiples of 4 take the vec4-chunk kernels on CPU adapters (36: a partial last chunk)
+        for &n in &[1usize, 255, 257, 70_001, 36, 70_004] {
             let x = inputs(op, n, i as u64 * 31 + n as u64);
             let y = unary(&upload(&x, &[n]), op).unwrap().to_vec().unwrap();
             let want: Vec<f64> = x.iter().map(|&v| unary_ref(op, v as f64)).collect();
@@ -74,22 +75,24 @@ fn unary_forward_matches_reference() {
 #[test]
 fn unary_backward_matches_finite_differences() {
     for (i, &op) in OPS.iter().enumerate() {
-        let n = 37;
-        let x = inputs(op, n, 1000 + i as u64);
-        let mut r = rng(77 + i as u64);
-        let w = random(&mut r, n, -1.0, 1.0);
-        let dx = unary_backward(&upload(&x, &[n]), &upload(&w, &[n]), op)
-            .unwrap()
-            .to_vec()
-            .unwrap();
-        let wf = to_f64(&w);
-        let num = numeric_grad(&to_f64(&x), 1e-5, |xs| {
-            dot(
-                &wf,
-                &xs.iter().map(|&v| unary_ref(op, v)).collect::<Vec<_>>(),
-            )
-        });
-        assert_close(&dx, &num, 1e-4, 1e-3, &format!("{op:?} backward"));
+        // 37: per element; 36 (a multiple of 4): vec4 chunks on CPU adapters
+        for n in [37, 36] {
+            let x = inputs(op, n, 1000 + i as u64);
+            let mut r = rng(77 + i as u64);
+            let w = random(&mut r, n, -1.0, 1.0);
+            let dx = unary_backward(&upload(&x, &[n]), &upload(&w, &[n]), op)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let wf = to_f64(&w);
+            let num = numeric_grad(&to_f64(&x), 1e-5, |xs| {
+                dot(
+                    &wf,
+                    &xs.iter().map(|&v| unary_ref(op, v)).collect::<Vec<_>>(),
+                )
+            });
+            assert_close(&dx, &num, 1e-4, 1e-3, &format!("{op:?} backward n={n}"));
+        }
     }
 }
 
@@ -140,6 +143,9 @@ fn broadcast_ref(
 fn binary_broadcasting_matches_reference() {
     let cases: &[(&[usize], &[usize], &[usize])] = &[
         (&[13], &[13], &[13]),
+        // equal shapes with a multiple of 4 elements: vec4 chunks on CPU adapters
+        (&[6, 10], &[6, 10], &[6, 10]),
+        (&[1028], &[1028], &[1028]),
         (&[5, 7], &[7], &[5, 7]),
         (&[5, 1], &[1, 7], &[5, 7]),
         (&[3, 1, 11], &[4, 1], &[3, 4, 11]),

@@ -103,14 +103,31 @@ struct BinaryParams {
     b_strides: [u32; MAX_RANK],
 }
 
+/// Vec4s per invocation of the `*_chunks4` kernels (must match `CHUNK4` in the WGSL).
+const CHUNK4: usize = 8;
+
+/// Whether `n` elements go through a `*_chunks4` kernel: on CPU adapters, when `n` is a multiple of 4.
+fn chunks4(gpu: &crate::gpu::Gpu, n: usize) -> bool {
+    gpu.is_cpu() && n.is_multiple_of(4) && n > 0
+}
+
 fn launch_unary(entry: &'static str, op: Unary, inputs: &[&Tensor], out: &Tensor) -> Result<()> {
     let (code, alpha, beta) = op.code();
     let n = out.numel();
+    let vec4 = chunks4(out.gpu(), n);
     let params = UnaryParams {
-        n: n as u32,
+        n: if vec4 { n / 4 } else { n } as u32,
         alpha,
         beta,
         _pad: 0,
+    };
+    let (entry, groups) = match (vec4, entry) {
+        (false, _) => (entry, grid_1d(n, 256)),
+        (true, "unary") => ("unary_chunks4", grid_1d((n / 4).div_ceil(CHUNK4), 64)),
+        (true, _) => (
+            "unary_backward_chunks4",
+            grid_1d((n / 4).div_ceil(CHUNK4), 64),
+        ),
     };
     let mut bufs: Vec<(&wgpu::Buffer, Access)> =
         inputs.iter().map(|t| (t.buffer(), Access::Read)).collect();
@@ -121,7 +138,7 @@ fn launch_unary(entry: &'static str, op: Unary, inputs: &[&Tensor], out: &Tensor
         &[("OP", code as f64)],
         bytemuck::bytes_of(&params),
         &bufs,
-        grid_1d(n, 256),
+        groups,
     )
 }
 
@@ -224,8 +241,16 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
             &broadcast_strides(b.shape(), &shape),
         ],
     );
+    // equal shapes (one contiguous run on both sides) on CPU adapters: vec4 chunks
+    let n = out.numel();
+    let vec4 = dims.len() == 1 && strides[0][0] == 1 && strides[1][0] == 1 && chunks4(a.gpu(), n);
+    let (entry, groups) = if vec4 {
+        ("binary_chunks4", grid_1d((n / 4).div_ceil(CHUNK4), 64))
+    } else {
+        ("binary", grid_1d(n, 256))
+    };
     let params = BinaryParams {
-        n: out.numel() as u32,
+        n: if vec4 { n / 4 } else { n } as u32,
         rank: dims.len() as u32,
         _pad: [0; 2],
         dims: pack8(&dims),
@@ -235,7 +260,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
     let code = op as u32;
     a.gpu().dispatch(
         &SHADER,
-        "binary",
+        entry,
         &[("OP", code as f64)],
         bytemuck::bytes_of(&params),
         &[
@@ -243,7 +268,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
             (b.buffer(), Access::Read),
             (out.buffer(), Access::ReadWrite),
         ],
-        grid_1d(out.numel(), 256),
+        groups,
     )?;
     Ok(out)
 }
