@@ -15,7 +15,7 @@ static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn tiled_matmul_and_attention_match_references() {
     // SAFETY: the tests of this binary take ENV_LOCK, so no other test changes the environment meanwhile.
-    let _guard = ENV_LOCK.lock().unwrap();
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     unsafe {
         std::env::set_var("VITGAN_MATMUL_KERNEL", "tiled");
         std::env::set_var("VITGAN_ATTENTION_KERNEL", "tiled");
@@ -108,7 +108,7 @@ fn check_attention(label: &str) {
 
 #[test]
 fn subgroup_attention_on_buffer_and_texture_operands_matches_reference() {
-    let _guard = ENV_LOCK.lock().unwrap();
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let gpu = upload(&[0.0], &[1]).gpu().clone();
     if !AttentionKernel::Subgroup.supports(&gpu, 64) {
         eprintln!("skipped: the subgroup attention kernels need subgroups of >= 8 lanes");
@@ -130,9 +130,9 @@ fn subgroup_attention_on_buffer_and_texture_operands_matches_reference() {
 
 #[test]
 fn cpu_matmul_kernels_on_buffer_and_texture_operands_match_references() {
-    // SAFETY: each test here sets only the variables it reads before any GPU work, and the two tests
-    // force disjoint kernels; the variables are read per launch, so run them one after the other.
-    let _guard = ENV_LOCK.lock().unwrap();
+    // SAFETY: the tests of this binary hold ENV_LOCK while they set and read these variables (read
+    // per launch), so no other test changes them meanwhile.
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut seed = 500;
     for (kernel, operands) in [
         ("registers", "buffers"),

@@ -156,3 +156,13 @@ fn long_contiguous_copies() {
         );
     }
 }
+
+#[test]
+fn empty_copies_are_no_ops() {
+    let t = upload(&[1.0; 32], &[4, 8]);
+    let s = layout::slice(&t, 1, 0, 0).unwrap();
+    assert_eq!(s.shape(), &[4, 0]);
+    assert!(s.to_vec().unwrap().is_empty());
+    let p = layout::permute(&s, &[1, 0]).unwrap();
+    assert_eq!(p.shape(), &[0, 4]);
+}

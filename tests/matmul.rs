@@ -228,3 +228,42 @@ fn mismatched_inner_dimension_is_an_error() {
         .to_string();
     assert!(msg.contains("[2, 3]") && msg.contains("[4, 2]"), "{msg}");
 }
+
+/// Several products recorded before one submit, with operands of growing and shrinking size: the
+/// operand textures of the CPU kernels are reused (and replaced by taller ones) between launches.
+#[test]
+fn many_products_recorded_before_a_submit() {
+    let mut r = rng(4242);
+    let mut pending = Vec::new();
+    for &(m, k, n) in &[
+        (4usize, 4usize, 4usize),
+        (64, 128, 32),
+        (512, 96, 64),
+        (8, 4, 12),
+    ] {
+        let a = random(&mut r, m * k, -1.0, 1.0);
+        let b = random(&mut r, k * n, -1.0, 1.0);
+        let c = vitgan::ops::matmul::matmul(&upload(&a, &[m, k]), &upload(&b, &[k, n])).unwrap();
+        pending.push((
+            c,
+            matmul_ref(&to_f64(&a), &to_f64(&b), 1, 1, m, k, n, false, false),
+        ));
+    }
+    // A · A (both operands the same tensor)
+    let a = random(&mut r, 16 * 16, -1.0, 1.0);
+    let at = upload(&a, &[16, 16]);
+    let c = vitgan::ops::matmul::matmul(&at, &at).unwrap();
+    pending.push((
+        c,
+        matmul_ref(&to_f64(&a), &to_f64(&a), 1, 1, 16, 16, 16, false, false),
+    ));
+    for (i, (c, want)) in pending.iter().enumerate() {
+        assert_close(
+            &c.to_vec().unwrap(),
+            want,
+            1e-4,
+            1e-4,
+            &format!("product {i}"),
+        );
+    }
+}

@@ -29,15 +29,18 @@ fn every_wgsl_file_validates() {
     assert!(checked >= 1, "no shaders found in {}", dir.display());
 }
 
-fn validate(name: &str, src: &str) {
+/// Validate `src`; with `subgroups` false, without the subgroup capability (what an adapter without
+/// subgroup operations accepts).
+fn validate(name: &str, src: &str, subgroups: bool) {
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    let mut caps = naga::valid::Capabilities::all();
+    if !subgroups {
+        caps.remove(naga::valid::Capabilities::SUBGROUP);
+    }
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
 }
 
 /// The sources the launchers generate (tile constants rewritten, subgroup kernels dropped, operand
@@ -52,7 +55,17 @@ fn generated_shader_variants_validate() {
     ] {
         for textures in [false, true] {
             let shader = matmul::shader_variant(t, textures);
-            validate(shader.name, shader.source);
+            assert_eq!(
+                shader
+                    .source
+                    .contains("return textureLoad(a_tex, texel(i));"),
+                textures,
+                "{}: the operand reads must be swapped exactly in the texture variant",
+                shader.name
+            );
+            // only the subgroup kernel's variant may use subgroup operations
+            let subgroups = t.kernel == matmul::MatmulKernel::Subgroup;
+            validate(shader.name, shader.source, subgroups);
         }
     }
     let with_textures = attention::shader_with_textures();
@@ -61,9 +74,9 @@ fn generated_shader_variants_validate() {
             .source
             .contains("textureLoad(q_tex, texel(i))")
     );
-    validate(with_textures.name, with_textures.source);
+    validate(with_textures.name, with_textures.source, true);
     let without = attention::shader_without_subgroups();
-    validate(without.name, without.source);
+    validate(without.name, without.source, false);
 }
 
 /// Kernels that read operand textures agree with the Rust side on the texture row width.

@@ -356,7 +356,7 @@ impl Gpu {
 
     /// A `rgba32float` storage texture, [`OPERAND_TEXTURE_WIDTH`] texels wide, with room for `vec4s`
     /// vec4 values laid out row after row. Each `slot` keeps one texture, replaced by a taller one (rows
-    /// rounded up to a power of two) when a request does not fit, so memory stays at the largest
+    /// rounded up to a power of two, at most the adapter's limit) when a request does not fit, so memory stays at the largest
     /// operand per slot; work recorded later sees what was written later (the GPU runs dispatches in
     /// order, and a replaced texture lives on while recorded work uses it). `None` when the rows would
     /// exceed the adapter's texture height. Kernels read operands through such textures on CPU
@@ -369,10 +369,11 @@ impl Gpu {
         {
             return Some(view.clone());
         }
-        let rows = (rows as u32).checked_next_power_of_two()?;
-        if rows > self.0.limits.max_texture_dimension_2d {
+        let max_rows = self.0.limits.max_texture_dimension_2d;
+        if rows > max_rows as usize {
             return None;
         }
+        let rows = (rows as u32).next_power_of_two().min(max_rows);
         let view = self
             .0
             .device

@@ -24,7 +24,7 @@
 //! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
 
 use super::layout::to_operand_texture;
-use super::{grid_1d, shader};
+use super::{grid_1d, operand_textures_wanted, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::ops::matmul::supports_subgroup_kernel;
@@ -210,16 +210,6 @@ pub fn shader_with_textures() -> &'static Shader {
     })
 }
 
-/// Whether the subgroup kernels read their inputs from textures: by default on CPU adapters;
-/// `VITGAN_ATTENTION_OPERANDS=buffers|textures` forces either (for comparisons and tests).
-fn textures_wanted(gpu: &Gpu) -> bool {
-    match std::env::var("VITGAN_ATTENTION_OPERANDS") {
-        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => false,
-        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => true,
-        _ => gpu.is_cpu(),
-    }
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -286,7 +276,10 @@ fn input_textures(
     kernel: AttentionKernel,
     inputs: &[(u32, &Tensor)],
 ) -> Result<InputTextures> {
-    if kernel != AttentionKernel::Subgroup || !textures_wanted(gpu) {
+    if kernel != AttentionKernel::Subgroup
+        || !operand_textures_wanted(gpu, "VITGAN_ATTENTION_OPERANDS")
+        || (gpu.limits().max_storage_textures_per_shader_stage as usize) < inputs.len()
+    {
         return Ok(None);
     }
     let mut out: Vec<(u32, wgpu::TextureView)> = Vec::with_capacity(inputs.len());
@@ -528,7 +521,7 @@ pub fn attention_backward_with(
             (dk.buffer(), Access::ReadWrite),
             (dv.buffer(), Access::ReadWrite),
         ],
-        textures.as_ref().map(|t| &t[..4]),
+        textures.as_ref().map(|t| &t[..4]), // q, k, v, dout: dkdv does not read `out`
     )?;
     Ok((dq, dk, dv))
 }

@@ -119,7 +119,16 @@ pub fn layer_norm_forward(
     let y = Tensor::empty(gpu, x.shape())?;
     let mean = Tensor::empty(gpu, &stats_shape(x.shape()))?;
     let rstd = Tensor::empty(gpu, &stats_shape(x.shape()))?;
-    let (entry, grid) = launch_shape(gpu, "layer_norm_forward", groups.rows, groups.d);
+    let (entry, grid) = launch_shape(
+        gpu,
+        [
+            "layer_norm_forward",
+            "layer_norm_forward_rows",
+            "layer_norm_forward_rows4",
+        ],
+        groups.rows,
+        groups.d,
+    );
     gpu.dispatch(
         &SHADER,
         entry,
@@ -138,18 +147,22 @@ pub fn layer_norm_forward(
     Ok((y, mean, rstd))
 }
 
-/// Entry point and grid for a per-row kernel: a workgroup per row on GPUs, or (`_rows`, `_rows4`
-/// reading vec4s when `d` is a multiple of 4) one invocation per row on CPU adapters with enough rows
-/// to fill their threads.
-fn launch_shape(gpu: &Gpu, entry: &'static str, rows: usize, d: usize) -> (&'static str, [u32; 3]) {
+/// Entry point and grid for a per-row kernel family `entry`: a workgroup per row on GPUs (`entry`), or
+/// one invocation per row on CPU adapters with enough rows to fill their threads (`entry_rows4`
+/// reading vec4s when `d` is a multiple of 4, else `entry_rows`).
+fn launch_shape(
+    gpu: &Gpu,
+    [entry, entry_rows, entry_rows4]: [&'static str; 3],
+    rows: usize,
+    d: usize,
+) -> (&'static str, [u32; 3]) {
     if gpu.is_cpu() && rows >= 64 {
-        let rows_entry = match (entry, d.is_multiple_of(4)) {
-            ("layer_norm_forward", true) => "layer_norm_forward_rows4",
-            ("layer_norm_forward", false) => "layer_norm_forward_rows",
-            (_, true) => "layer_norm_backward_input_rows4",
-            (_, false) => "layer_norm_backward_input_rows",
+        let e = if d.is_multiple_of(4) {
+            entry_rows4
+        } else {
+            entry_rows
         };
-        (rows_entry, grid_1d(rows, 64))
+        (e, grid_1d(rows, 64))
     } else {
         (entry, grid_1d(rows, 1))
     }
@@ -194,7 +207,16 @@ pub fn layer_norm_backward(
     let gpu = x.gpu();
     let params = groups.params(0.0);
     let dx = Tensor::empty(gpu, x.shape())?;
-    let (entry, grid) = launch_shape(gpu, "layer_norm_backward_input", groups.rows, groups.d);
+    let (entry, grid) = launch_shape(
+        gpu,
+        [
+            "layer_norm_backward_input",
+            "layer_norm_backward_input_rows",
+            "layer_norm_backward_input_rows4",
+        ],
+        groups.rows,
+        groups.d,
+    );
     gpu.dispatch(
         &SHADER,
         entry,

@@ -38,6 +38,9 @@ pub fn strided_copy(
         ));
     }
     let n = numel(dims);
+    if n == 0 {
+        return Ok(());
+    }
     let (dims, strides) = coalesce_dims(dims, &[src_strides, dst_strides]);
     let params = Params {
         n: n as u32,

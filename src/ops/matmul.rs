@@ -11,7 +11,7 @@
 
 use super::elementwise::Unary;
 use super::layout::to_operand_texture;
-use super::shader;
+use super::{operand_textures_wanted, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::tensor::Tensor;
@@ -444,7 +444,7 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         constants.push(("VEC4_B", vec4_b as u32 as f64));
         buffers.push((a.buffer(), Access::Read));
         buffers.push((b.buffer(), Access::Read));
-        if vec4_a && vec4_b && textures_wanted(gpu) {
+        if vec4_a && vec4_b && operand_textures_wanted(gpu, "VITGAN_MATMUL_OPERANDS") {
             textures = operand_textures(a, b)?;
         }
     }
@@ -466,17 +466,6 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         None => gpu.dispatch(shader, t.entry(), &constants, params, &buffers, groups)?,
     }
     Ok((c, pre))
-}
-
-/// Whether the CPU kernels read vec4-aligned operands from textures: by default on CPU adapters
-/// (lavapipe, llvmpipe); `VITGAN_MATMUL_OPERANDS=buffers|textures` forces either (for comparisons
-/// and tests).
-fn textures_wanted(gpu: &Gpu) -> bool {
-    match std::env::var("VITGAN_MATMUL_OPERANDS") {
-        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => false,
-        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => true,
-        _ => gpu.is_cpu(),
-    }
 }
 
 /// Copy A and B into operand textures (slots 0 and 1) for the texture variant; `None` when an operand

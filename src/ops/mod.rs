@@ -26,12 +26,24 @@ pub fn grid_1d(n: usize, per_group: usize) -> [u32; 3] {
 }
 
 /// Whether a reduction producing `outputs` results, each over `n` values, should give every result
-/// its own invocation (a serial loop, no barriers) instead of a workgroup with a tree reduction:
-/// yes when there are enough results to fill the device and the axis is short, and always on CPU
+/// its own invocation (a serial loop, no barriers) instead of a workgroup with a tree reduction: on CPU
 /// adapters (lavapipe, llvmpipe), where a workgroup barrier switches between coroutines and costs far
-/// more than the serial loop it would split.
-pub(crate) fn one_invocation_per_output(gpu: &crate::gpu::Gpu, outputs: usize, n: usize) -> bool {
-    outputs >= 64 && (gpu.is_cpu() || n <= 512)
+/// more than the serial loop it would split, once there are at least 64 results to spread over the
+/// threads. GPUs keep the workgroup kernels (coalesced loads, enough parallelism for few rows).
+pub(crate) fn one_invocation_per_output(gpu: &crate::gpu::Gpu, outputs: usize) -> bool {
+    outputs >= 64 && gpu.is_cpu()
+}
+
+/// Whether the CPU kernels of matmul and attention read their operands from textures: by default on
+/// CPU adapters, where a texel load costs about a quarter of a storage-buffer load; the environment
+/// variable `var` (`VITGAN_MATMUL_OPERANDS`, `VITGAN_ATTENTION_OPERANDS`) = `buffers|textures` forces
+/// either (for comparisons and tests).
+pub(crate) fn operand_textures_wanted(gpu: &crate::gpu::Gpu, var: &str) -> bool {
+    match std::env::var(var) {
+        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => false,
+        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => true,
+        _ => gpu.is_cpu(),
+    }
 }
 
 /// The same index walk with fewer dimensions: drops dimensions of size 1 and merges each dimension

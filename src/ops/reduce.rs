@@ -42,7 +42,7 @@ pub fn sum_axis_scaled(x: &Tensor, axis: usize, keep_dim: bool, scale: f32) -> R
         inner: inner as u32,
         scale,
     };
-    let (entry, groups) = if one_invocation_per_output(x.gpu(), outer * inner, n) {
+    let (entry, groups) = if one_invocation_per_output(x.gpu(), outer * inner) {
         ("sum_axis_lanes", grid_1d(outer * inner, 64))
     } else {
         ("sum_axis", grid_1d(outer * inner, 1))

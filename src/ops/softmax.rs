@@ -34,7 +34,7 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
-    let (entry, groups) = if one_invocation_per_output(x.gpu(), rows, n) {
+    let (entry, groups) = if one_invocation_per_output(x.gpu(), rows) {
         ("softmax_forward_rows", grid_1d(rows, 64))
     } else {
         ("softmax_forward", grid_1d(rows, 1))
@@ -65,7 +65,7 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
-    let (entry, groups) = if one_invocation_per_output(y.gpu(), rows, n) {
+    let (entry, groups) = if one_invocation_per_output(y.gpu(), rows) {
         ("softmax_backward_rows", grid_1d(rows, 64))
     } else {
         ("softmax_backward", grid_1d(rows, 1))
