@@ -89,11 +89,15 @@ struct ToTexture {
 @group(0) @binding(1) var<storage, read> to_tex_src: array<vec4<f32>>;
 @group(0) @binding(2) var to_tex_dst: texture_storage_2d<rgba32float, write>;
 
+// vec4s per invocation (fewer, longer invocations cost less on CPU adapters, the only users)
+const TO_TEXTURE_CHUNK: u32 = 8u;
+
 @compute @workgroup_size(64)
 fn to_operand_texture(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.y * nwg.x * 64u + gid.x;
-    if (i < to_tex.count) {
+    let start = (gid.y * nwg.x * 64u + gid.x) * TO_TEXTURE_CHUNK;
+    let end = min(start + TO_TEXTURE_CHUNK, to_tex.count);
+    for (var i = start; i < end; i = i + 1u) {
         textureStore(to_tex_dst, vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH), to_tex_src[i]);
     }
 }

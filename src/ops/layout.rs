@@ -266,7 +266,8 @@ pub fn to_operand_texture(x: &Tensor, slot: u8) -> Result<Option<wgpu::TextureVi
         bytemuck::bytes_of(&[count as u32, 0, 0, 0]),
         &[(x.buffer(), Access::Read)],
         &[(2, &view, TextureAccess::WriteOnly)],
-        grid_1d(count, 64),
+        // TO_TEXTURE_CHUNK = 8 vec4s per invocation
+        grid_1d(count.div_ceil(8), 64),
     )?;
     Ok(Some(view))
 }
