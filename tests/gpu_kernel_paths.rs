@@ -20,9 +20,28 @@ fn tiled_matmul_and_attention_match_references() {
         std::env::set_var("VITGAN_MATMUL_KERNEL", "tiled");
         std::env::set_var("VITGAN_ATTENTION_KERNEL", "tiled");
     }
-    let mut seed = 0;
-    for &(m, k, n) in &[(1usize, 1usize, 1usize), (65, 31, 129), (127, 64, 67)] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+    let transposes = [(false, false), (true, false), (false, true), (true, true)];
+    check_matmuls(
+        "tiled",
+        &[(1, 1, 1), (65, 31, 129), (127, 64, 67)],
+        &transposes,
+        0,
+    );
+    // attention: compare the tiled kernel against a direct f64 softmax(scores)·V
+    check_attention("tiled");
+}
+
+/// `matmul_fused` (whatever kernel the environment selects) vs the f64 reference on each shape
+/// (M, K, N) and each (transpose A, transpose B).
+fn check_matmuls(
+    label: &str,
+    shapes: &[(usize, usize, usize)],
+    transposes: &[(bool, bool)],
+    seed: u64,
+) {
+    let mut seed = seed;
+    for &(m, k, n) in shapes {
+        for &(ta, tb) in transposes {
             seed += 1;
             let mut r = rng(seed);
             let a = random(&mut r, m * k, -1.0, 1.0);
@@ -41,12 +60,10 @@ fn tiled_matmul_and_attention_match_references() {
                 &want,
                 1e-4,
                 1e-4,
-                &format!("tiled matmul {m}x{k}x{n} {ta} {tb}"),
+                &format!("{label} matmul {m}x{k}x{n} {ta} {tb}"),
             );
         }
     }
-    // attention: compare the tiled kernel against a direct f64 softmax(scores)·V
-    check_attention("tiled");
 }
 
 /// `attention_forward` (whatever kernel the environment selects) vs a direct f64 softmax(scores)·V,
@@ -133,41 +150,25 @@ fn cpu_matmul_kernels_on_buffer_and_texture_operands_match_references() {
     // SAFETY: the tests of this binary hold ENV_LOCK while they set and read these variables (read
     // per launch), so no other test changes them meanwhile.
     let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let mut seed = 500;
-    for (kernel, operands) in [
+    for (i, (kernel, operands)) in [
         ("registers", "buffers"),
         ("subgroup", "buffers"),
         ("registers", "textures"),
         ("subgroup", "textures"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         unsafe {
             std::env::set_var("VITGAN_MATMUL_KERNEL", kernel);
             std::env::set_var("VITGAN_MATMUL_OPERANDS", operands);
         }
-        for &(m, k, n) in &[(68usize, 36usize, 132usize), (8, 4, 4)] {
-            for (ta, tb) in [(false, false), (true, true)] {
-                seed += 1;
-                let mut r = rng(seed);
-                let a = random(&mut r, m * k, -1.0, 1.0);
-                let b = random(&mut r, k * n, -1.0, 1.0);
-                let ash = if ta { [k, m] } else { [m, k] };
-                let bsh = if tb { [n, k] } else { [k, n] };
-                let opts = MatmulOptions {
-                    trans_a: ta,
-                    trans_b: tb,
-                    ..Default::default()
-                };
-                let (c, _) = matmul_fused(&upload(&a, &ash), &upload(&b, &bsh), opts).unwrap();
-                let want = matmul_ref(&to_f64(&a), &to_f64(&b), 1, 1, m, k, n, ta, tb);
-                assert_close(
-                    &c.to_vec().unwrap(),
-                    &want,
-                    1e-4,
-                    1e-4,
-                    &format!("{kernel} matmul on {operands} {m}x{k}x{n} {ta} {tb}"),
-                );
-            }
-        }
+        check_matmuls(
+            &format!("{kernel} on {operands}"),
+            &[(68, 36, 132), (8, 4, 4)],
+            &[(false, false), (true, true)],
+            500 + 10 * i as u64,
+        );
     }
     unsafe {
         std::env::remove_var("VITGAN_MATMUL_OPERANDS");
