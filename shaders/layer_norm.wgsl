@@ -12,8 +12,9 @@
 // The dγ, dβ sums are split into chunks of at most CHUNK_ROWS rows per workgroup (no atomics); with
 // more than one chunk per group the launcher sums the [groups, chunks, d] partials afterwards.
 // Forward and input gradient come in two launch shapes with the same arithmetic: a workgroup of 64 per
-// row with tree reductions (GPUs), or `_rows`: one invocation per row, no barriers (CPU adapters,
-// where a workgroup barrier switches between the invocations' coroutines).
+// row with tree reductions (GPUs, and widths not divisible by 4), or `_rows4`: one invocation per row
+// reading vec4s, no barriers (CPU adapters, where a workgroup barrier switches between the
+// invocations' coroutines).
 
 struct Params {
     rows: u32,
@@ -178,58 +179,6 @@ fn layer_norm_backward_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
         let out = group_chunk * p.d + col;
         adgamma[out] = partial_gamma[slot];
         adbeta[out] = partial_beta[slot];
-    }
-}
-
-// ---- one invocation per row (CPU adapters)
-
-@compute @workgroup_size(64)
-fn layer_norm_forward_rows(@builtin(global_invocation_id) gid: vec3<u32>,
-                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.y * nwg.x * WG + gid.x;
-    if (row >= p.rows) {
-        return;
-    }
-    let base = row * p.d;
-    let shift = fx[base];
-    var sums = vec2<f32>(0.0, 0.0);
-    for (var j = 0u; j < p.d; j = j + 1u) {
-        let c = fx[base + j] - shift;
-        sums = sums + vec2<f32>(c, c * c);
-    }
-    let moments = sums / f32(p.d);
-    let mean = shift + moments.x;
-    let rstd = inverseSqrt(max(moments.y - moments.x * moments.x, 0.0) + p.eps);
-    let abase = (row / p.rows_per_group) * p.d;
-    for (var j = 0u; j < p.d; j = j + 1u) {
-        fy[base + j] = fgamma[abase + j] * (fx[base + j] - mean) * rstd + fbeta[abase + j];
-    }
-    fmean[row] = mean;
-    frstd[row] = rstd;
-}
-
-@compute @workgroup_size(64)
-fn layer_norm_backward_input_rows(@builtin(global_invocation_id) gid: vec3<u32>,
-                                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.y * nwg.x * WG + gid.x;
-    if (row >= p.rows) {
-        return;
-    }
-    let base = row * p.d;
-    let mean = bmean[row];
-    let rstd = brstd[row];
-    let abase = (row / p.rows_per_group) * p.d;
-    var sums = vec2<f32>(0.0, 0.0);
-    for (var j = 0u; j < p.d; j = j + 1u) {
-        let g = bdy[base + j] * bgamma[abase + j];
-        let xhat = (bx[base + j] - mean) * rstd;
-        sums = sums + vec2<f32>(g, g * xhat);
-    }
-    let means = sums / f32(p.d);
-    for (var j = 0u; j < p.d; j = j + 1u) {
-        let g = bdy[base + j] * bgamma[abase + j];
-        let xhat = (bx[base + j] - mean) * rstd;
-        bdx[base + j] = rstd * (g - means.x - xhat * means.y);
     }
 }
 

@@ -18,6 +18,20 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
+// (source, destination) offsets of linear index i over the first `rank` dimensions of `dims`
+fn offsets(i: u32, rank: u32) -> vec2<u32> {
+    var rem = i;
+    var at = vec2(p.src_offset, p.dst_offset);
+    for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
+        let k = u32(d);
+        let dim = p.dims[k / 4u][k % 4u];
+        let c = rem % dim;
+        rem = rem / dim;
+        at = at + c * vec2(p.src_strides[k / 4u][k % 4u], p.dst_strides[k / 4u][k % 4u]);
+    }
+    return at;
+}
+
 @compute @workgroup_size(256)
 fn strided_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -25,18 +39,8 @@ fn strided_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.n) {
         return;
     }
-    var rem = i;
-    var is = p.src_offset;
-    var id = p.dst_offset;
-    for (var d = i32(p.rank) - 1; d >= 0; d = d - 1) {
-        let k = u32(d);
-        let dim = p.dims[k / 4u][k % 4u];
-        let c = rem % dim;
-        rem = rem / dim;
-        is = is + c * p.src_strides[k / 4u][k % 4u];
-        id = id + c * p.dst_strides[k / 4u][k % 4u];
-    }
-    dst[id] = src[is];
+    let at = offsets(i, p.rank);
+    dst[at.y] = src[at.x];
 }
 
 // ---- strided_copy_runs4 (CPU adapters): one invocation per run of the innermost dimension, when that
@@ -56,19 +60,10 @@ fn strided_copy_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
     if (r >= p.n / run) {
         return;
     }
-    var rem = r;
-    var is = p.src_offset;
-    var id = p.dst_offset;
-    for (var d = i32(last) - 1; d >= 0; d = d - 1) {
-        let k = u32(d);
-        let dim = p.dims[k / 4u][k % 4u];
-        let c = rem % dim;
-        rem = rem / dim;
-        is = is + c * p.src_strides[k / 4u][k % 4u];
-        id = id + c * p.dst_strides[k / 4u][k % 4u];
-    }
-    let s4 = is / 4u;
-    let d4 = id / 4u;
+    // run r is index r of the outer dimensions (all but the innermost)
+    let at = offsets(r, last);
+    let s4 = at.x / 4u;
+    let d4 = at.y / 4u;
     for (var j = 0u; j < run / 4u; j = j + 1u) {
         dst4[d4 + j] = src4[s4 + j];
     }

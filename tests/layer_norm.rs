@@ -108,9 +108,11 @@ fn layer_norm_forward_matches_reference() {
         check_forward(&Case::new(&[7, d], &[d], seed));
         check_forward(&Case::new(&[2, 5, d], &[d], seed + 100));
     }
-    // many rows: on CPU adapters these take the one-invocation-per-row kernels
+    // many rows: on CPU adapters a width divisible by 4 takes the one-invocation-per-row kernel, others
+    // the workgroup kernel
     check_forward(&Case::new(&[2, 65, 383], &[383], 17));
     check_forward(&Case::new(&[130, 1], &[1], 18));
+    check_forward(&Case::new(&[130, 8], &[8], 19));
 }
 
 #[test]

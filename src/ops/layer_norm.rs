@@ -121,11 +121,7 @@ pub fn layer_norm_forward(
     let rstd = Tensor::empty(gpu, &stats_shape(x.shape()))?;
     let (entry, grid) = launch_shape(
         gpu,
-        [
-            "layer_norm_forward",
-            "layer_norm_forward_rows",
-            "layer_norm_forward_rows4",
-        ],
+        ["layer_norm_forward", "layer_norm_forward_rows4"],
         groups.rows,
         groups.d,
     );
@@ -147,22 +143,17 @@ pub fn layer_norm_forward(
     Ok((y, mean, rstd))
 }
 
-/// Entry point and grid for a per-row kernel family `entry`: a workgroup per row on GPUs (`entry`), or
-/// one invocation per row on CPU adapters with enough rows to fill their threads (`entry_rows4`
-/// reading vec4s when `d` is a multiple of 4, else `entry_rows`).
+/// Entry point and grid for a per-row kernel family: a workgroup per row (`entry`), or on CPU adapters
+/// with enough rows to fill their threads and `d` a multiple of 4, one invocation per row reading
+/// vec4s (`entry_rows4`).
 fn launch_shape(
     gpu: &Gpu,
-    [entry, entry_rows, entry_rows4]: [&'static str; 3],
+    [entry, entry_rows4]: [&'static str; 2],
     rows: usize,
     d: usize,
 ) -> (&'static str, [u32; 3]) {
-    if gpu.is_cpu() && rows >= 64 {
-        let e = if d.is_multiple_of(4) {
-            entry_rows4
-        } else {
-            entry_rows
-        };
-        (e, grid_1d(rows, 64))
+    if gpu.is_cpu() && rows >= 64 && d.is_multiple_of(4) {
+        (entry_rows4, grid_1d(rows, 64))
     } else {
         (entry, grid_1d(rows, 1))
     }
@@ -211,7 +202,6 @@ pub fn layer_norm_backward(
         gpu,
         [
             "layer_norm_backward_input",
-            "layer_norm_backward_input_rows",
             "layer_norm_backward_input_rows4",
         ],
         groups.rows,
