@@ -24,7 +24,7 @@
 //! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
 
 use super::layout::to_operand_texture;
-use super::{grid_1d, operand_textures_wanted, shader};
+use super::{grid_1d, operand_textures_wanted, shader, texture_reader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::ops::matmul::supports_subgroup_kernel;
@@ -185,20 +185,16 @@ pub fn shader_with_textures() -> &'static Shader {
     static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
     WITH_TEXTURES.get_or_init(|| {
         let mut src = String::with_capacity(SHADER.source.len());
+        let readers = [
+            ("q4_at", "q_tex"),
+            ("k4_at", "k_tex"),
+            ("v4_at", "v_tex"),
+            ("dout4_at", "dout_tex"),
+            ("out4_at", "out_tex"),
+        ];
         for line in SHADER.source.lines() {
-            let swapped = [
-                ("fn q4_at(i", "q_tex"),
-                ("fn k4_at(i", "k_tex"),
-                ("fn v4_at(i", "v_tex"),
-                ("fn dout4_at(i", "dout_tex"),
-                ("fn out4_at(i", "out_tex"),
-            ]
-            .into_iter()
-            .find(|(start, _)| line.starts_with(start));
-            match swapped {
-                Some((start, texture)) => src.push_str(&format!(
-                    "{start}: u32) -> vec4<f32> {{ return textureLoad({texture}, texel(i)); }}"
-                )),
+            match texture_reader(line, &readers) {
+                Some(reader) => src.push_str(&reader),
                 None => src.push_str(line),
             }
             src.push('\n');

@@ -11,7 +11,7 @@
 
 use super::elementwise::Unary;
 use super::layout::to_operand_texture;
-use super::{operand_textures_wanted, shader};
+use super::{operand_textures_wanted, shader, texture_reader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::tensor::Tensor;
@@ -254,20 +254,16 @@ pub fn shader_variant(t: TileConfig, textures: bool) -> &'static Shader {
                 if in_subgroup_section && t.kernel != MatmulKernel::Subgroup {
                     continue;
                 }
+                let reader = textures
+                    .then(|| texture_reader(line, &[("a4_at", "a_tex"), ("b4_at", "b_tex")]))
+                    .flatten();
                 let replaced = match line.split(':').next().unwrap_or("") {
+                    _ if reader.is_some() => reader.unwrap_or_default(),
                     "const WG_X" => format!("const WG_X: u32 = {}u;", t.wg_x),
                     "const WG_Y" => format!("const WG_Y: u32 = {}u;", t.wg_y),
                     "const TM" => format!("const TM: u32 = {}u;", t.tm),
                     "const TN" => format!("const TN: u32 = {}u;", t.tn),
                     "const TK" => format!("const TK: u32 = {}u;", t.tk),
-                    "fn a4_at(i" if textures => {
-                        "fn a4_at(i: u32) -> vec4<f32> { return textureLoad(a_tex, texel(i)); }"
-                            .to_string()
-                    }
-                    "fn b4_at(i" if textures => {
-                        "fn b4_at(i: u32) -> vec4<f32> { return textureLoad(b_tex, texel(i)); }"
-                            .to_string()
-                    }
                     _ => line.to_string(),
                 };
                 src.push_str(&replaced);

@@ -84,6 +84,20 @@ pub fn coalesce_dims(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<V
     (out_dims, out_strides)
 }
 
+/// For the texture variants of a shader: if `line` is one of the one-line operand readers named in
+/// `readers` (`(function, texture)`, e.g. `("a4_at", "a_tex")`: `fn a4_at(i: u32) -> vec4<f32> { … }`),
+/// the same reader loading vec4 `i` from the operand texture instead.
+pub(crate) fn texture_reader(line: &str, readers: &[(&str, &str)]) -> Option<String> {
+    readers
+        .iter()
+        .find(|(function, _)| line.starts_with(&format!("fn {function}(i")))
+        .map(|(function, texture)| {
+            format!(
+                "fn {function}(i: u32) -> vec4<f32> {{ return textureLoad({texture}, texel(i)); }}"
+            )
+        })
+}
+
 /// Row-major strides of a shape.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
