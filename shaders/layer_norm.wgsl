@@ -190,6 +190,24 @@ fn layer_norm_backward_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
 @group(0) @binding(3) var<storage, read> fbeta4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> fy4: array<vec4<f32>>;
 
+// γ and β copied into rgba32float storage textures (layout::to_operand_texture: vec4 i at texel
+// (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)). On CPU adapters the launcher uses a copy of this source with
+// the three `*_at` reader lines below swapped for texel loads: the lanes of a subgroup work on
+// different rows, and on lavapipe a storage-buffer load with per-lane addresses is a scalar loop over
+// the lanes while a texel load is one vector gather (γ and β were ~35 % of the forward's time).
+@group(0) @binding(8) var gamma_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var beta_tex: texture_storage_2d<rgba32float, read>;
+
+const TEXTURE_WIDTH: u32 = 1024u;
+
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}
+
+fn fgamma4_at(i: u32) -> vec4<f32> { return fgamma4[i]; }
+fn fbeta4_at(i: u32) -> vec4<f32> { return fbeta4[i]; }
+fn bgamma4_at(i: u32) -> vec4<f32> { return bgamma4[i]; }
+
 @compute @workgroup_size(64)
 fn layer_norm_forward_rows4(@builtin(global_invocation_id) gid: vec3<u32>,
                             @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -213,7 +231,7 @@ fn layer_norm_forward_rows4(@builtin(global_invocation_id) gid: vec3<u32>,
     let rstd = inverseSqrt(max(m2 - m1 * m1, 0.0) + p.eps);
     let abase = (row / p.rows_per_group) * d4;
     for (var j = 0u; j < d4; j = j + 1u) {
-        fy4[base + j] = fgamma4[abase + j] * (fx4[base + j] - mean) * rstd + fbeta4[abase + j];
+        fy4[base + j] = fgamma4_at(abase + j) * (fx4[base + j] - mean) * rstd + fbeta4_at(abase + j);
     }
     fmean[row] = mean;
     frstd[row] = rstd;
@@ -239,7 +257,7 @@ fn layer_norm_backward_input_rows4(@builtin(global_invocation_id) gid: vec3<u32>
     var sg = vec4<f32>(0.0);
     var sgx = vec4<f32>(0.0);
     for (var j = 0u; j < d4; j = j + 1u) {
-        let g = bdy4[base + j] * bgamma4[abase + j];
+        let g = bdy4[base + j] * bgamma4_at(abase + j);
         let xhat = (bx4[base + j] - mean) * rstd;
         sg = sg + g;
         sgx = sgx + g * xhat;
@@ -247,7 +265,7 @@ fn layer_norm_backward_input_rows4(@builtin(global_invocation_id) gid: vec3<u32>
     let mean_g = (sg.x + sg.y + sg.z + sg.w) / f32(p.d);
     let mean_gx = (sgx.x + sgx.y + sgx.z + sgx.w) / f32(p.d);
     for (var j = 0u; j < d4; j = j + 1u) {
-        let g = bdy4[base + j] * bgamma4[abase + j];
+        let g = bdy4[base + j] * bgamma4_at(abase + j);
         let xhat = (bx4[base + j] - mean) * rstd;
         bdx4[base + j] = rstd * (g - mean_g - xhat * mean_gx);
     }

@@ -2,11 +2,12 @@
 //! adapter runs the suite: on lavapipe the defaults are the CPU kernels, so these paths are forced here.
 //! Also the CPU kernels of matmul and attention with both operand sources, storage buffers and
 //! textures (on CPU adapters operands are read from textures by default; on GPUs these kernels run only
-//! when forced).
+//! when forced), and the LayerNorm row kernels with γ, β from buffers and from textures.
 //! This file is its own test binary (process), so setting the environment does not leak into others.
 mod common;
 use common::*;
 use vitgan::ops::attention::{AttentionKernel, AttentionKind, attention_forward};
+use vitgan::ops::layer_norm::{layer_norm_backward, layer_norm_forward};
 use vitgan::ops::matmul::{MatmulOptions, matmul_fused};
 
 /// The tests below set environment variables that kernel launches read: one at a time.
@@ -174,4 +175,65 @@ fn cpu_matmul_kernels_on_buffer_and_texture_operands_match_references() {
         std::env::remove_var("VITGAN_MATMUL_OPERANDS");
         std::env::remove_var("VITGAN_MATMUL_KERNEL");
     }
+}
+
+#[test]
+fn layer_norm_row_kernels_on_buffer_and_texture_operands_agree_with_reference() {
+    // SAFETY: ENV_LOCK keeps the other tests of this binary from touching the environment.
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut r = rng(900);
+    // LayerNorm ([D] affine) and SLN ([B, D] affine); ≥ 64 rows of a width divisible by 4 take the
+    // vec4 row kernels on CPU adapters
+    for (x_shape, affine_shape) in [
+        (vec![70usize, 12], vec![12usize]),
+        (vec![2, 40, 8], vec![2, 8]),
+    ] {
+        let d = *x_shape.last().unwrap();
+        let n: usize = x_shape.iter().product();
+        let na: usize = affine_shape.iter().product();
+        let (x, g, b, dy) = (
+            random(&mut r, n, -2.0, 2.0),
+            random(&mut r, na, 0.5, 1.5),
+            random(&mut r, na, -0.5, 0.5),
+            random(&mut r, n, -1.0, 1.0),
+        );
+        let want = common::layer_norm::layer_norm_ref(
+            &to_f64(&x),
+            &to_f64(&g),
+            &to_f64(&b),
+            d,
+            n / d / (na / d),
+            1e-5,
+        );
+        let mut grads = Vec::new();
+        for operands in ["buffers", "textures"] {
+            unsafe { std::env::set_var("VITGAN_LAYER_NORM_OPERANDS", operands) };
+            let (xt, gt, bt) = (
+                upload(&x, &x_shape),
+                upload(&g, &affine_shape),
+                upload(&b, &affine_shape),
+            );
+            let (y, mean, rstd) = layer_norm_forward(&xt, &gt, &bt, 1e-5).unwrap();
+            let label = format!("x {x_shape:?}, affine {affine_shape:?}, {operands}");
+            assert_close(
+                &y.to_vec().unwrap(),
+                &want.y,
+                2e-5,
+                1e-4,
+                &format!("y, {label}"),
+            );
+            let (dx, _, _) =
+                layer_norm_backward(&xt, &gt, &mean, &rstd, &upload(&dy, &x_shape)).unwrap();
+            grads.push(dx.to_vec().unwrap());
+        }
+        // the same arithmetic reading γ from either source
+        assert_close(
+            &grads[0],
+            &to_f64(&grads[1]),
+            1e-6,
+            1e-6,
+            &format!("dx on buffers vs textures, x {x_shape:?}"),
+        );
+    }
+    unsafe { std::env::remove_var("VITGAN_LAYER_NORM_OPERANDS") };
 }

@@ -125,6 +125,9 @@ fn self_modulated_layer_norm_forward_matches_reference() {
     // [B, D] input: one token per sample
     check_forward(&Case::new(&[4, 9], &[4, 9], 29));
     check_forward(&Case::new(&[3, 65, 384], &[3, 384], 28));
+    // row kernel on an x large enough for γ, β to come from operand textures on CPU adapters, with
+    // γ, β of 1152 vec4s (two texel rows)
+    check_forward(&Case::new(&[3, 65, 1536], &[3, 1536], 27));
 }
 
 /// GPU backward vs central differences of the f64 reference with loss = Σ w ⊙ y.
@@ -198,6 +201,8 @@ fn self_modulated_layer_norm_backward_matches_finite_differences() {
         );
     }
     check_backward(&Case::new(&[2, 300, 3], &[2, 3], 55), 65);
+    // ≥ 64 rows of a width divisible by 4: the vec4 row kernel with per-sample γ
+    check_backward(&Case::new(&[2, 40, 8], &[2, 8], 56), 66);
     check_backward(&Case::new(&[2, 40, 4], &[2, 4], 56), 66);
 }
 

@@ -47,7 +47,7 @@ fn validate(name: &str, src: &str, subgroups: bool) {
 /// reads swapped to textures) validate too.
 #[test]
 fn generated_shader_variants_validate() {
-    use vitgan::ops::{attention, matmul};
+    use vitgan::ops::{attention, layer_norm, matmul};
     for t in [
         matmul::TileConfig::GPU,
         matmul::TileConfig::CPU,
@@ -75,6 +75,9 @@ fn generated_shader_variants_validate() {
             .contains("textureLoad(q_tex, texel(i))")
     );
     validate(with_textures.name, with_textures.source, true);
+    let ln = layer_norm::shader_with_textures();
+    assert_eq!(ln.source.matches("textureLoad(").count(), 3, "{}", ln.name);
+    validate(ln.name, ln.source, false);
     let without = attention::shader_without_subgroups();
     validate(without.name, without.source, false);
 }
@@ -86,7 +89,7 @@ fn operand_texture_width_matches_the_rust_constant() {
         "const TEXTURE_WIDTH: u32 = {}u;",
         vitgan::gpu::OPERAND_TEXTURE_WIDTH
     );
-    for file in ["matmul", "attention", "layout"] {
+    for file in ["matmul", "attention", "layout", "layer_norm"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("shaders")
             .join(format!("{file}.wgsl"));

@@ -8,12 +8,98 @@
 //!
 //! The forward saves `μ` and `rstd = 1/√(σ² + eps)` per row (shape `x.shape[..rank-1]`) for the backward.
 
-use super::{grid_1d, reduce, shader};
+use super::layout::to_operand_texture;
+use super::{grid_1d, operand_textures_forced, reduce, shader, texture_reader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Shader};
+use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::tensor::Tensor;
+use std::sync::OnceLock;
 
 pub static SHADER: Shader = shader!("layer_norm");
+
+/// The shader with the `_rows4` kernels reading `γ` (binding 8) and `β` (binding 9) from operand
+/// textures instead of storage buffers: the three `*4_at` reader lines swapped for texel loads.
+pub fn shader_with_textures() -> &'static Shader {
+    static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
+    WITH_TEXTURES.get_or_init(|| {
+        let readers = [
+            ("fgamma4_at", "gamma_tex"),
+            ("fbeta4_at", "beta_tex"),
+            ("bgamma4_at", "gamma_tex"),
+        ];
+        let mut src = String::with_capacity(SHADER.source.len());
+        for line in SHADER.source.lines() {
+            match texture_reader(line, &readers) {
+                Some(reader) => src.push_str(&reader),
+                None => src.push_str(line),
+            }
+            src.push('\n');
+        }
+        Shader {
+            name: "layer_norm_textures",
+            source: Box::leak(src.into_boxed_str()),
+        }
+    })
+}
+
+/// Operand texture slots of `γ` and `β` (matmul uses 0 and 1, attention 2..=6).
+const GAMMA_SLOT: u8 = 7;
+const BETA_SLOT: u8 = 8;
+
+/// Elements of `x` from which the `_rows4` kernels read `γ, β` from textures by default: the two texture
+/// copies cost two dispatches (~35 µs each on lavapipe), which ~2.4 ns saved per vec4 of `x` repays
+/// from about this size on.
+const TEXTURE_MIN_ELEMENTS: usize = 1 << 18;
+
+/// Launch a `_rows4` kernel (`entry`) or a workgroup kernel: on CPU adapters, for `x` of at least
+/// [`TEXTURE_MIN_ELEMENTS`], the `_rows4` kernels read the affine rows `affine` (`γ`, and `β` in the
+/// forward) from operand textures at bindings 8, 9 (`VITGAN_LAYER_NORM_OPERANDS=buffers|textures`
+/// forces either at any size), falling back to the buffers when they do not fit the adapter's textures.
+fn dispatch_rows(
+    gpu: &Gpu,
+    entry: &'static str,
+    params: &Params,
+    buffers: &[(&wgpu::Buffer, Access)],
+    affine: &[&Tensor],
+    grid: [u32; 3],
+) -> Result<()> {
+    let elements = params.rows as usize * params.d as usize;
+    let textures = operand_textures_forced("VITGAN_LAYER_NORM_OPERANDS")
+        .unwrap_or(gpu.is_cpu() && elements >= TEXTURE_MIN_ELEMENTS);
+    if entry.ends_with("_rows4") && textures {
+        let mut views = Vec::with_capacity(affine.len());
+        for (t, slot) in affine.iter().zip([GAMMA_SLOT, BETA_SLOT]) {
+            match to_operand_texture(t, slot)? {
+                Some(view) => views.push(view),
+                None => break,
+            }
+        }
+        if views.len() == affine.len() {
+            let bound: Vec<(u32, &wgpu::TextureView, TextureAccess)> = views
+                .iter()
+                .zip(8u32..)
+                .map(|(v, b)| (b, v, TextureAccess::ReadOnly))
+                .collect();
+            return gpu.dispatch_with_textures(
+                shader_with_textures(),
+                entry,
+                &[],
+                bytemuck::bytes_of(params),
+                buffers,
+                &bound,
+                grid,
+            );
+        }
+    }
+    gpu.dispatch(
+        &SHADER,
+        entry,
+        &[],
+        bytemuck::bytes_of(params),
+        buffers,
+        grid,
+    )
+}
 
 /// Rows one workgroup of the affine-gradient kernel sums (`CHUNK_ROWS` in the WGSL).
 const CHUNK_ROWS: usize = 256;
@@ -125,11 +211,10 @@ pub fn layer_norm_forward(
         groups.rows,
         groups.d,
     );
-    gpu.dispatch(
-        &SHADER,
+    dispatch_rows(
+        gpu,
         entry,
-        &[],
-        bytemuck::bytes_of(&groups.params(eps)),
+        &groups.params(eps),
         &[
             (x.buffer(), Access::Read),
             (gamma.buffer(), Access::Read),
@@ -138,6 +223,7 @@ pub fn layer_norm_forward(
             (mean.buffer(), Access::ReadWrite),
             (rstd.buffer(), Access::ReadWrite),
         ],
+        &[gamma, beta],
         grid,
     )?;
     Ok((y, mean, rstd))
@@ -207,11 +293,10 @@ pub fn layer_norm_backward(
         groups.rows,
         groups.d,
     );
-    gpu.dispatch(
-        &SHADER,
+    dispatch_rows(
+        gpu,
         entry,
-        &[],
-        bytemuck::bytes_of(&params),
+        &params,
         &[
             (x.buffer(), Access::Read),
             (gamma.buffer(), Access::Read),
@@ -220,6 +305,7 @@ pub fn layer_norm_backward(
             (dy.buffer(), Access::Read),
             (dx.buffer(), Access::ReadWrite),
         ],
+        &[gamma],
         grid,
     )?;
 

@@ -34,15 +34,22 @@ pub(crate) fn one_invocation_per_output(gpu: &crate::gpu::Gpu, outputs: usize) -
     outputs >= 64 && gpu.is_cpu()
 }
 
-/// Whether the CPU kernels of matmul and attention read their operands from textures: by default on
-/// CPU adapters, where a texel load costs about a quarter of a storage-buffer load; the environment
-/// variable `var` (`VITGAN_MATMUL_OPERANDS`, `VITGAN_ATTENTION_OPERANDS`) = `buffers|textures` forces
+/// Whether the CPU kernels of matmul, attention and LayerNorm read their operands from textures: by
+/// default on CPU adapters, where a texel load costs about a quarter of a storage-buffer load; the
+/// environment variable `var` (`VITGAN_MATMUL_OPERANDS`, `VITGAN_ATTENTION_OPERANDS`,
+/// `VITGAN_LAYER_NORM_OPERANDS`) = `buffers|textures` forces
 /// either (for comparisons and tests).
 pub(crate) fn operand_textures_wanted(gpu: &crate::gpu::Gpu, var: &str) -> bool {
+    operand_textures_forced(var).unwrap_or(gpu.is_cpu())
+}
+
+/// The operand source the environment variable `var` forces (`buffers` → false, `textures` → true),
+/// if any.
+pub(crate) fn operand_textures_forced(var: &str) -> Option<bool> {
     match std::env::var(var) {
-        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => false,
-        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => true,
-        _ => gpu.is_cpu(),
+        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => Some(false),
+        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => Some(true),
+        _ => None,
     }
 }
 
