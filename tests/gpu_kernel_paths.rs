@@ -237,3 +237,59 @@ fn layer_norm_row_kernels_on_buffer_and_texture_operands_agree_with_reference() 
     }
     unsafe { std::env::remove_var("VITGAN_LAYER_NORM_OPERANDS") };
 }
+
+#[test]
+fn generator_runs_the_same_with_the_fused_and_the_composed_inr_decoder() {
+    use vitgan::model::{Generator, ModelConfig};
+    use vitgan::nn::{Init, InrPath};
+    use vitgan::{ParamStore, Tape, Tensor};
+    // SAFETY: ENV_LOCK keeps the other tests of this binary from touching the environment.
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let g = gpu();
+    let cfg = ModelConfig::tiny();
+    let mut params = ParamStore::new();
+    let generator = Generator::new(&g, &mut params, &mut Init::new(7), &cfg).unwrap();
+    let z = Tensor::from_slice(
+        &g,
+        &random(&mut rng(8), 3 * cfg.latent_dim, -1.0, 1.0),
+        &[3, cfg.latent_dim],
+    )
+    .unwrap();
+    let mut runs = Vec::new();
+    for path in ["fused", "composed"] {
+        unsafe { std::env::set_var("VITGAN_INR", path) };
+        assert_eq!(
+            InrPath::for_problem(&g, 1 << 20),
+            if path == "fused" {
+                InrPath::Fused
+            } else {
+                InrPath::Composed
+            }
+        );
+        let tape = Tape::new(&g);
+        let img = generator.forward(&tape, tape.constant(z.clone())).unwrap();
+        let pixels = tape.value(img).to_vec().unwrap();
+        let loss = tape.sum(img).unwrap();
+        tape.backward(loss).unwrap();
+        let grads = tape.param_grads().unwrap();
+        let grad = |name: &str| {
+            let (_, t) = grads.iter().find(|(n, _)| n == name).unwrap();
+            t.to_vec().unwrap()
+        };
+        runs.push((
+            pixels,
+            grad("generator.decoder.w1"),
+            grad("generator.decoder.style1.weight"),
+        ));
+    }
+    unsafe { std::env::remove_var("VITGAN_INR") };
+    let (fused, composed) = (&runs[0], &runs[1]);
+    assert_close(&composed.0, &to_f64(&fused.0), 1e-4, 1e-3, "images");
+    assert_close(&composed.1, &to_f64(&fused.1), 1e-3, 1e-3, "dL/dw1");
+    assert_close(&composed.2, &to_f64(&fused.2), 1e-3, 1e-3, "dL/dstyle1");
+    // a composed intermediate over the adapter's binding limit always takes the fused kernel
+    let too_big = g.limits().max_storage_buffer_binding_size as usize + 4;
+    unsafe { std::env::set_var("VITGAN_INR", "composed") };
+    assert_eq!(InrPath::for_problem(&g, too_big), InrPath::Fused);
+    unsafe { std::env::remove_var("VITGAN_INR") };
+}
