@@ -37,8 +37,8 @@ fn compare_fused(
 ) -> Result<()> {
     for backward in [false, true] {
         let pass = if backward { "fwd+bwd" } else { "fwd" };
-        let fused = bench.measure(&|| run(true, backward))?;
-        let unfused = bench.measure(&|| run(false, backward))?;
+        let (fused, unfused) =
+            bench.measure_pair(&|| run(true, backward), &|| run(false, backward))?;
         let work = Work::Flops(if backward {
             backward_factor * flops
         } else {

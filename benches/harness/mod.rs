@@ -43,6 +43,18 @@ pub struct Measurement {
     pub timer: &'static str,
 }
 
+impl Measurement {
+    fn of(first_call_ms: f64, mut times: Vec<f64>, timer: &'static str) -> Measurement {
+        times.sort_by(f64::total_cmp);
+        Measurement {
+            first_call_ms,
+            median_ms: times[times.len() / 2],
+            reps: times.len(),
+            timer,
+        }
+    }
+}
+
 pub struct Bench {
     pub gpu: Gpu,
     pub filters: Vec<String>,
@@ -104,59 +116,92 @@ impl Bench {
 
     /// First call, warm-up, then the median of N runs of `body` (which records dispatches).
     pub fn measure(&self, body: &dyn Fn() -> Result<()>) -> Result<Measurement> {
+        let (first_call_ms, one_ms) = self.first_call_and_warm_up(body)?;
+        let reps = self.repetitions(one_ms);
+        let mut times = Vec::with_capacity(reps);
+        let mut timer = "gpu";
+        for _ in 0..reps {
+            let (ms, t) = self.time_once(body)?;
+            times.push(ms);
+            timer = t;
+        }
+        Ok(Measurement::of(first_call_ms, times, timer))
+    }
+
+    /// [`Bench::measure`] for two bodies whose times are compared (fused vs unfused): after both
+    /// first calls and warm-ups the repetitions alternate `a`, `b`, `a`, `b`, …, so a slow spell of a
+    /// shared machine lands on both medians instead of skewing their ratio.
+    pub fn measure_pair(
+        &self,
+        a: &dyn Fn() -> Result<()>,
+        b: &dyn Fn() -> Result<()>,
+    ) -> Result<(Measurement, Measurement)> {
+        let (first_a, one_a) = self.first_call_and_warm_up(a)?;
+        let (first_b, one_b) = self.first_call_and_warm_up(b)?;
+        let reps = self.repetitions(one_a + one_b);
+        let (mut times_a, mut times_b) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        let mut timer = "gpu";
+        for _ in 0..reps {
+            let (ms, _) = self.time_once(a)?;
+            times_a.push(ms);
+            let (ms, t) = self.time_once(b)?;
+            times_b.push(ms);
+            timer = t;
+        }
+        Ok((
+            Measurement::of(first_a, times_a, timer),
+            Measurement::of(first_b, times_b, timer),
+        ))
+    }
+
+    /// The first call's time (pipeline compilation + first dispatch), then warm-up runs (at least one,
+    /// until ~10% of the budget is spent); returns (first call ms, last warm-up run ms).
+    fn first_call_and_warm_up(&self, body: &dyn Fn() -> Result<()>) -> Result<(f64, f64)> {
         let gpu = &self.gpu;
         gpu.sync()?;
         let t0 = Instant::now();
         body()?;
         gpu.sync()?;
         let first_call_ms = ms_since(t0);
-
-        // warm-up: at least one more run, and until ~10% of the budget is spent
         let budget_ms = env_f64("VITGAN_BENCH_SECONDS", 2.0) * 1e3;
         let warm = Instant::now();
-        let mut one_ms;
         loop {
             let t = Instant::now();
             body()?;
             gpu.sync()?;
-            one_ms = ms_since(t);
+            let one_ms = ms_since(t);
             if ms_since(warm) >= 0.1 * budget_ms || ms_since(warm) >= 3.0 * one_ms.max(1.0) {
-                break;
+                return Ok((first_call_ms, one_ms));
             }
         }
-        let reps = match std::env::var("VITGAN_BENCH_REPS")
+    }
+
+    /// Repetitions that fill the time budget at `one_ms` each (`VITGAN_BENCH_REPS` fixes the count).
+    fn repetitions(&self, one_ms: f64) -> usize {
+        let budget_ms = env_f64("VITGAN_BENCH_SECONDS", 2.0) * 1e3;
+        match std::env::var("VITGAN_BENCH_REPS")
             .ok()
             .and_then(|s| s.parse().ok())
         {
             Some(n) => std::cmp::max(n, 1),
             None => ((budget_ms / one_ms.max(1e-3)).ceil() as usize).clamp(5, 200),
-        };
-        let wall_only = wall_clock_only(gpu);
-        let mut times = Vec::with_capacity(reps);
-        let mut timer = "gpu";
-        for _ in 0..reps {
-            let t = Instant::now();
-            let gpu_ms = if wall_only {
-                body()?;
-                gpu.sync()?;
-                None
-            } else {
-                gpu.time_gpu(body)?
-            };
-            match gpu_ms {
-                Some(ms) => times.push(ms),
-                None => {
-                    times.push(ms_since(t));
-                    timer = "wall";
-                }
-            }
         }
-        times.sort_by(f64::total_cmp);
-        Ok(Measurement {
-            first_call_ms,
-            median_ms: times[times.len() / 2],
-            reps,
-            timer,
+    }
+
+    /// One timed run of `body`: (ms, `"gpu"` or `"wall"`).
+    fn time_once(&self, body: &dyn Fn() -> Result<()>) -> Result<(f64, &'static str)> {
+        let gpu = &self.gpu;
+        let t = Instant::now();
+        let gpu_ms = if wall_clock_only(gpu) {
+            body()?;
+            gpu.sync()?;
+            None
+        } else {
+            gpu.time_gpu(body)?
+        };
+        Ok(match gpu_ms {
+            Some(ms) => (ms, "gpu"),
+            None => (ms_since(t), "wall"),
         })
     }
 
