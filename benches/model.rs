@@ -37,8 +37,8 @@ fn compare_fused(
 ) -> Result<()> {
     for backward in [false, true] {
         let pass = if backward { "fwd+bwd" } else { "fwd" };
-        let (fused, unfused) =
-            bench.measure_pair(&|| run(true, backward), &|| run(false, backward))?;
+        let m = bench.measure_alternating(&[&|| run(true, backward), &|| run(false, backward)])?;
+        let (fused, unfused) = (&m[0], &m[1]);
         let work = Work::Flops(if backward {
             backward_factor * flops
         } else {
@@ -140,45 +140,53 @@ fn main() -> Result<()> {
         // plain copies in a compute kernel: the identity permutation through the strided-copy kernel
         // (on CPU adapters one invocation moving the whole tensor as vec4s, memcpy-like), and the
         // elementwise kernel computing y = 1·x + 0 (launched like LayerNorm: many invocations)
-        let mut copies = Vec::new();
-        for (name, elementwise) in [("copy_strided", false), ("copy_elementwise", true)] {
-            let m = bench.measure(&|| {
-                if elementwise {
-                    vitgan::ops::elementwise::unary(&x, Unary::Affine(1.0, 0.0))?;
-                } else {
-                    vitgan::ops::layout::permute(&x, &[0, 1, 2])?;
-                }
-                Ok(())
-            })?;
+        let copy_strided = || -> Result<()> {
+            vitgan::ops::layout::permute(&x, &[0, 1, 2])?;
+            Ok(())
+        };
+        let copy_elementwise = || -> Result<()> {
+            vitgan::ops::elementwise::unary(&x, Unary::Affine(1.0, 0.0))?;
+            Ok(())
+        };
+        // LayerNorm's γ, β are [D]; SLN's are per sample, [B, D]
+        let (ln_gamma, ln_beta) = (bench.random_tensor(&[d])?, bench.random_tensor(&[d])?);
+        let (sln_gamma, sln_beta) = (bench.random_tensor(&[b, d])?, bench.random_tensor(&[b, d])?);
+        let layer_norm = || -> Result<()> {
+            layer_norm_forward(&x, &ln_gamma, &ln_beta, 1e-5)?;
+            Ok(())
+        };
+        let self_modulated = || -> Result<()> {
+            layer_norm_forward(&x, &sln_gamma, &sln_beta, 1e-5)?;
+            Ok(())
+        };
+        // all four alternate, so the ratios compare runs made at the same time
+        let m = bench.measure_alternating(&[
+            &copy_strided,
+            &copy_elementwise,
+            &layer_norm,
+            &self_modulated,
+        ])?;
+        let names = [
+            "copy_strided",
+            "copy_elementwise",
+            "layer_norm",
+            "self_modulated_ln",
+        ];
+        for (name, m) in names.iter().zip(&m) {
             bench.report(
                 name,
                 &format!("{b}x{t}x{d}"),
                 Work::Bytes(bytes),
-                &m,
+                m,
                 None,
                 None,
             )?;
-            copies.push((name, m.median_ms));
         }
-        for (name, gshape) in [("layer_norm", vec![d]), ("self_modulated_ln", vec![b, d])] {
-            let gamma = bench.random_tensor(&gshape)?;
-            let beta = bench.random_tensor(&gshape)?;
-            let m = bench.measure(&|| {
-                layer_norm_forward(&x, &gamma, &beta, 1e-5)?;
-                Ok(())
-            })?;
-            bench.report(
-                name,
-                &format!("{b}x{t}x{d}"),
-                Work::Bytes(bytes),
-                &m,
-                None,
-                None,
-            )?;
-            for (copy, copy_ms) in &copies {
+        for (name, norm) in names[2..].iter().zip(&m[2..]) {
+            for (copy, copy_m) in names[..2].iter().zip(&m[..2]) {
                 println!(
                     "    {name} runs at {:.2} of {copy}'s bandwidth",
-                    copy_ms / m.median_ms
+                    copy_m.median_ms / norm.median_ms
                 );
             }
         }

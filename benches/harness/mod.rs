@@ -128,30 +128,35 @@ impl Bench {
         Ok(Measurement::of(first_call_ms, times, timer))
     }
 
-    /// [`Bench::measure`] for two bodies whose times are compared (fused vs unfused): after both
-    /// first calls and warm-ups the repetitions alternate `a`, `b`, `a`, `b`, …, so a slow spell of a
-    /// shared machine lands on both medians instead of skewing their ratio.
-    pub fn measure_pair(
+    /// [`Bench::measure`] for bodies whose times are compared (fused vs unfused, a kernel vs a copy):
+    /// after every body's first call and warm-up the repetitions go round-robin (`a`, `b`, `a`, `b`,
+    /// …), so a slow spell of a shared machine lands on every median instead of skewing their ratios.
+    pub fn measure_alternating(
         &self,
-        a: &dyn Fn() -> Result<()>,
-        b: &dyn Fn() -> Result<()>,
-    ) -> Result<(Measurement, Measurement)> {
-        let (first_a, one_a) = self.first_call_and_warm_up(a)?;
-        let (first_b, one_b) = self.first_call_and_warm_up(b)?;
-        let reps = self.repetitions(one_a + one_b);
-        let (mut times_a, mut times_b) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        bodies: &[&dyn Fn() -> Result<()>],
+    ) -> Result<Vec<Measurement>> {
+        let mut firsts = Vec::with_capacity(bodies.len());
+        let mut one_round_ms = 0.0;
+        for body in bodies {
+            let (first, one) = self.first_call_and_warm_up(*body)?;
+            firsts.push(first);
+            one_round_ms += one;
+        }
+        let reps = self.repetitions(one_round_ms);
+        let mut times = vec![Vec::with_capacity(reps); bodies.len()];
         let mut timer = "gpu";
         for _ in 0..reps {
-            let (ms, _) = self.time_once(a)?;
-            times_a.push(ms);
-            let (ms, t) = self.time_once(b)?;
-            times_b.push(ms);
-            timer = t;
+            for (body, t) in bodies.iter().zip(times.iter_mut()) {
+                let (ms, which) = self.time_once(*body)?;
+                t.push(ms);
+                timer = which;
+            }
         }
-        Ok((
-            Measurement::of(first_a, times_a, timer),
-            Measurement::of(first_b, times_b, timer),
-        ))
+        Ok(firsts
+            .into_iter()
+            .zip(times)
+            .map(|(first, t)| Measurement::of(first, t, timer))
+            .collect())
     }
 
     /// The first call's time (pipeline compilation + first dispatch), then warm-up runs (at least one,
