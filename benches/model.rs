@@ -48,7 +48,7 @@ fn compare_fused(
             &format!("{name}_fused_{pass}"),
             label,
             work,
-            &fused,
+            fused,
             None,
             None,
         )?;
@@ -56,7 +56,7 @@ fn compare_fused(
             &format!("{name}_unfused_{pass}"),
             label,
             work,
-            &unfused,
+            unfused,
             None,
             None,
         )?;
