@@ -241,6 +241,51 @@ fn binary_apply4(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
                 binary_apply(a.w, b.w));
 }
 
+/// out = a ∘ b with broadcasting, in vec4 runs (CPU adapters): the innermost dimension is a multiple of
+/// 4 and each side steps through it with stride 1 (vec4 loads; its outer strides are multiples of 4) or
+/// 0 (one value, splatted). An invocation decodes its run's outer coordinates once and applies the op
+/// to up to CHUNK4 vec4s of that run (bp.n counts runs).
+@compute @workgroup_size(64)
+fn binary_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let inner = bp.rank - 1u;
+    let run4 = bp.dims[inner / 4u][inner % 4u] / 4u;
+    let chunks = (run4 + CHUNK4 - 1u) / CHUNK4;
+    let id = gid.y * nwg.x * 64u + gid.x;
+    let run = id / chunks;
+    if (run >= bp.n) {
+        return;
+    }
+    var rem = run;
+    var ia = 0u;
+    var ib = 0u;
+    for (var d = i32(inner) - 1; d >= 0; d = d - 1) {
+        let k = u32(d);
+        let dim = bp.dims[k / 4u][k % 4u];
+        let c = rem % dim;
+        rem = rem / dim;
+        ia = ia + c * bp.a_strides[k / 4u][k % 4u];
+        ib = ib + c * bp.b_strides[k / 4u][k % 4u];
+    }
+    let a_runs = bp.a_strides[inner / 4u][inner % 4u] == 1u;
+    let b_runs = bp.b_strides[inner / 4u][inner % 4u] == 1u;
+    let a_splat = vec4(ba4[ia / 4u][ia % 4u]);
+    let b_splat = vec4(bb4[ib / 4u][ib % 4u]);
+    let start = (id % chunks) * CHUNK4;
+    let end = min(start + CHUNK4, run4);
+    for (var j = start; j < end; j = j + 1u) {
+        var a = a_splat;
+        if (a_runs) {
+            a = ba4[ia / 4u + j];
+        }
+        var b = b_splat;
+        if (b_runs) {
+            b = bb4[ib / 4u + j];
+        }
+        bout4[run * run4 + j] = binary_apply4(a, b);
+    }
+}
+
 /// out = a ∘ b on equal shapes, CHUNK4 vec4s per invocation (bp.n counts vec4s)
 @compute @workgroup_size(64)
 fn binary_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,

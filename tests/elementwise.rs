@@ -155,6 +155,15 @@ fn binary_broadcasting_matches_reference() {
             &[2, 3, 3, 5, 1, 2, 7, 3],
         ),
         (&[1], &[9, 257], &[9, 257]),
+        // innermost dimension a multiple of 4: vec4 runs on CPU adapters (a bias over rows, a
+        // per-row scale over pixels, a per-sample scalar, both sides broadcast, runs longer than one
+        // invocation's chunk of 8 vec4s, and a scalar splatted over the innermost axis)
+        (&[7, 12], &[12], &[7, 12]),
+        (&[5, 3, 8], &[5, 1, 8], &[5, 3, 8]),
+        (&[3, 1, 8], &[1, 4, 8], &[3, 4, 8]),
+        (&[3, 44], &[3, 1], &[3, 44]),
+        (&[2, 3, 1], &[2, 1, 36], &[2, 3, 36]),
+        (&[1], &[4], &[4]),
     ];
     let ops = [
         Binary::Add,

@@ -241,16 +241,24 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
             &broadcast_strides(b.shape(), &shape),
         ],
     );
-    // equal shapes (one contiguous run on both sides) on CPU adapters: vec4 chunks
+    // on CPU adapters: equal shapes (one contiguous run on both sides) in vec4 chunks, other
+    // broadcasts whose innermost dimension allows it in vec4 runs
     let n = out.numel();
     let vec4 = dims.len() == 1 && strides[0][0] == 1 && strides[1][0] == 1 && chunks4(a.gpu(), n);
-    let (entry, groups) = if vec4 {
-        ("binary_chunks4", grid_1d((n / 4).div_ceil(CHUNK4), 64))
+    let runs4 = !vec4 && chunks4(a.gpu(), n) && vec4_runs(&dims, &strides);
+    let (entry, groups, count) = if vec4 {
+        let n4 = n / 4;
+        ("binary_chunks4", grid_1d(n4.div_ceil(CHUNK4), 64), n4)
+    } else if runs4 {
+        let inner = dims[dims.len() - 1];
+        let runs = n / inner;
+        let invocations = runs * (inner / 4).div_ceil(CHUNK4);
+        ("binary_runs4", grid_1d(invocations, 64), runs)
     } else {
-        ("binary", grid_1d(n, 256))
+        ("binary", grid_1d(n, 256), n)
     };
     let params = BinaryParams {
-        n: if vec4 { n / 4 } else { n } as u32,
+        n: count as u32,
         rank: dims.len() as u32,
         _pad: [0; 2],
         dims: pack8(&dims),
@@ -271,6 +279,21 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
         groups,
     )?;
     Ok(out)
+}
+
+/// Whether `binary_runs4` can run coalesced `dims` with per-side `strides`: the innermost dimension is
+/// a multiple of 4 and each side steps through it with stride 1 (then its other strides must be
+/// multiples of 4, so runs start on a vec4) or 0.
+fn vec4_runs(dims: &[usize], strides: &[Vec<usize>]) -> bool {
+    let Some(&inner) = dims.last() else {
+        return false;
+    };
+    inner.is_multiple_of(4)
+        && strides.iter().all(|s| match s.last() {
+            Some(1) => s[..s.len() - 1].iter().all(|x| x.is_multiple_of(4)),
+            Some(0) => true,
+            _ => false,
+        })
 }
 
 /// a + b
