@@ -49,6 +49,8 @@ override ACT: u32 = 0u;
 // CPU kernels: read A / B through the vec4 views (the launcher checks that every vec4 is aligned)
 override VEC4_A: bool = false;
 override VEC4_B: bool = false;
+// CPU kernels: write C (and the pre-activations) through the vec4 views (the launcher checks N % 4 == 0)
+override VEC4_C: bool = false;
 
 struct Params {
     m: u32,
@@ -70,9 +72,12 @@ struct Params {
 // the same buffers as `a` and `b`, read four floats at a time (CPU kernels only)
 @group(0) @binding(6) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> b4: array<vec4<f32>>;
+// C and the pre-activations written four floats at a time (CPU kernels with VEC4_C: N % 4 == 0)
+@group(0) @binding(8) var<storage, read_write> c4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> pre4: array<vec4<f32>>;
 // ... or the same operands copied into rgba32float storage textures (CPU kernels, texture variant)
-@group(0) @binding(8) var a_tex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(9) var b_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(10) var a_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(11) var b_tex: texture_storage_2d<rgba32float, read>;
 
 // Operand textures hold vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH) (layout::to_operand_texture).
 const TEXTURE_WIDTH: u32 = 1024u;
@@ -102,6 +107,10 @@ fn activate(x: f32) -> f32 {
         case 4u: { return max(x, 0.0); }
         default: { return x; }
     }
+}
+
+fn activate4(x: vec4<f32>) -> vec4<f32> {
+    return vec4(activate(x.x), activate(x.y), activate(x.z), activate(x.w));
 }
 
 // the epilogue for one element of C (row < M, col < N) whose bias is already added: pre-activation,
@@ -293,6 +302,23 @@ fn bias_at(c0: u32) -> vec4<f32> {
 
 // Store the 4 × 4 block acc (acc[j][i] = C[r0 + i, c0 + j]) plus bias4[j] through the epilogue.
 fn store_block(acc: mat4x4<f32>, bias4: vec4<f32>, c_base: u32, r0: u32, c0: u32) {
+    if (VEC4_C) {
+        // N % 4 == 0: the 4 columns are inside C together or not at all; one vec4 per row (on lavapipe
+        // a store, like a load, is a loop over the lanes, so this is 4× fewer of them)
+        let rows = transpose(acc);
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            let row = r0 + i;
+            if (row < p.m && c0 < p.n) {
+                let at = (c_base + row * p.n + c0) / 4u;
+                let v = rows[i] + bias4;
+                if (SAVE_PREACT) {
+                    pre4[at] = v;
+                }
+                c4[at] = activate4(v);
+            }
+        }
+        return;
+    }
     for (var i = 0u; i < 4u; i = i + 1u) {
         let row = r0 + i;
         for (var j = 0u; j < 4u; j = j + 1u) {

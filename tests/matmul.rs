@@ -84,6 +84,8 @@ fn matmul_batched_and_broadcast() {
     check(3, 3, 17, 9, 23, false, false, 100);
     check(4, 1, 33, 40, 19, false, true, 101);
     check(1, 5, 12, 7, 30, true, false, 102);
+    // N a multiple of 4 (vec4 stores on CPU adapters) with a batch offset into C
+    check(2, 2, 9, 12, 36, false, true, 103);
 }
 
 #[test]
@@ -126,8 +128,15 @@ fn matmul_8191x383x1537_sampled_rows() {
 
 #[test]
 fn fused_bias_and_activation_epilogue() {
-    let (m, k, n) = (19, 23, 29);
-    let mut r = rng(12);
+    // N = 29: element stores; N = 28: on CPU adapters the kernels store whole rows of 4 as vec4s
+    // (M = 19 leaves a partial block of rows either way)
+    for (seed, (m, k, n)) in [(19, 23, 29), (19, 23, 28)].into_iter().enumerate() {
+        check_epilogue(m, k, n, 12 + seed as u64);
+    }
+}
+
+fn check_epilogue(m: usize, k: usize, n: usize, seed: u64) {
+    let mut r = rng(seed);
     let a = random(&mut r, m * k, -1.0, 1.0);
     let b = random(&mut r, k * n, -1.0, 1.0);
     let bias = random(&mut r, n, -1.0, 1.0);
@@ -163,7 +172,7 @@ fn fused_bias_and_activation_epilogue() {
             &z,
             1e-5,
             1e-5,
-            &format!("{act:?} pre-activation"),
+            &format!("{act:?} pre-activation, {m}x{k}x{n}"),
         );
         let want: Vec<f64> = z.iter().map(|&v| f(v)).collect();
         assert_close(
@@ -171,7 +180,7 @@ fn fused_bias_and_activation_epilogue() {
             &want,
             1e-5,
             1e-5,
-            &format!("{act:?} output"),
+            &format!("{act:?} output, {m}x{k}x{n}"),
         );
     }
 }

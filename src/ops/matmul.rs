@@ -238,7 +238,7 @@ const SUBGROUP_BEGIN: &str = "// BEGIN SUBGROUP KERNEL";
 const SUBGROUP_END: &str = "// END SUBGROUP KERNEL";
 
 /// The matmul shader with its tile constants rewritten to `t` and, with `textures`, the CPU kernels
-/// reading A and B from the operand textures (bindings 8, 9) instead of the vec4 buffer views
+/// reading A and B from the operand textures (bindings 10, 11) instead of the vec4 buffer views
 /// (generated once per combination).
 pub fn shader_variant(t: TileConfig, textures: bool) -> &'static Shader {
     VARIANTS.with(|v| {
@@ -438,8 +438,12 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         let vec4_b = if o.trans_b { ka % 4 == 0 } else { n % 4 == 0 };
         constants.push(("VEC4_A", vec4_a as u32 as f64));
         constants.push(("VEC4_B", vec4_b as u32 as f64));
+        constants.push(("VEC4_C", n.is_multiple_of(4) as u32 as f64));
         buffers.push((a.buffer(), Access::Read));
         buffers.push((b.buffer(), Access::Read));
+        // vec4 views of C and the pre-activations (bindings 8, 9)
+        buffers.push((c.buffer(), Access::ReadWrite));
+        buffers.push((pre_buf.buffer(), Access::ReadWrite));
         if vec4_a && vec4_b && operand_textures_wanted(gpu, "VITGAN_MATMUL_OPERANDS") {
             textures = operand_textures(a, b)?;
         }
@@ -454,8 +458,8 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
             params,
             &buffers,
             &[
-                (8, ta, TextureAccess::ReadOnly),
-                (9, tb, TextureAccess::ReadOnly),
+                (10, ta, TextureAccess::ReadOnly),
+                (11, tb, TextureAccess::ReadOnly),
             ],
             groups,
         )?,
