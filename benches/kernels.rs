@@ -66,7 +66,15 @@ impl MatmulShape {
 }
 
 impl Bench {
-    fn matmul_case(&mut self, kernel: &str, s: MatmulShape, epilogue: bool) -> Result<()> {
+    /// `epilogue`: bias + GELU fused into the product; `save_preact`: also store the pre-activations
+    /// (what a training forward does, for the backward).
+    fn matmul_case(
+        &mut self,
+        kernel: &str,
+        s: MatmulShape,
+        epilogue: bool,
+        save_preact: bool,
+    ) -> Result<()> {
         // the yardstick runs right before our kernel, so both see the same machine load
         let numpy = self.numpy_gflops(s);
         let a_shape = if s.trans_a { [s.k, s.m] } else { [s.m, s.k] };
@@ -83,7 +91,7 @@ impl Bench {
             } else {
                 Activation::None
             },
-            save_preact: false,
+            save_preact,
         };
         let m = self.measure(&|| matmul_fused(&a, &b, opts).map(drop))?;
         // a timing of wrong results is worthless: compare a few rows with an f64 reference
@@ -304,15 +312,18 @@ fn main() -> Result<()> {
     let fused = MatmulShape::plain(8192, 384, 1536);
     if bench.selected("matmul") {
         for s in plain {
-            bench.matmul_case("matmul", s, false)?;
+            bench.matmul_case("matmul", s, false, false)?;
         }
     }
     if bench.selected("matmul_bias_gelu") {
-        bench.matmul_case("matmul_bias_gelu", fused, true)?;
+        bench.matmul_case("matmul_bias_gelu", fused, true, false)?;
+    }
+    if bench.selected("matmul_bias_gelu_train") {
+        bench.matmul_case("matmul_bias_gelu_train", fused, true, true)?;
     }
     for (kernel, s) in transposed {
         if bench.selected(kernel) {
-            bench.matmul_case(kernel, s, false)?;
+            bench.matmul_case(kernel, s, false, false)?;
         }
     }
 
