@@ -164,6 +164,20 @@ fn binary_apply(a: f32, b: f32) -> f32 {
     }
 }
 
+// (a, b) offsets of linear index i over the first `rank` dimensions of bp.dims
+fn broadcast_offsets(i: u32, rank: u32) -> vec2<u32> {
+    var rem = i;
+    var at = vec2(0u);
+    for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
+        let k = u32(d);
+        let dim = bp.dims[k / 4u][k % 4u];
+        let c = rem % dim;
+        rem = rem / dim;
+        at = at + c * vec2(bp.a_strides[k / 4u][k % 4u], bp.b_strides[k / 4u][k % 4u]);
+    }
+    return at;
+}
+
 @compute @workgroup_size(256)
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
@@ -171,18 +185,8 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i >= bp.n) {
         return;
     }
-    var rem = i;
-    var ia = 0u;
-    var ib = 0u;
-    for (var d = i32(bp.rank) - 1; d >= 0; d = d - 1) {
-        let k = u32(d);
-        let dim = bp.dims[k / 4u][k % 4u];
-        let c = rem % dim;
-        rem = rem / dim;
-        ia = ia + c * bp.a_strides[k / 4u][k % 4u];
-        ib = ib + c * bp.b_strides[k / 4u][k % 4u];
-    }
-    bout[i] = binary_apply(ba[ia], bb[ib]);
+    let at = broadcast_offsets(i, bp.rank);
+    bout[i] = binary_apply(ba[at.x], bb[at.y]);
 }
 
 // ---- chunks of vec4s per invocation (CPU adapters)
@@ -256,17 +260,9 @@ fn binary_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
     if (run >= bp.n) {
         return;
     }
-    var rem = run;
-    var ia = 0u;
-    var ib = 0u;
-    for (var d = i32(inner) - 1; d >= 0; d = d - 1) {
-        let k = u32(d);
-        let dim = bp.dims[k / 4u][k % 4u];
-        let c = rem % dim;
-        rem = rem / dim;
-        ia = ia + c * bp.a_strides[k / 4u][k % 4u];
-        ib = ib + c * bp.b_strides[k / 4u][k % 4u];
-    }
+    let at = broadcast_offsets(run, inner);
+    let ia = at.x;
+    let ib = at.y;
     let a_runs = bp.a_strides[inner / 4u][inner % 4u] == 1u;
     let b_runs = bp.b_strides[inner / 4u][inner % 4u] == 1u;
     let a_splat = vec4(ba4[ia / 4u][ia % 4u]);

@@ -24,7 +24,7 @@
 //! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
 
 use super::layout::to_operand_texture;
-use super::{grid_1d, operand_textures_wanted, shader, texture_reader};
+use super::{grid_1d, operand_textures_wanted, shader, with_texture_readers};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::ops::matmul::supports_subgroup_kernel;
@@ -184,25 +184,17 @@ pub fn shader_without_subgroups() -> &'static Shader {
 pub fn shader_with_textures() -> &'static Shader {
     static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
     WITH_TEXTURES.get_or_init(|| {
-        let mut src = String::with_capacity(SHADER.source.len());
-        let readers = [
-            ("q4_at", "q_tex"),
-            ("k4_at", "k_tex"),
-            ("v4_at", "v_tex"),
-            ("dout4_at", "dout_tex"),
-            ("out4_at", "out_tex"),
-        ];
-        for line in SHADER.source.lines() {
-            match texture_reader(line, &readers) {
-                Some(reader) => src.push_str(&reader),
-                None => src.push_str(line),
-            }
-            src.push('\n');
-        }
-        Shader {
-            name: "attention_textures",
-            source: Box::leak(src.into_boxed_str()),
-        }
+        with_texture_readers(
+            "attention_textures",
+            SHADER.source,
+            &[
+                ("q4_at", "q_tex"),
+                ("k4_at", "k_tex"),
+                ("v4_at", "v_tex"),
+                ("dout4_at", "dout_tex"),
+                ("out4_at", "out_tex"),
+            ],
+        )
     })
 }
 

@@ -9,7 +9,7 @@
 //! The forward saves `μ` and `rstd = 1/√(σ² + eps)` per row (shape `x.shape[..rank-1]`) for the backward.
 
 use super::layout::to_operand_texture;
-use super::{grid_1d, operand_textures_forced, reduce, shader, texture_reader};
+use super::{grid_1d, operand_textures_forced, reduce, shader, with_texture_readers};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::tensor::Tensor;
@@ -22,23 +22,15 @@ pub static SHADER: Shader = shader!("layer_norm");
 pub fn shader_with_textures() -> &'static Shader {
     static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
     WITH_TEXTURES.get_or_init(|| {
-        let readers = [
-            ("fgamma4_at", "gamma_tex"),
-            ("fbeta4_at", "beta_tex"),
-            ("bgamma4_at", "gamma_tex"),
-        ];
-        let mut src = String::with_capacity(SHADER.source.len());
-        for line in SHADER.source.lines() {
-            match texture_reader(line, &readers) {
-                Some(reader) => src.push_str(&reader),
-                None => src.push_str(line),
-            }
-            src.push('\n');
-        }
-        Shader {
-            name: "layer_norm_textures",
-            source: Box::leak(src.into_boxed_str()),
-        }
+        with_texture_readers(
+            "layer_norm_textures",
+            SHADER.source,
+            &[
+                ("fgamma4_at", "gamma_tex"),
+                ("fbeta4_at", "beta_tex"),
+                ("bgamma4_at", "gamma_tex"),
+            ],
+        )
     })
 }
 

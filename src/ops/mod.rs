@@ -105,6 +105,28 @@ pub(crate) fn texture_reader(line: &str, readers: &[(&str, &str)]) -> Option<Str
         })
 }
 
+/// `source` with every reader line named in `readers` swapped by [`texture_reader`], as a shader
+/// called `name` (the texture variants of matmul, attention and LayerNorm; built once per process, so
+/// the source is leaked).
+pub(crate) fn with_texture_readers(
+    name: &'static str,
+    source: &str,
+    readers: &[(&str, &str)],
+) -> crate::gpu::Shader {
+    let mut src = String::with_capacity(source.len());
+    for line in source.lines() {
+        match texture_reader(line, readers) {
+            Some(reader) => src.push_str(&reader),
+            None => src.push_str(line),
+        }
+        src.push('\n');
+    }
+    crate::gpu::Shader {
+        name,
+        source: Box::leak(src.into_boxed_str()),
+    }
+}
+
 /// Row-major strides of a shape.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
