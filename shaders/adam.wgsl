@@ -24,6 +24,25 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ema: array<f32>;
 
+// One Adam (and EMA) update of four parameters.
+struct Update4 {
+    m: vec4<f32>,
+    v: vec4<f32>,
+    param: vec4<f32>,
+}
+
+fn adam_update(g: vec4<f32>, m_old: vec4<f32>, v_old: vec4<f32>, param_old: vec4<f32>) -> Update4 {
+    let mi = p.beta1 * m_old + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v_old + (1.0 - p.beta2) * g * g;
+    let m_hat = mi / p.bias_correction1;
+    let v_hat = vi / p.bias_correction2;
+    return Update4(mi, vi, param_old - p.lr * m_hat / (sqrt(v_hat) + p.eps));
+}
+
+fn ema_update(ema_old: vec4<f32>, param: vec4<f32>) -> vec4<f32> {
+    return p.ema_decay * ema_old + (1.0 - p.ema_decay) * param;
+}
+
 @compute @workgroup_size(256)
 fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
@@ -31,16 +50,38 @@ fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (i >= p.n) {
         return;
     }
-    let g = grad[i];
-    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    let m_hat = mi / p.bias_correction1;
-    let v_hat = vi / p.bias_correction2;
-    let updated = param[i] - p.lr * m_hat / (sqrt(v_hat) + p.eps);
-    param[i] = updated;
+    let u = adam_update(vec4(grad[i]), vec4(m[i]), vec4(v[i]), vec4(param[i]));
+    m[i] = u.m.x;
+    v[i] = u.v.x;
+    param[i] = u.param.x;
     if (WITH_EMA) {
-        ema[i] = p.ema_decay * ema[i] + (1.0 - p.ema_decay) * updated;
+        ema[i] = ema_update(vec4(ema[i]), u.param).x;
+    }
+}
+
+// ---- CPU adapters: CHUNK4 vec4s per invocation (p.n counts vec4s here; on lavapipe a vec4 load costs
+// about what a float load does and per-invocation overhead is large)
+
+@group(0) @binding(1) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> v4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> ema4: array<vec4<f32>>;
+
+const CHUNK4: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn adam_step_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let start = (gid.y * nwg.x * 64u + gid.x) * CHUNK4;
+    let end = min(start + CHUNK4, p.n);
+    for (var i = start; i < end; i = i + 1u) {
+        let u = adam_update(grad4[i], m4[i], v4[i], param4[i]);
+        m4[i] = u.m;
+        v4[i] = u.v;
+        param4[i] = u.param;
+        if (WITH_EMA) {
+            ema4[i] = ema_update(ema4[i], u.param);
+        }
     }
 }

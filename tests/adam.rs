@@ -40,51 +40,55 @@ fn adam_with_ema_matches_reference() {
     .into_iter()
     .enumerate()
     {
-        let n = 1031;
-        let mut r = rng(ci as u64);
-        let p0 = random(&mut r, n, -1.0, 1.0);
-        let grads: Vec<Vec<f32>> = (0..5).map(|_| random(&mut r, n, -1.0, 1.0)).collect();
-        let p = upload(&p0, &[n]);
-        let ema = upload(&p0, &[n]);
-        let m = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
-        let v = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
-        for (t, g) in grads.iter().enumerate() {
-            adam_step(
-                &p,
-                &upload(g, &[n]),
-                &m,
-                &v,
-                Some((&ema, 0.999)),
-                cfg,
-                t as u64 + 1,
-            )
-            .unwrap();
+        // 1031: one parameter per invocation; 1036 (a multiple of 4): vec4 chunks on CPU adapters
+        for n in [1031usize, 1036] {
+            let mut r = rng(ci as u64 + n as u64);
+            let p0 = random(&mut r, n, -1.0, 1.0);
+            let grads: Vec<Vec<f32>> = (0..5).map(|_| random(&mut r, n, -1.0, 1.0)).collect();
+            let p = upload(&p0, &[n]);
+            let ema = upload(&p0, &[n]);
+            let m = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
+            let v = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
+            for (t, g) in grads.iter().enumerate() {
+                adam_step(
+                    &p,
+                    &upload(g, &[n]),
+                    &m,
+                    &v,
+                    Some((&ema, 0.999)),
+                    cfg,
+                    t as u64 + 1,
+                )
+                .unwrap();
+            }
+            let gf: Vec<Vec<f64>> = grads.iter().map(|g| to_f64(g)).collect();
+            let (wp, wm, wv, we) = adam_ref(&to_f64(&p0), &gf, cfg, 0.999);
+            assert_close(&p.to_vec().unwrap(), &wp, 1e-5, 1e-4, "param");
+            assert_close(&m.to_vec().unwrap(), &wm, 1e-6, 1e-4, "m");
+            assert_close(&v.to_vec().unwrap(), &wv, 1e-6, 1e-4, "v");
+            assert_close(&ema.to_vec().unwrap(), &we, 1e-5, 1e-4, "ema");
         }
-        let gf: Vec<Vec<f64>> = grads.iter().map(|g| to_f64(g)).collect();
-        let (wp, wm, wv, we) = adam_ref(&to_f64(&p0), &gf, cfg, 0.999);
-        assert_close(&p.to_vec().unwrap(), &wp, 1e-5, 1e-4, "param");
-        assert_close(&m.to_vec().unwrap(), &wm, 1e-6, 1e-4, "m");
-        assert_close(&v.to_vec().unwrap(), &wv, 1e-6, 1e-4, "v");
-        assert_close(&ema.to_vec().unwrap(), &we, 1e-5, 1e-4, "ema");
     }
 }
 
 #[test]
 fn adam_without_ema_and_shape_errors() {
-    let n = 7;
-    let p = upload(&[1.0; 7], &[n]);
-    let g = upload(&[0.5; 7], &[n]);
-    let m = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
-    let v = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
-    adam_step(&p, &g, &m, &v, None, AdamConfig::default(), 1).unwrap();
-    // first step with β1 = 0: update = lr · g/|g| = lr
-    assert_close(
-        &p.to_vec().unwrap(),
-        &[1.0 - 0.002; 7],
-        1e-6,
-        0.0,
-        "first step moves by lr",
-    );
-    let bad = upload(&[0.0; 3], &[3]);
-    assert!(adam_step(&p, &bad, &m, &v, None, AdamConfig::default(), 1).is_err());
+    // 7: one parameter per invocation; 8: vec4 chunks on CPU adapters (with the unused EMA binding)
+    for n in [7usize, 8] {
+        let p = upload(&vec![1.0; n], &[n]);
+        let g = upload(&vec![0.5; n], &[n]);
+        let m = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
+        let v = vitgan::Tensor::zeros(&gpu(), &[n]).unwrap();
+        adam_step(&p, &g, &m, &v, None, AdamConfig::default(), 1).unwrap();
+        // first step with β1 = 0: update = lr · g/|g| = lr
+        assert_close(
+            &p.to_vec().unwrap(),
+            &vec![1.0 - 0.002; n],
+            1e-6,
+            0.0,
+            "first step moves by lr",
+        );
+        let bad = upload(&[0.0; 3], &[3]);
+        assert!(adam_step(&p, &bad, &m, &v, None, AdamConfig::default(), 1).is_err());
+    }
 }

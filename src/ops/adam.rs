@@ -1,6 +1,8 @@
 //! Adam fused with the EMA update (`shaders/adam.wgsl`); one dispatch per parameter tensor, all
-//! recorded into the same submit.
+//! recorded into the same submit. On CPU adapters each invocation updates 8 vec4s
+//! (`adam_step_chunks4`) when the tensor's length is a multiple of 4.
 
+use super::elementwise::{CHUNK4, chunks4};
 use super::{grid_1d, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
@@ -65,8 +67,14 @@ pub fn adam_step(
         }
     }
     let t = t.max(1) as i32;
+    let vec4 = chunks4(param.gpu(), n);
+    let (entry, groups) = if vec4 {
+        ("adam_step_chunks4", grid_1d((n / 4).div_ceil(CHUNK4), 64))
+    } else {
+        ("adam_step", grid_1d(n, 256))
+    };
     let params = Params {
-        n: n as u32,
+        n: if vec4 { n / 4 } else { n } as u32,
         lr: cfg.lr,
         beta1: cfg.beta1,
         beta2: cfg.beta2,
@@ -79,13 +87,14 @@ pub fn adam_step(
     let ema_buf = match ema {
         Some((e, _)) => e,
         None => {
-            dummy = Tensor::empty(param.gpu(), &[1])?;
+            // never read or written (WITH_EMA is off), but bound: one vec4 for the vec4 view
+            dummy = Tensor::empty(param.gpu(), &[4])?;
             &dummy
         }
     };
     param.gpu().dispatch(
         &SHADER,
-        "adam_step",
+        entry,
         &[("WITH_EMA", ema.is_some() as u32 as f64)],
         bytemuck::bytes_of(&params),
         &[
@@ -95,6 +104,6 @@ pub fn adam_step(
             (v.buffer(), Access::ReadWrite),
             (ema_buf.buffer(), Access::ReadWrite),
         ],
-        grid_1d(n, 256),
+        groups,
     )
 }

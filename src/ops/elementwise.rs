@@ -103,11 +103,12 @@ struct BinaryParams {
     b_strides: [u32; MAX_RANK],
 }
 
-/// Vec4s per invocation of the `*_chunks4` kernels (must match `CHUNK4` in the WGSL).
-const CHUNK4: usize = 8;
+/// Vec4s per invocation of the `*_chunks4` kernels (must match `CHUNK4` in elementwise.wgsl and
+/// adam.wgsl).
+pub(crate) const CHUNK4: usize = 8;
 
 /// Whether `n` elements go through a `*_chunks4` kernel: on CPU adapters, when `n` is a multiple of 4.
-fn chunks4(gpu: &crate::gpu::Gpu, n: usize) -> bool {
+pub(crate) fn chunks4(gpu: &crate::gpu::Gpu, n: usize) -> bool {
     gpu.is_cpu() && n.is_multiple_of(4) && n > 0
 }
 
