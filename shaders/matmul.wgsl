@@ -19,9 +19,11 @@
 // On lavapipe every storage load is a per-lane scalar loop (the dominant cost, ~10 instructions per
 // float); the CPU kernels therefore maximise the reuse of each loaded value, use vec4 loads (bindings 6
 // and 7, views of A and B, when VEC4_A / VEC4_B say the rows are 16-byte aligned) — or, cheaper still,
-// texel loads from copies of A and B in storage textures (bindings 8 and 9, the texture variant, when
-// both operands are vec4-aligned) — and are written as straight-line code because loops over register
-// arrays are not reliably unrolled by the driver.
+// texel loads from copies of A and B in storage textures (bindings 10 and 11, the texture variant, when
+// both operands are vec4-aligned); they store C as vec4 rows through bindings 8 and 9 (VEC4_C, views
+// of C and the pre-activations, bound to the same buffers as 4 and 5: 9 storage buffers per stage) —
+// and are written as straight-line code because loops over register arrays are not reliably unrolled
+// by the driver.
 // The tile constants below are rewritten by the launcher per adapter (`TileConfig`); the subgroup kernel
 // (between the BEGIN/END markers) is dropped from the source for adapters without subgroups.
 

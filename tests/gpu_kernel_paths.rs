@@ -183,7 +183,8 @@ fn layer_norm_row_kernels_on_buffer_and_texture_operands_agree_with_reference() 
     let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut r = rng(900);
     // LayerNorm ([D] affine) and SLN ([B, D] affine); ≥ 64 rows of a width divisible by 4 take the
-    // vec4 row kernels on CPU adapters
+    // vec4 row kernels on CPU adapters (on GPUs the workgroup kernels run both times: the operand
+    // source only applies to the row kernels)
     for (x_shape, affine_shape) in [
         (vec![70usize, 12], vec![12usize]),
         (vec![2, 40, 8], vec![2, 8]),

@@ -144,18 +144,19 @@ impl Bench {
         }
         let reps = self.repetitions(one_round_ms);
         let mut times = vec![Vec::with_capacity(reps); bodies.len()];
-        let mut timer = "gpu";
+        let mut timers = vec!["gpu"; bodies.len()];
         for _ in 0..reps {
-            for (body, t) in bodies.iter().zip(times.iter_mut()) {
+            for ((body, t), timer) in bodies.iter().zip(times.iter_mut()).zip(timers.iter_mut()) {
                 let (ms, which) = self.time_once(*body)?;
                 t.push(ms);
-                timer = which;
+                *timer = which;
             }
         }
         Ok(firsts
             .into_iter()
             .zip(times)
-            .map(|(first, t)| Measurement::of(first, t, timer))
+            .zip(timers)
+            .map(|((first, t), timer)| Measurement::of(first, t, timer))
             .collect())
     }
 

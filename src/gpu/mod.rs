@@ -231,14 +231,24 @@ impl Gpu {
         pool::trim(&self.0.pool);
     }
 
-    /// Borrow a storage buffer of at least `bytes` bytes from the pool.
-    pub fn alloc(&self, bytes: u64, what: &str) -> Result<PooledBuffer> {
-        let limit = self
-            .0
+    /// Largest storage buffer one binding may hold on this adapter.
+    fn buffer_limit(&self) -> u64 {
+        self.0
             .limits
             .max_storage_buffer_binding_size
-            .min(self.0.limits.max_buffer_size);
-        if pool::size_class(bytes) > limit {
+            .min(self.0.limits.max_buffer_size)
+    }
+
+    /// Whether a tensor of `bytes` bytes can be allocated ([`Gpu::alloc`] rounds up to the pool's size
+    /// class, which must fit one binding).
+    pub fn fits_one_buffer(&self, bytes: u64) -> bool {
+        pool::size_class(bytes) <= self.buffer_limit()
+    }
+
+    /// Borrow a storage buffer of at least `bytes` bytes from the pool.
+    pub fn alloc(&self, bytes: u64, what: &str) -> Result<PooledBuffer> {
+        let limit = self.buffer_limit();
+        if !self.fits_one_buffer(bytes) {
             return Err(Error::BufferTooLarge {
                 bytes,
                 limit,

@@ -501,9 +501,9 @@ pub enum InrPath {
     /// One kernel per direction ([`Tape::inr_decode`]): GPUs, and problems too large for the other.
     Fused,
     /// Matmuls and elementwise ops with `[patches · P², width]` intermediates
-    /// ([`inr_decode_unfused`]): on lavapipe ~1.4× faster forward and backward than the fused kernel
-    /// (1316 vs 1830 ms forward at 8192 patches), because the texture-fed matmul kernels run there at
-    /// ~75 GFLOP/s and the fused kernel at ~2.4.
+    /// ([`inr_decode_unfused`]): on lavapipe ~5× faster forward and backward than the fused kernel
+    /// (295 vs 1857 ms forward at 8192 patches), because the texture-fed matmul kernels and vec4
+    /// broadcasts run there at full speed and the fused kernel at ~2.4 GFLOP/s.
     Composed,
 }
 
@@ -516,8 +516,9 @@ impl InrPath {
     /// adapters up to [`COMPOSED_INR_MAX_BYTES`] (and the adapter's binding limit), fused otherwise;
     /// `VITGAN_INR=fused|composed` forces one (composed still only where the tensors fit a binding).
     pub fn for_problem(gpu: &Gpu, intermediate_bytes: usize) -> InrPath {
-        let fits = intermediate_bytes as u64 <= gpu.limits().max_storage_buffer_binding_size;
-        match std::env::var("VITGAN_INR").as_deref() {
+        let fits = gpu.fits_one_buffer(intermediate_bytes as u64);
+        let forced = std::env::var("VITGAN_INR").map(|s| s.trim().to_ascii_lowercase());
+        match forced.as_deref() {
             Ok("fused") => InrPath::Fused,
             Ok("composed") if fits => InrPath::Composed,
             _ if fits && gpu.is_cpu() && intermediate_bytes <= COMPOSED_INR_MAX_BYTES => {

@@ -57,7 +57,8 @@ fn dispatch_rows(
 ) -> Result<()> {
     let elements = params.rows as usize * params.d as usize;
     let textures = operand_textures_forced("VITGAN_LAYER_NORM_OPERANDS")
-        .unwrap_or(gpu.is_cpu() && elements >= TEXTURE_MIN_ELEMENTS);
+        .unwrap_or(gpu.is_cpu() && elements >= TEXTURE_MIN_ELEMENTS)
+        && gpu.limits().max_storage_textures_per_shader_stage >= 2;
     if entry.ends_with("_rows4") && textures {
         let mut views = Vec::with_capacity(affine.len());
         for (t, slot) in affine.iter().zip([GAMMA_SLOT, BETA_SLOT]) {

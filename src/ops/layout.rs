@@ -240,8 +240,8 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 /// Copy `x` (whose element count is a multiple of 4) into the operand texture `slot` of its GPU
 /// ([`crate::gpu::Gpu::operand_texture`]): vec4 `i` of `x` lands at texel
-/// `(i % OPERAND_TEXTURE_WIDTH, i / OPERAND_TEXTURE_WIDTH)`. The CPU kernels of matmul and attention read
-/// their operands this way on CPU adapters (a texel load is several times cheaper than a storage-buffer
+/// `(i % OPERAND_TEXTURE_WIDTH, i / OPERAND_TEXTURE_WIDTH)`. The CPU kernels of matmul and attention
+/// (and LayerNorm's γ, β) read their operands this way on CPU adapters (a texel load is several times cheaper than a storage-buffer
 /// load on lavapipe). `None` when `x` does not fit the adapter's textures. The copy is recorded like a
 /// kernel, so it is ordered with the work around it.
 pub fn to_operand_texture(x: &Tensor, slot: u8) -> Result<Option<wgpu::TextureView>> {

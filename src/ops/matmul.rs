@@ -142,6 +142,9 @@ impl TileConfig {
             .ok()
             .map(|s| s.trim().to_ascii_lowercase());
         let subgroups = supports_subgroup_kernel(gpu);
+        if !cpu_kernels_fit(gpu) {
+            return tile_env.unwrap_or(TileConfig::GPU);
+        }
         match kernel_env.as_deref() {
             Some("tiled") => return tile_env.unwrap_or(TileConfig::GPU),
             Some("registers") => return TileConfig::CPU_REGISTERS,
@@ -220,6 +223,16 @@ impl TileConfig {
             MatmulKernel::Subgroup => "matmul_subgroup",
         }
     }
+}
+
+/// Storage buffers per shader stage the CPU kernels bind (A, B, bias, C, pre-activations, and the
+/// vec4 views of A, B, C and the pre-activations).
+const CPU_KERNEL_STORAGE_BUFFERS: u32 = 9;
+
+/// Whether `gpu` allows the CPU kernels' bindings (WebGPU's default limit is 8; native adapters report
+/// more). Where it does not, every product runs on the tiled kernel.
+fn cpu_kernels_fit(gpu: &Gpu) -> bool {
+    gpu.limits().max_storage_buffers_per_shader_stage >= CPU_KERNEL_STORAGE_BUFFERS
 }
 
 /// Whether `gpu` can run the subgroup kernel: subgroup operations, and subgroups of at least 8 lanes

@@ -34,11 +34,11 @@ pub(crate) fn one_invocation_per_output(gpu: &crate::gpu::Gpu, outputs: usize) -
     outputs >= 64 && gpu.is_cpu()
 }
 
-/// Whether the CPU kernels of matmul, attention and LayerNorm read their operands from textures: by
-/// default on CPU adapters, where a texel load costs about a quarter of a storage-buffer load; the
-/// environment variable `var` (`VITGAN_MATMUL_OPERANDS`, `VITGAN_ATTENTION_OPERANDS`,
-/// `VITGAN_LAYER_NORM_OPERANDS`) = `buffers|textures` forces
-/// either (for comparisons and tests).
+/// Whether the CPU kernels of matmul and attention read their operands from textures: by default on
+/// CPU adapters, where a texel load costs about a quarter of a storage-buffer load; the environment
+/// variable `var` (`VITGAN_MATMUL_OPERANDS`, `VITGAN_ATTENTION_OPERANDS`) = `buffers|textures` forces
+/// either (for comparisons and tests). LayerNorm decides with [`operand_textures_forced`] and a size
+/// threshold of its own.
 pub(crate) fn operand_textures_wanted(gpu: &crate::gpu::Gpu, var: &str) -> bool {
     operand_textures_forced(var).unwrap_or(gpu.is_cpu())
 }
