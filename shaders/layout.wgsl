@@ -1,8 +1,6 @@
 // Strided copy, the one kernel behind permute/transpose, slice, concat, slice-backward (padding) and
 // broadcast materialisation. For every index c of the iteration shape `dims`:
 //   dst[dst_offset + Σ c_d · dst_strides_d] = src[src_offset + Σ c_d · src_strides_d]
-// And `to_operand_texture`: a tensor's vec4s into an rgba32float storage texture, vec4 i at texel
-//   (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH), the layout the CPU kernels of matmul and attention read.
 
 struct Params {
     n: u32,
@@ -66,33 +64,5 @@ fn strided_copy_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
     let d4 = at.y / 4u;
     for (var j = 0u; j < run / 4u; j = j + 1u) {
         dst4[d4 + j] = src4[s4 + j];
-    }
-}
-
-// ---- to_operand_texture
-
-const TEXTURE_WIDTH: u32 = 1024u;
-
-struct ToTexture {
-    count: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> to_tex: ToTexture;
-@group(0) @binding(1) var<storage, read> to_tex_src: array<vec4<f32>>;
-@group(0) @binding(2) var to_tex_dst: texture_storage_2d<rgba32float, write>;
-
-// vec4s per invocation (fewer, longer invocations cost less on CPU adapters, the only users)
-const TO_TEXTURE_CHUNK: u32 = 8u;
-
-@compute @workgroup_size(64)
-fn to_operand_texture(@builtin(global_invocation_id) gid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let start = (gid.y * nwg.x * 64u + gid.x) * TO_TEXTURE_CHUNK;
-    let end = min(start + TO_TEXTURE_CHUNK, to_tex.count);
-    for (var i = start; i < end; i = i + 1u) {
-        textureStore(to_tex_dst, vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH), to_tex_src[i]);
     }
 }

@@ -89,7 +89,7 @@ fn operand_texture_width_matches_the_rust_constant() {
         "const TEXTURE_WIDTH: u32 = {}u;",
         vitgan::gpu::OPERAND_TEXTURE_WIDTH
     );
-    for file in ["matmul", "attention", "layout", "layer_norm"] {
+    for file in ["matmul", "attention", "layer_norm"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("shaders")
             .join(format!("{file}.wgsl"));

@@ -69,6 +69,12 @@ enum Command {
         dst: wgpu::Buffer,
         bytes: u64,
     },
+    /// The first `texels` vec4s of `src` into `dst`, row after row of OPERAND_TEXTURE_WIDTH texels.
+    CopyToTexture {
+        src: wgpu::Buffer,
+        dst: wgpu::Texture,
+        texels: u32,
+    },
 }
 
 #[derive(Hash, PartialEq, Eq, Clone)]
@@ -94,7 +100,7 @@ pub(crate) struct Inner {
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: RefCell<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
     /// Operand textures by slot, with their height in rows: see [`Gpu::operand_texture`].
-    operand_textures: RefCell<HashMap<u8, (u32, wgpu::TextureView)>>,
+    operand_textures: RefCell<HashMap<u8, (u32, wgpu::Texture, wgpu::TextureView)>>,
     pub(crate) pool: Rc<RefCell<pool::Pool>>,
     pending: RefCell<Vec<Command>>,
     arena: wgpu::Buffer,
@@ -364,46 +370,67 @@ impl Gpu {
         (pipeline, bgl)
     }
 
-    /// A `rgba32float` storage texture, [`OPERAND_TEXTURE_WIDTH`] texels wide, with room for `vec4s`
-    /// vec4 values laid out row after row. Each `slot` keeps one texture, replaced by a taller one (rows
-    /// rounded up to a power of two, at most the adapter's limit) when a request does not fit, so memory stays at the largest
-    /// operand per slot; work recorded later sees what was written later (the GPU runs dispatches in
-    /// order, and a replaced texture lives on while recorded work uses it). `None` when the rows would
+    /// Copy the first `vec4s` vec4 values of `src` into the operand texture `slot`: a `rgba32float`
+    /// storage texture, [`OPERAND_TEXTURE_WIDTH`] texels wide, vec4 `i` at texel
+    /// `(i % OPERAND_TEXTURE_WIDTH, i / OPERAND_TEXTURE_WIDTH)`. The copy is a buffer-to-texture transfer
+    /// recorded in order with the dispatches around it (on lavapipe a row-by-row memcpy, 2-3x faster
+    /// than a copy kernel). Each `slot` keeps one texture, replaced by a taller one (rows rounded up to
+    /// a power of two, at most the adapter's limit) when a request does not fit, so memory stays at the
+    /// largest operand per slot; work recorded later sees what was written later (a replaced texture
+    /// lives on while recorded work uses it). Returns the texture's view, or `None` when the rows would
     /// exceed the adapter's texture height. Kernels read operands through such textures on CPU
     /// adapters, where a texel load is several times cheaper than a storage-buffer load.
-    pub fn operand_texture(&self, slot: u8, vec4s: usize) -> Option<wgpu::TextureView> {
+    pub fn copy_to_operand_texture(
+        &self,
+        src: &wgpu::Buffer,
+        slot: u8,
+        vec4s: usize,
+    ) -> Option<wgpu::TextureView> {
+        let (texture, view) = self.operand_texture(slot, vec4s)?;
+        if vec4s > 0 {
+            self.0.pending.borrow_mut().push(Command::CopyToTexture {
+                src: src.clone(),
+                dst: texture,
+                texels: vec4s as u32,
+            });
+        }
+        Some(view)
+    }
+
+    fn operand_texture(
+        &self,
+        slot: u8,
+        vec4s: usize,
+    ) -> Option<(wgpu::Texture, wgpu::TextureView)> {
         let rows = vec4s.div_ceil(OPERAND_TEXTURE_WIDTH as usize).max(1);
         let mut textures = self.0.operand_textures.borrow_mut();
-        if let Some((have, view)) = textures.get(&slot)
+        if let Some((have, texture, view)) = textures.get(&slot)
             && *have as usize >= rows
         {
-            return Some(view.clone());
+            return Some((texture.clone(), view.clone()));
         }
         let max_rows = self.0.limits.max_texture_dimension_2d;
         if rows > max_rows as usize {
             return None;
         }
         let rows = (rows as u32).next_power_of_two().min(max_rows);
-        let view = self
-            .0
-            .device
-            .create_texture(&wgpu::TextureDescriptor {
-                label: Some("operand texture"),
-                size: wgpu::Extent3d {
-                    width: OPERAND_TEXTURE_WIDTH,
-                    height: rows,
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::STORAGE_BINDING,
-                view_formats: &[],
-            })
-            .create_view(&wgpu::TextureViewDescriptor::default());
-        textures.insert(slot, (rows, view.clone()));
-        Some(view)
+        let texture = self.0.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("operand texture"),
+            size: wgpu::Extent3d {
+                width: OPERAND_TEXTURE_WIDTH,
+                height: rows,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        textures.insert(slot, (rows, texture.clone(), view.clone()));
+        Some((texture, view))
     }
 
     /// Number of pipelines compiled so far.
@@ -609,6 +636,10 @@ impl Gpu {
                     encoder.clear_buffer(dst, 0, Some(*bytes));
                     i += 1;
                 }
+                Command::CopyToTexture { src, dst, texels } => {
+                    record_texture_copy(&mut encoder, src, dst, *texels);
+                    i += 1;
+                }
                 Command::Dispatch { .. } => {
                     // the first pass writes the start, the last one the end, passes between none
                     let (first, last) = (pass_index == 0, pass_index + 1 == n_passes);
@@ -727,6 +758,54 @@ impl Gpu {
     }
 }
 
+/// `texels` vec4s of `src` into `dst` row after row: the whole rows in one copy, the rest of the last
+/// row in a second (a row is OPERAND_TEXTURE_WIDTH · 16 bytes, a multiple of the 256-byte alignment).
+fn record_texture_copy(
+    encoder: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Texture,
+    texels: u32,
+) {
+    let row_bytes = OPERAND_TEXTURE_WIDTH * 16;
+    let (full_rows, rest) = (
+        texels / OPERAND_TEXTURE_WIDTH,
+        texels % OPERAND_TEXTURE_WIDTH,
+    );
+    let mut copy = |row0: u32, width: u32, height: u32| {
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: src,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: row0 as u64 * row_bytes as u64,
+                    bytes_per_row: Some(row_bytes),
+                    rows_per_image: Some(height),
+                },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture: dst,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: row0,
+                    z: 0,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+        );
+    };
+    if full_rows > 0 {
+        copy(0, OPERAND_TEXTURE_WIDTH, full_rows);
+    }
+    if rest > 0 {
+        copy(full_rows, rest, 1);
+    }
+}
+
 fn count_passes(cmds: &[Command]) -> usize {
     let mut n = 0;
     let mut in_pass = false;
@@ -737,7 +816,9 @@ fn count_passes(cmds: &[Command]) -> usize {
                 in_pass = true;
             }
             Command::Dispatch { .. } => {}
-            Command::Copy { .. } | Command::Clear { .. } => in_pass = false,
+            Command::Copy { .. } | Command::Clear { .. } | Command::CopyToTexture { .. } => {
+                in_pass = false
+            }
         }
     }
     n

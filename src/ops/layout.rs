@@ -3,7 +3,7 @@
 
 use super::{MAX_RANK, coalesce_dims, contiguous_strides, grid_1d, pack8, shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Shader, TextureAccess};
+use crate::gpu::{Access, Shader};
 use crate::tensor::{Tensor, numel};
 
 pub static SHADER: Shader = shader!("layout");
@@ -239,11 +239,11 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 }
 
 /// Copy `x` (whose element count is a multiple of 4) into the operand texture `slot` of its GPU
-/// ([`crate::gpu::Gpu::operand_texture`]): vec4 `i` of `x` lands at texel
-/// `(i % OPERAND_TEXTURE_WIDTH, i / OPERAND_TEXTURE_WIDTH)`. The CPU kernels of matmul and attention
-/// (and LayerNorm's γ, β) read their operands this way on CPU adapters (a texel load is several times cheaper than a storage-buffer
-/// load on lavapipe). `None` when `x` does not fit the adapter's textures. The copy is recorded like a
-/// kernel, so it is ordered with the work around it.
+/// ([`crate::gpu::Gpu::copy_to_operand_texture`], a buffer-to-texture transfer): vec4 `i` of `x` lands
+/// at texel `(i % OPERAND_TEXTURE_WIDTH, i / OPERAND_TEXTURE_WIDTH)`. The CPU kernels of matmul and
+/// attention (and LayerNorm's γ, β) read their operands this way on CPU adapters (a texel load is
+/// several times cheaper than a storage-buffer load on lavapipe). `None` when `x` does not fit the
+/// adapter's textures. The copy is recorded in order with the dispatches around it.
 pub fn to_operand_texture(x: &Tensor, slot: u8) -> Result<Option<wgpu::TextureView>> {
     if !x.numel().is_multiple_of(4) {
         return Err(Error::shape(
@@ -255,19 +255,6 @@ pub fn to_operand_texture(x: &Tensor, slot: u8) -> Result<Option<wgpu::TextureVi
             ),
         ));
     }
-    let count = x.numel() / 4;
-    let Some(view) = x.gpu().operand_texture(slot, count) else {
-        return Ok(None);
-    };
-    x.gpu().dispatch_with_textures(
-        &SHADER,
-        "to_operand_texture",
-        &[],
-        bytemuck::bytes_of(&[count as u32, 0, 0, 0]),
-        &[(x.buffer(), Access::Read)],
-        &[(2, &view, TextureAccess::WriteOnly)],
-        // TO_TEXTURE_CHUNK = 8 vec4s per invocation
-        grid_1d(count.div_ceil(8), 64),
-    )?;
-    Ok(Some(view))
+    Ok(x.gpu()
+        .copy_to_operand_texture(x.buffer(), slot, x.numel() / 4))
 }
