@@ -270,3 +270,37 @@ fn layer_norm_backward_input_rows4(@builtin(global_invocation_id) gid: vec3<u32>
         bdx4[base + j] = rstd * (g - mean_g - xhat * mean_gx);
     }
 }
+
+// dγ, dβ partial sums on CPU adapters (d a multiple of 4): one invocation per (group, chunk, vec4 of
+// columns) walks the chunk's rows alone, no workgroup memory or barriers; the same [groups, chunks, d]
+// partials as layer_norm_backward_affine. Per row it loads dy and x as vec4s: a quarter of the
+// per-lane loads of one column per invocation.
+@group(0) @binding(1) var<storage, read> ax4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> ady4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> adgamma4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> adbeta4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn layer_norm_backward_affine_cols4(@builtin(global_invocation_id) gid: vec3<u32>,
+                                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = gid.y * nwg.x * WG + gid.x;
+    let d4 = p.d / 4u;
+    let c4 = id % d4;
+    let group_chunk = id / d4; // = group · chunks + chunk
+    if (group_chunk >= p.groups * p.chunks) {
+        return;
+    }
+    let group = group_chunk / p.chunks;
+    let chunk = group_chunk % p.chunks;
+    let first = group * p.rows_per_group + chunk * CHUNK_ROWS;
+    let end = group * p.rows_per_group + min((chunk + 1u) * CHUNK_ROWS, p.rows_per_group);
+    var sg = vec4<f32>(0.0);
+    var sb = vec4<f32>(0.0);
+    for (var r = first; r < end; r = r + 1u) {
+        let dy = ady4[r * d4 + c4];
+        sg = sg + dy * (ax4[r * d4 + c4] - amean[r]) * arstd[r];
+        sb = sb + dy;
+    }
+    adgamma4[group_chunk * d4 + c4] = sg;
+    adbeta4[group_chunk * d4 + c4] = sb;
+}

@@ -190,6 +190,8 @@ fn layer_norm_backward_matches_finite_differences() {
     check_backward(&Case::new(&[601, 5], &[5], 35), 45);
     // ≥ 64 rows of a width divisible by 4: the vec4 row kernels on CPU adapters
     check_backward(&Case::new(&[70, 8], &[8], 36), 46);
+    // a width divisible by 4 over several chunks of 256 rows: the vec4-column dγ/dβ kernel's partials
+    check_backward(&Case::new(&[601, 8], &[8], 37), 47);
 }
 
 #[test]

@@ -306,10 +306,18 @@ pub fn layer_norm_backward(
     let partial_shape = [groups.groups, chunks, groups.d];
     let partial_gamma = Tensor::empty(gpu, &partial_shape)?;
     let partial_beta = Tensor::empty(gpu, &partial_shape)?;
-    let workgroups = params.col_tiles as usize * groups.groups * chunks;
+    // CPU adapters with d a multiple of 4: an invocation per (group, chunk, vec4 of columns), no
+    // barriers; else a workgroup per (group, chunk, 32 columns)
+    let (entry, grid) = if gpu.is_cpu() && groups.d.is_multiple_of(4) {
+        let invocations = groups.groups * chunks * groups.d / 4;
+        ("layer_norm_backward_affine_cols4", grid_1d(invocations, 64))
+    } else {
+        let workgroups = params.col_tiles as usize * groups.groups * chunks;
+        ("layer_norm_backward_affine", grid_1d(workgroups, 1))
+    };
     gpu.dispatch(
         &SHADER,
-        "layer_norm_backward_affine",
+        entry,
         &[],
         bytemuck::bytes_of(&params),
         &[
@@ -320,7 +328,7 @@ pub fn layer_norm_backward(
             (partial_gamma.buffer(), Access::ReadWrite),
             (partial_beta.buffer(), Access::ReadWrite),
         ],
-        grid_1d(workgroups, 1),
+        grid,
     )?;
     let finish = |partial: Tensor| -> Result<Tensor> {
         let summed = if chunks == 1 {
