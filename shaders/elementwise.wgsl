@@ -189,6 +189,32 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     bout[i] = binary_apply(ba[at.x], bb[at.y]);
 }
 
+// out = a ∘ b with broadcasting, along runs of the innermost dimension (CPU adapters, where
+// binary_runs4 does not apply): an invocation decodes its run's outer coordinates once and applies the
+// op to up to RUN_CHUNK consecutive elements of that run, each side stepping by its innermost stride
+// (bp.n counts runs). Integer division is slow on a CPU lane, so this saves the per-element decode.
+const RUN_CHUNK: u32 = 32u;
+
+@compute @workgroup_size(64)
+fn binary_runs(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let inner = bp.rank - 1u;
+    let run_len = bp.dims[inner / 4u][inner % 4u];
+    let chunks = (run_len + RUN_CHUNK - 1u) / RUN_CHUNK;
+    let id = gid.y * nwg.x * 64u + gid.x;
+    let run = id / chunks;
+    if (run >= bp.n) {
+        return;
+    }
+    let at = broadcast_offsets(run, inner);
+    let step = vec2(bp.a_strides[inner / 4u][inner % 4u], bp.b_strides[inner / 4u][inner % 4u]);
+    let start = (id % chunks) * RUN_CHUNK;
+    let end = min(start + RUN_CHUNK, run_len);
+    for (var j = start; j < end; j = j + 1u) {
+        bout[run * run_len + j] = binary_apply(ba[at.x + j * step.x], bb[at.y + j * step.y]);
+    }
+}
+
 // ---- chunks of vec4s per invocation (CPU adapters)
 
 const CHUNK4: u32 = 8u;

@@ -164,6 +164,10 @@ fn binary_broadcasting_matches_reference() {
         (&[3, 44], &[3, 1], &[3, 44]),
         (&[2, 3, 1], &[2, 1, 36], &[2, 3, 36]),
         (&[1], &[4], &[4]),
+        // innermost runs of ≥ 8 that are not vec4 runs: scalar runs on CPU adapters (a row of 65 minus
+        // its column vector, as in unfused L2 attention; a transposed-like innermost stride)
+        (&[6, 65], &[6, 1], &[6, 65]),
+        (&[3, 1, 9], &[2, 9], &[3, 2, 9]),
     ];
     let ops = [
         Binary::Add,

@@ -243,8 +243,10 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
         ],
     );
     // on CPU adapters: equal shapes (one contiguous run on both sides) in vec4 chunks, other
-    // broadcasts whose innermost dimension allows it in vec4 runs
+    // broadcasts whose innermost dimension allows it in vec4 runs, other runs of at least
+    // MIN_RUN elements in scalar runs (shorter ones gain nothing over decoding every element)
     let n = out.numel();
+    let cpu = a.gpu().is_cpu() && n > 0;
     let vec4 = dims.len() == 1 && strides[0][0] == 1 && strides[1][0] == 1 && chunks4(a.gpu(), n);
     let runs4 = !vec4 && chunks4(a.gpu(), n) && vec4_runs(&dims, &strides);
     let (entry, groups, count) = if vec4 {
@@ -255,6 +257,11 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
         let runs = n / inner;
         let invocations = runs * (inner / 4).div_ceil(CHUNK4);
         ("binary_runs4", grid_1d(invocations, 64), runs)
+    } else if cpu && dims.last().is_some_and(|&inner| inner >= MIN_RUN) {
+        let inner = dims[dims.len() - 1];
+        let runs = n / inner;
+        let invocations = runs * inner.div_ceil(RUN_CHUNK);
+        ("binary_runs", grid_1d(invocations, 64), runs)
     } else {
         ("binary", grid_1d(n, 256), n)
     };
@@ -281,6 +288,11 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
     )?;
     Ok(out)
 }
+
+/// Elements per invocation of `binary_runs` (must match `RUN_CHUNK` in the WGSL).
+const RUN_CHUNK: usize = 32;
+/// Shortest innermost run `binary_runs` takes.
+const MIN_RUN: usize = 8;
 
 /// Whether `binary_runs4` can run coalesced `dims` with per-side `strides`: the innermost dimension is
 /// a multiple of 4 and each side steps through it with stride 1 (then its other strides must be
