@@ -195,23 +195,33 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // (bp.n counts runs). Integer division is slow on a CPU lane, so this saves the per-element decode.
 const RUN_CHUNK: u32 = 32u;
 
+// The share of a run-based launch that invocation `id` takes: run `run` of the innermost dimension
+// (`len` units long), units [start, end), `per` at a time.
+struct RunShare {
+    run: u32,
+    start: u32,
+    end: u32,
+}
+
+fn run_share(id: u32, len: u32, per: u32) -> RunShare {
+    let shares = (len + per - 1u) / per;
+    let start = (id % shares) * per;
+    return RunShare(id / shares, start, min(start + per, len));
+}
+
 @compute @workgroup_size(64)
 fn binary_runs(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
     let inner = bp.rank - 1u;
     let run_len = bp.dims[inner / 4u][inner % 4u];
-    let chunks = (run_len + RUN_CHUNK - 1u) / RUN_CHUNK;
-    let id = gid.y * nwg.x * 64u + gid.x;
-    let run = id / chunks;
-    if (run >= bp.n) {
+    let share = run_share(gid.y * nwg.x * 64u + gid.x, run_len, RUN_CHUNK);
+    if (share.run >= bp.n) {
         return;
     }
-    let at = broadcast_offsets(run, inner);
+    let at = broadcast_offsets(share.run, inner);
     let step = vec2(bp.a_strides[inner / 4u][inner % 4u], bp.b_strides[inner / 4u][inner % 4u]);
-    let start = (id % chunks) * RUN_CHUNK;
-    let end = min(start + RUN_CHUNK, run_len);
-    for (var j = start; j < end; j = j + 1u) {
-        bout[run * run_len + j] = binary_apply(ba[at.x + j * step.x], bb[at.y + j * step.y]);
+    for (var j = share.start; j < share.end; j = j + 1u) {
+        bout[share.run * run_len + j] = binary_apply(ba[at.x + j * step.x], bb[at.y + j * step.y]);
     }
 }
 
@@ -280,22 +290,18 @@ fn binary_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let inner = bp.rank - 1u;
     let run4 = bp.dims[inner / 4u][inner % 4u] / 4u;
-    let chunks = (run4 + CHUNK4 - 1u) / CHUNK4;
-    let id = gid.y * nwg.x * 64u + gid.x;
-    let run = id / chunks;
-    if (run >= bp.n) {
+    let share = run_share(gid.y * nwg.x * 64u + gid.x, run4, CHUNK4);
+    if (share.run >= bp.n) {
         return;
     }
-    let at = broadcast_offsets(run, inner);
+    let at = broadcast_offsets(share.run, inner);
     let ia = at.x;
     let ib = at.y;
     let a_runs = bp.a_strides[inner / 4u][inner % 4u] == 1u;
     let b_runs = bp.b_strides[inner / 4u][inner % 4u] == 1u;
     let a_splat = vec4(ba4[ia / 4u][ia % 4u]);
     let b_splat = vec4(bb4[ib / 4u][ib % 4u]);
-    let start = (id % chunks) * CHUNK4;
-    let end = min(start + CHUNK4, run4);
-    for (var j = start; j < end; j = j + 1u) {
+    for (var j = share.start; j < share.end; j = j + 1u) {
         var a = a_splat;
         if (a_runs) {
             a = ba4[ia / 4u + j];
@@ -304,7 +310,7 @@ fn binary_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
         if (b_runs) {
             b = bb4[ib / 4u + j];
         }
-        bout4[run * run4 + j] = binary_apply4(a, b);
+        bout4[share.run * run4 + j] = binary_apply4(a, b);
     }
 }
 
