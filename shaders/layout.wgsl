@@ -7,6 +7,11 @@ struct Params {
     rank: u32,
     src_offset: u32,
     dst_offset: u32,
+    // strided_copy_runs4: each run is split into `pieces` pieces of `piece4` vec4s (the CPU loop budget)
+    piece4: u32,
+    pieces: u32,
+    _pad0: u32,
+    _pad1: u32,
     dims: array<vec4<u32>, 2>,
     src_strides: array<vec4<u32>, 2>,
     dst_strides: array<vec4<u32>, 2>,
@@ -41,10 +46,12 @@ fn strided_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     dst[at.y] = src[at.x];
 }
 
-// ---- strided_copy_runs4 (CPU adapters): one invocation per run of the innermost dimension, when that
-// dimension has unit stride on both sides and runs, offsets and outer strides are multiples of 4: the
-// index is decoded once per run and the run moves as vec4s (on lavapipe every load is a loop over the
-// lanes, so one vec4 load costs little more than one float).
+// ---- strided_copy_runs4 (CPU adapters): one invocation per piece of a run of the innermost dimension,
+// when that dimension has unit stride on both sides and runs, offsets and outer strides are multiples
+// of 4: the index is decoded once per piece and the piece moves as vec4s (on lavapipe every load is a
+// loop over the lanes, so one vec4 load costs little more than one float). Runs longer than the CPU
+// loop budget are split into `pieces` pieces of `piece4` vec4s (invocation r: run r / pieces, piece
+// r % pieces).
 
 @group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
@@ -55,14 +62,16 @@ fn strided_copy_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
     let last = p.rank - 1u;
     let run = p.dims[last / 4u][last % 4u];
     let r = gid.y * nwg.x * 64u + gid.x;
-    if (r >= p.n / run) {
+    if (r >= (p.n / run) * p.pieces) {
         return;
     }
-    // run r is index r of the outer dimensions (all but the innermost)
-    let at = offsets(r, last);
+    // run r / pieces is that index of the outer dimensions (all but the innermost)
+    let at = offsets(r / p.pieces, last);
+    let begin = (r % p.pieces) * p.piece4;
+    let end = min(begin + p.piece4, run / 4u);
     let s4 = at.x / 4u;
     let d4 = at.y / 4u;
-    for (var j = 0u; j < run / 4u; j = j + 1u) {
+    for (var j = begin; j < end; j = j + 1u) {
         dst4[d4 + j] = src4[s4 + j];
     }
 }

@@ -4,12 +4,18 @@
 // invocation sums a strided subset, then a tree reduction in workgroup memory combines the 64 partial
 // sums) for long axes and few outputs; `sum_axis_lanes` gives one invocation to each output element
 // and no barriers (many outputs over a short axis, and CPU adapters, where barriers are costly).
+// Axes longer than the CPU loop budget allows are summed in `pieces` pieces of `piece_len` rows:
+// the output is then the partial sums [outer, pieces, inner], which the launcher sums again.
 
 struct Params {
     outer: u32,
     n: u32,
     inner: u32,
     scale: f32,
+    piece_len: u32,
+    pieces: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -17,21 +23,28 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 64u;
+
+// Output o = (outer, piece, i) sums x[outer, k, i] for k in [begin, end): (base index, begin, end).
+fn rows_of(o: u32) -> vec3<u32> {
+    let i = o % p.inner;
+    let piece = (o / p.inner) % p.pieces;
+    let outer = o / (p.inner * p.pieces);
+    let begin = piece * p.piece_len;
+    return vec3(outer * p.n * p.inner + i, begin, min(begin + p.piece_len, p.n));
+}
 var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn sum_axis(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let o = wid.y * nwg.x + wid.x;
-    let total = p.outer * p.inner;
+    let total = p.outer * p.pieces * p.inner;
     // every invocation reaches the barriers below; out-of-range groups just sum nothing
     var acc = 0.0;
     if (o < total) {
-        let outer = o / p.inner;
-        let i = o % p.inner;
-        let base = outer * p.n * p.inner + i;
-        for (var k = lid; k < p.n; k = k + WG) {
-            acc = acc + x[base + k * p.inner];
+        let r = rows_of(o);
+        for (var k = r.y + lid; k < r.z; k = k + WG) {
+            acc = acc + x[r.x + k * p.inner];
         }
     }
     partial[lid] = acc;
@@ -51,15 +64,13 @@ fn sum_axis(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 fn sum_axis_lanes(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let o = gid.y * nwg.x * WG + gid.x;
-    if (o >= p.outer * p.inner) {
+    if (o >= p.outer * p.pieces * p.inner) {
         return;
     }
-    let outer = o / p.inner;
-    let i = o % p.inner;
-    let base = outer * p.n * p.inner + i;
+    let r = rows_of(o);
     var acc = 0.0;
-    for (var k = 0u; k < p.n; k = k + 1u) {
-        acc = acc + x[base + k * p.inner];
+    for (var k = r.y; k < r.z; k = k + 1u) {
+        acc = acc + x[r.x + k * p.inner];
     }
     out[o] = acc * p.scale;
 }

@@ -1,7 +1,7 @@
 //! Layout kernels (`shaders/layout.wgsl`): permute/transpose, slice, concat, padding (slice backward) and
 //! broadcast, all through one strided-copy kernel; and copies into operand textures.
 
-use super::{MAX_RANK, coalesce_dims, contiguous_strides, grid_1d, pack8, shader};
+use super::{MAX_RANK, coalesce_dims, contiguous_strides, grid_1d, pack8, shader, split_loop};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::{Tensor, numel};
@@ -15,6 +15,9 @@ struct Params {
     rank: u32,
     src_offset: u32,
     dst_offset: u32,
+    piece4: u32,
+    pieces: u32,
+    _pad: [u32; 2],
     dims: [u32; MAX_RANK],
     src_strides: [u32; MAX_RANK],
     dst_strides: [u32; MAX_RANK],
@@ -42,18 +45,23 @@ pub fn strided_copy(
         return Ok(());
     }
     let (dims, strides) = coalesce_dims(dims, &[src_strides, dst_strides]);
+    // CPU adapters: vec4 runs of the innermost dimension per invocation where aligned, long runs in
+    // pieces within the loop budget (the index decode loops over up to MAX_RANK dimensions)
+    let rank = dims.len();
+    let run = dims[rank - 1];
+    let split = split_loop(run / 4, MAX_RANK);
     let params = Params {
         n: n as u32,
-        rank: dims.len() as u32,
+        rank: rank as u32,
         src_offset: src_offset as u32,
         dst_offset: dst_offset as u32,
+        piece4: split.trips_per_piece as u32,
+        pieces: split.pieces as u32,
+        _pad: [0; 2],
         dims: pack8(&dims),
         src_strides: pack8(&strides[0]),
         dst_strides: pack8(&strides[1]),
     };
-    // CPU adapters: whole vec4 runs of the innermost dimension per invocation where aligned
-    let rank = dims.len();
-    let run = dims[rank - 1];
     let runs4 = src.gpu().is_cpu()
         && run.is_multiple_of(4)
         && strides.iter().all(|s| s[rank - 1] == 1)
@@ -63,7 +71,7 @@ pub fn strided_copy(
             .iter()
             .all(|s| s[..rank - 1].iter().all(|x| x.is_multiple_of(4)));
     let (entry, groups) = if runs4 {
-        ("strided_copy_runs4", grid_1d(n / run, 64))
+        ("strided_copy_runs4", grid_1d(n / run * split.pieces, 64))
     } else {
         ("strided_copy", grid_1d(n, 256))
     };

@@ -17,6 +17,49 @@ pub mod spectral_norm;
 /// Maximum tensor rank the strided kernels handle.
 pub const MAX_RANK: usize = 8;
 
+/// # The CPU loop budget
+///
+/// Mesa's llvmpipe — behind lavapipe (Vulkan) and the GL llvmpipe driver, i.e. every CPU adapter —
+/// ends every loop of one shader invocation once that invocation has run 65,535 loop iterations in
+/// total (gallivm's loop limiter: one counter for all loops of the invocation, a nested loop counting
+/// each inner iteration), without any error: the rest of the work is silently skipped and the output
+/// holds stale memory. Real GPUs have no such cap.
+///
+/// **Rule:** no invocation runs more than `CPU_LOOP_BUDGET` loop iterations, a quarter of the cap
+/// (headroom for the small fixed loops around a kernel's main loop, e.g. index decoding over ≤ 8
+/// dimensions or a 6-step tree reduction). Every launcher of a kernel whose per-invocation trip count
+/// grows with a tensor size plans its grid with [`split_loop`] (work split across invocations, each
+/// doing at most the budget, partial results combined by a later pass where needed) or guards a
+/// launch shape that cannot split with [`fits_loop_budget`], choosing another shape when it does not
+/// fit. The rule holds on every adapter (one launch plan for all; on a GPU a loop this long would be
+/// slow anyway). `tests/loop_budget.rs` runs every family past the cap.
+pub const CPU_LOOP_BUDGET: usize = 16_384;
+
+/// How a loop of `trips` iterations is split across invocations: `pieces` invocations, each running
+/// at most `trips_per_piece` iterations (the last one possibly fewer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopSplit {
+    pub pieces: usize,
+    pub trips_per_piece: usize,
+}
+
+/// The fewest equal pieces of a loop of `trips` iterations such that each piece plus `fixed` other
+/// iterations of the same invocation stays within [`CPU_LOOP_BUDGET`].
+pub fn split_loop(trips: usize, fixed: usize) -> LoopSplit {
+    let room = CPU_LOOP_BUDGET.saturating_sub(fixed).max(1);
+    let pieces = trips.div_ceil(room).max(1);
+    LoopSplit {
+        pieces,
+        trips_per_piece: trips.div_ceil(pieces),
+    }
+}
+
+/// Whether an invocation that runs `trips` loop iterations in total stays within
+/// [`CPU_LOOP_BUDGET`] (for launch shapes that cannot split their loop and have an alternative).
+pub fn fits_loop_budget(trips: usize) -> bool {
+    trips <= CPU_LOOP_BUDGET
+}
+
 /// Workgroup grid for `n` items at `per_group` items per workgroup, split over x and y so that
 /// neither exceeds 65,535 (kernels reconstruct the index as `(wid.y · nwg.x + wid.x) · per_group + lid`).
 pub fn grid_1d(n: usize, per_group: usize) -> [u32; 3] {
@@ -157,7 +200,27 @@ pub(crate) use shader;
 
 #[cfg(test)]
 mod tests {
-    use super::coalesce_dims;
+    use super::{CPU_LOOP_BUDGET, coalesce_dims, split_loop};
+
+    #[test]
+    fn split_loop_stays_within_the_budget_and_covers_the_loop() {
+        for trips in [0, 1, 100, 16_383, 16_384, 16_385, 65_536, 300_000, 1 << 24] {
+            for fixed in [0, 8, 100] {
+                let s = split_loop(trips, fixed);
+                assert!(
+                    s.trips_per_piece + fixed <= CPU_LOOP_BUDGET,
+                    "{trips} {fixed}: {s:?}"
+                );
+                assert!(
+                    s.pieces * s.trips_per_piece >= trips,
+                    "{trips} {fixed}: {s:?}"
+                );
+                // no more pieces than needed
+                assert!(s.pieces == 1 || (s.pieces - 1) * (CPU_LOOP_BUDGET - fixed) < trips);
+            }
+        }
+        assert_eq!(split_loop(300_000 / 4, 8).pieces, 5);
+    }
 
     #[test]
     fn coalesce_merges_contiguous_and_broadcast_runs() {

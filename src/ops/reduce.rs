@@ -1,7 +1,7 @@
 //! Reductions (`shaders/reduce.wgsl`): sum and mean over one axis or over all elements, and summing a
 //! broadcast gradient back to an operand's shape.
 
-use super::{grid_1d, one_invocation_per_output, shader};
+use super::{grid_1d, one_invocation_per_output, shader, split_loop};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -15,7 +15,15 @@ struct Params {
     n: u32,
     inner: u32,
     scale: f32,
+    piece_len: u32,
+    pieces: u32,
+    _pad: [u32; 2],
 }
+
+/// Rows the workgroup kernel's invocations step over per loop iteration (its workgroup size), and
+/// the iterations of its tree reduction.
+const WG: usize = 64;
+const TREE_STEPS: usize = 6;
 
 /// `out[o, i] = scale · Σ_k x[o, k, i]` over `axis`; the axis is kept with size 1 when `keep_dim`.
 pub fn sum_axis_scaled(x: &Tensor, axis: usize, keep_dim: bool, scale: f32) -> Result<Tensor> {
@@ -35,17 +43,53 @@ pub fn sum_axis_scaled(x: &Tensor, axis: usize, keep_dim: bool, scale: f32) -> R
     } else {
         out_shape.remove(axis);
     }
+    let lanes = one_invocation_per_output(x.gpu(), outer * inner);
+    // the loop budget: one row per iteration (lanes) or WG rows (workgroup kernel)
+    let split = if lanes {
+        split_loop(n, 0)
+    } else {
+        split_loop(n.div_ceil(WG), TREE_STEPS)
+    };
+    let piece_len = if lanes {
+        split.trips_per_piece
+    } else {
+        split.trips_per_piece * WG
+    };
+    let pieces = n.div_ceil(piece_len.max(1)).max(1);
+    if pieces > 1 {
+        // partial sums over pieces of the axis, then their sum
+        let partial = Tensor::empty(x.gpu(), &[outer, pieces, inner])?;
+        launch_sum(x, &partial, [outer, n, inner], piece_len, pieces, 1.0)?;
+        return sum_axis_scaled(&partial, 1, keep_dim, scale)?.reshape(&out_shape);
+    }
     let out = Tensor::empty(x.gpu(), &out_shape)?;
+    launch_sum(x, &out, [outer, n, inner], n, 1, scale)?;
+    Ok(out)
+}
+
+/// `out[o, p, i] = scale · Σ x[o, k, i]` over the rows k of piece p (`piece_len` rows each).
+fn launch_sum(
+    x: &Tensor,
+    out: &Tensor,
+    [outer, n, inner]: [usize; 3],
+    piece_len: usize,
+    pieces: usize,
+    scale: f32,
+) -> Result<()> {
     let params = Params {
         outer: outer as u32,
         n: n as u32,
         inner: inner as u32,
         scale,
+        piece_len: piece_len as u32,
+        pieces: pieces as u32,
+        _pad: [0; 2],
     };
+    let outputs = outer * pieces * inner;
     let (entry, groups) = if one_invocation_per_output(x.gpu(), outer * inner) {
-        ("sum_axis_lanes", grid_1d(outer * inner, 64))
+        ("sum_axis_lanes", grid_1d(outputs, 64))
     } else {
-        ("sum_axis", grid_1d(outer * inner, 1))
+        ("sum_axis", grid_1d(outputs, 1))
     };
     x.gpu().dispatch(
         &SHADER,
@@ -57,8 +101,7 @@ pub fn sum_axis_scaled(x: &Tensor, axis: usize, keep_dim: bool, scale: f32) -> R
             (out.buffer(), Access::ReadWrite),
         ],
         groups,
-    )?;
-    Ok(out)
+    )
 }
 
 /// Σ over `axis`.

@@ -74,6 +74,20 @@ pub struct StepOutput {
     pub logits_fake: Tensor,
 }
 
+/// What one step computed besides its outputs, for checking a step against an independent
+/// implementation (`tests/step_parity.rs`, `scripts/step_parity.py`).
+pub struct StepTrace {
+    /// All of D's logits in its step, `[4B, 1]` with bCR (real, fake, shifted real, shifted fake),
+    /// else `[2B, 1]`.
+    pub d_logits: Tensor,
+    /// D's parameter gradients of D's loss (before D's Adam step).
+    pub d_grads: Vec<(String, Tensor)>,
+    /// D's logits on the generated batch in G's step `[B, 1]`.
+    pub g_logits: Tensor,
+    /// G's parameter gradients of G's loss (after D's update, before G's Adam step).
+    pub g_grads: Vec<(String, Tensor)>,
+}
+
 /// A 64-bit mix of several values (SplitMix64 finaliser), for deriving per-step seeds.
 pub fn mix_seed(parts: &[u64]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
@@ -158,7 +172,9 @@ impl Trainer {
         )
     }
 
-    fn aug_seed(&self, k: u64) -> u32 {
+    /// Seed of augmentation draw `k` of the current step: 0 = real images in D's step, 1 = generated
+    /// images in D's step, 2 / 3 = bCR's shift of those, 4 = generated images in G's step.
+    pub fn aug_seed(&self, k: u64) -> u32 {
         mix_seed(&[self.config.seed, self.step, 100 + k]) as u32
     }
 
@@ -178,6 +194,20 @@ impl Trainer {
 
     /// One alternating step: update D on `real` (`[B, H, W, C]` in [-1, 1]) and fresh fakes, then G.
     pub fn train_step(&mut self, real: &Tensor) -> Result<StepOutput> {
+        Ok(self.step_with_trace(real, false)?.0)
+    }
+
+    /// [`Trainer::train_step`], also returning both networks' logits and parameter gradients.
+    pub fn train_step_traced(&mut self, real: &Tensor) -> Result<(StepOutput, StepTrace)> {
+        let (out, trace) = self.step_with_trace(real, true)?;
+        Ok((out, trace.expect("a trace was asked for")))
+    }
+
+    fn step_with_trace(
+        &mut self,
+        real: &Tensor,
+        want_trace: bool,
+    ) -> Result<(StepOutput, Option<StepTrace>)> {
         let m = &self.model;
         let want = [self.config.batch, m.image_size, m.image_size, m.channels];
         if real.shape() != want {
@@ -239,7 +269,9 @@ impl Trainer {
             d_loss = t.add(d_loss, t.scale(t.add(r1, r2)?, self.config.lecam)?)?;
         }
         t.backward(d_loss)?;
-        self.opt_d.step(&self.d_params, &t.param_grads()?)?;
+        let d_grads = t.param_grads()?;
+        self.opt_d.step(&self.d_params, &d_grads)?;
+        let d_logits = t.value(logits);
         let logits_real = t.value(lr);
         let logits_fake = t.value(lf);
         if self.config.lecam > 0.0 {
@@ -259,19 +291,28 @@ impl Trainer {
             .forward(t, self.maybe_augment(fake, 4)?)?;
         let g_loss = t.mean(t.unary(t.scale(logits, -1.0)?, Unary::Softplus)?)?;
         t.backward(g_loss)?;
-        self.opt_g.step(&self.g_params, &t.param_grads()?)?;
+        let g_grads = t.param_grads()?;
+        self.opt_g.step(&self.g_params, &g_grads)?;
+        let g_logits = t.value(logits);
         let g_loss = t.value(g_loss);
         t.clear();
         t.unfreeze_all();
         t.set_power_iterations(1);
         self.step += 1;
         self.gpu.flush()?;
-        Ok(StepOutput {
+        let trace = want_trace.then_some(StepTrace {
+            d_logits,
+            d_grads,
+            g_logits,
+            g_grads,
+        });
+        let out = StepOutput {
             d_loss,
             g_loss,
             logits_real,
             logits_fake,
-        })
+        };
+        Ok((out, trace))
     }
 
     fn update_lecam(&self, real: &Tensor, fake: &Tensor) -> Result<()> {

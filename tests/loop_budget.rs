@@ -1,0 +1,99 @@
+//! Sizes past lavapipe's loop cap (65,535 loop iterations per invocation, after which llvmpipe
+//! silently ends every loop): each kernel family that loops per invocation, at a size whose loop would
+//! exceed the cap in one invocation without the split of `vitgan::ops::split_loop`, against the f64
+//! reference. On a real GPU these are plain large-size tests.
+mod common;
+use common::*;
+use vitgan::ops::{layout, reduce};
+
+/// A contiguous run of 300,000 floats (75,000 vec4s in one run without the split).
+#[test]
+fn long_contiguous_copy() {
+    let n = 300_000;
+    let x = random(&mut rng(1), n, -1.0, 1.0);
+    let t = upload(&x, &[n]);
+    let y = layout::slice(&t, 0, 0, n).unwrap();
+    assert_close(
+        &y.to_vec().unwrap(),
+        &to_f64(&x),
+        0.0,
+        0.0,
+        "copy of 300,000",
+    );
+    // an offset slice of the same run
+    let y = layout::slice(&t, 0, 4, n - 8).unwrap();
+    assert_close(
+        &y.to_vec().unwrap(),
+        &to_f64(&x[4..n - 4]),
+        0.0,
+        0.0,
+        "slice 4..",
+    );
+}
+
+/// The per-head slices of attention at cifar32 batch 8 in D: `[3, 4B, H, L+1, Dh]`-like q/k/v
+/// slices along axis 0 (a run of 4B·D·(L+1) = 4·8·384·65 floats: 199,680 vec4s), their concat and
+/// padding.
+#[test]
+fn per_head_slice_concat_and_pad() {
+    let shape = [3usize, 32, 65, 384];
+    let n: usize = shape.iter().product();
+    let x = random(&mut rng(2), n, -1.0, 1.0);
+    let t = upload(&x, &shape);
+    let per = n / 3;
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let s = layout::slice(&t, 0, i, 1).unwrap();
+        assert_close(
+            &s.to_vec().unwrap(),
+            &to_f64(&x[i * per..(i + 1) * per]),
+            0.0,
+            0.0,
+            &format!("slice {i} of {shape:?}"),
+        );
+        parts.push(s);
+    }
+    let refs: Vec<&vitgan::Tensor> = parts.iter().collect();
+    let c = layout::concat(&refs, 0).unwrap();
+    assert_close(&c.to_vec().unwrap(), &to_f64(&x), 0.0, 0.0, "concat");
+    let padded = layout::pad_slice(&parts[1], &shape, 0, 1).unwrap();
+    let mut want = vec![0.0f64; n];
+    want[per..2 * per].copy_from_slice(&to_f64(&x[per..2 * per]));
+    assert_close(&padded.to_vec().unwrap(), &want, 0.0, 0.0, "pad_slice");
+}
+
+fn sum_axis0_ref(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0.0; cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c] += x[r * cols + c] as f64;
+        }
+    }
+    out
+}
+
+/// Sums over 70,000 and 131,072 rows (one invocation per output on CPU adapters) and over one
+/// 5,000,001-long axis (the workgroup kernel: 78,126 iterations per invocation unsplit).
+#[test]
+fn long_sums() {
+    for (rows, cols) in [(70_000usize, 64usize), (131_072, 3), (5_000_001, 1)] {
+        let x = random(&mut rng(rows as u64), rows * cols, -1.0, 1.0);
+        let t = upload(&x, &[rows, cols]);
+        let want = sum_axis0_ref(&x, rows, cols);
+        let got = reduce::sum_axis(&t, 0, false).unwrap().to_vec().unwrap();
+        // f32 accumulation over ~1e5 terms of ±1: errors ~1e-3 absolute
+        assert_close(&got, &want, 2e-2, 1e-4, &format!("sum of [{rows}, {cols}]"));
+        let mean = reduce::mean_axis(&t, 0, true).unwrap();
+        assert_eq!(mean.shape(), &[1, cols]);
+        let want_mean: Vec<f64> = want.iter().map(|s| s / rows as f64).collect();
+        assert_close(&mean.to_vec().unwrap(), &want_mean, 1e-6, 1e-4, "mean");
+    }
+    let n = 5_000_001;
+    let x = random(&mut rng(9), n, 0.0, 1.0);
+    let all = reduce::sum_all(&upload(&x, &[n]))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let want: f64 = x.iter().map(|&v| v as f64).sum();
+    assert_close(&all, &[want], 0.0, 1e-5, "sum_all of 5,000,001");
+}

@@ -1,0 +1,301 @@
+//! Whole-step parity with an independent PyTorch implementation (`scripts/step_parity.py`, float64
+//! autograd): one training step (D then G, bCR and augmentation on) of a trainer initialised from a
+//! fixed seed, compared on D's and G's losses, every logit, every parameter's gradient norm and a
+//! few entries of every gradient, against fixtures in `tests/fixtures/step_parity/`.
+//!
+//! Regenerating a fixture (PyTorch is a dev-time tool only; CI never needs it):
+//! ```sh
+//! cargo test --release --test step_parity -- --ignored dump   # writes target/step_parity/*
+//! python3 scripts/step_parity.py target/step_parity/tiny_b32.safetensors \
+//!     tests/fixtures/step_parity/tiny_b32.json                # likewise for cifar32_b8
+//! ```
+//! The `.safetensors` input holds the initial weights (a training checkpoint), the real batch, both
+//! latent batches and the augmentation seeds; no weights are committed.
+mod common;
+use common::gpu;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use vitgan::Tensor;
+use vitgan::data::Batcher;
+use vitgan::data::synthetic::synthetic_shapes;
+use vitgan::model::ModelConfig;
+use vitgan::train::{StepTrace, TrainConfig, Trainer};
+
+/// The parity cases: (name, preset, batch). cifar32 at batch 8 crosses lavapipe's loop limit in the
+/// per-head slices of D's attention (4·B·D·(L+1) floats in one run) on an unsplit strided copy.
+const CASES: [(&str, &str, usize); 2] = [("tiny_b32", "tiny", 32), ("cifar32_b8", "cifar32", 8)];
+
+/// Gradient entries compared per parameter tensor.
+const ENTRIES_PER_TENSOR: usize = 4;
+
+/// The training config of every parity case: the paper's recipe (bCR λ = 10, augmentation p = 0.8,
+/// Adam lr 0.002, β = (0, 0.99)), pinned here so later recipe changes do not move the fixtures.
+fn parity_config(batch: usize) -> TrainConfig {
+    TrainConfig {
+        batch,
+        lr_g: 0.002,
+        lr_d: 0.002,
+        beta1: 0.0,
+        beta2: 0.99,
+        bcr_real: 10.0,
+        bcr_fake: 10.0,
+        lecam: 0.0,
+        aug_prob: 0.8,
+        ema_decay: 0.999,
+        seed: 7,
+    }
+}
+
+fn train_fields(c: &TrainConfig) -> Value {
+    // f32 → its shortest decimal, so the fixture's JSON numbers compare equal
+    let f = |x: f32| {
+        x.to_string()
+            .parse::<f64>()
+            .expect("a float prints as a number")
+    };
+    let c = &(
+        c.batch,
+        f(c.lr_g),
+        f(c.lr_d),
+        f(c.beta1),
+        f(c.beta2),
+        f(c.bcr_real),
+        f(c.bcr_fake),
+        f(c.lecam),
+        f(c.aug_prob),
+        c.seed,
+    );
+    let (batch, lr_g, lr_d, beta1, beta2, bcr_real, bcr_fake, lecam, aug_prob, seed) = *c;
+    json!({
+        "batch": batch, "lr_g": lr_g, "lr_d": lr_d, "beta1": beta1, "beta2": beta2,
+        "eps": 1e-8, "bcr_real": bcr_real, "bcr_fake": bcr_fake, "lecam": lecam,
+        "aug_prob": aug_prob, "seed": seed,
+    })
+}
+
+/// The fixed rule choosing which entries of an `n`-element gradient are compared.
+fn entry_indices(n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..ENTRIES_PER_TENSOR)
+        .map(|k| (k * 7919 + 3 * k * k + 1) % n)
+        .collect();
+    idx.dedup();
+    idx
+}
+
+/// A fresh trainer for `preset` and the real batch it trains on (the first images of the
+/// synthetic set in the batcher's order of step 0).
+fn setup(preset: &str, batch: usize) -> (Trainer, Tensor) {
+    let model = ModelConfig::preset(preset).unwrap();
+    let config = parity_config(batch);
+    let trainer = Trainer::new(&gpu(), &model, &config).unwrap();
+    let data = synthetic_shapes(256, model.image_size, config.seed);
+    let batcher = Batcher::new(data.len, batch, config.seed);
+    let mut host = Vec::new();
+    Batcher::fill_batch(&data, &batcher.indices_for_step(0), &mut host);
+    let shape = [batch, model.image_size, model.image_size, model.channels];
+    let real = Tensor::from_slice(&gpu(), &host, &shape).unwrap();
+    (trainer, real)
+}
+
+fn grads_summary(grads: &[(String, Tensor)]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, g) in grads {
+        let v = g.to_vec().unwrap();
+        let norm = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+        let entries: Vec<Value> = entry_indices(v.len())
+            .into_iter()
+            .map(|i| json!([i, v[i]]))
+            .collect();
+        out.insert(
+            name.clone(),
+            json!({"norm": norm, "numel": v.len(), "entries": entries}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// The step's results in the fixture's format.
+fn summary(out_d: f32, out_g: f32, trace: &StepTrace) -> Value {
+    json!({
+        "d_loss": out_d,
+        "g_loss": out_g,
+        "d_logits": trace.d_logits.to_vec().unwrap(),
+        "g_logits": trace.g_logits.to_vec().unwrap(),
+        "d_grads": grads_summary(&trace.d_grads),
+        "g_grads": grads_summary(&trace.g_grads),
+    })
+}
+
+fn run_step(trainer: &mut Trainer, real: &Tensor) -> Value {
+    let (out, trace) = trainer.train_step_traced(real).unwrap();
+    let d = out.d_loss.to_vec().unwrap()[0];
+    let g = out.g_loss.to_vec().unwrap()[0];
+    summary(d, g, &trace)
+}
+
+fn fixture_path(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/step_parity")
+        .join(format!("{case}.json"))
+}
+
+fn num(v: &Value, what: &str) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("fixture: `{what}` is not a number"))
+}
+
+/// Relative difference with a floor, so values near 0 compare absolutely against `scale`.
+fn rel(got: f64, want: f64, scale: f64) -> f64 {
+    (got - want).abs() / want.abs().max(scale)
+}
+
+/// Compares `got` (this crate) with `want` (the fixture); returns every violation, worst first.
+fn compare(got: &Value, want: &Value) -> (Vec<String>, BTreeMap<&'static str, f64>) {
+    let mut bad = Vec::new();
+    let mut worst: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let mut note = |kind: &'static str, e: f64| {
+        let w = worst.entry(kind).or_insert(0.0);
+        *w = w.max(e);
+    };
+    for key in ["d_loss", "g_loss"] {
+        let (g, w) = (num(&got[key], key), num(&want[key], key));
+        let e = rel(g, w, 1e-3);
+        note("loss", e);
+        if e > 1e-4 {
+            bad.push(format!("{key}: {g} vs PyTorch {w} (relative {e:.2e})"));
+        }
+    }
+    for key in ["d_logits", "g_logits"] {
+        let (g, w) = (got[key].as_array().unwrap(), want[key].as_array().unwrap());
+        assert_eq!(g.len(), w.len(), "{key}: number of logits");
+        let scale = w.iter().map(|x| num(x, key).abs()).fold(0.0, f64::max);
+        for (i, (g, w)) in g.iter().zip(w).enumerate() {
+            let (g, w) = (num(g, key), num(w, key));
+            let e = rel(g, w, 0.1 * scale.max(1e-3));
+            note("logit", e);
+            if e > 1e-4 {
+                bad.push(format!("{key}[{i}]: {g} vs PyTorch {w} (relative {e:.2e})"));
+            }
+        }
+    }
+    for key in ["d_grads", "g_grads"] {
+        let (g, w) = (
+            got[key].as_object().unwrap(),
+            want[key].as_object().unwrap(),
+        );
+        let names = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            names(g),
+            names(w),
+            "{key}: the parameters with gradients differ"
+        );
+        for (name, wv) in w {
+            let gv = &g[name];
+            let (gn, wn) = (num(&gv["norm"], name), num(&wv["norm"], name));
+            let e = rel(gn, wn, 1e-6);
+            note("gradient norm", e);
+            if e > 1e-3 {
+                bad.push(format!(
+                    "{key} {name}: norm {gn} vs PyTorch {wn} (relative {e:.2e})"
+                ));
+            }
+            // entries: relative to the tensor's RMS gradient
+            let rms = wn / num(&wv["numel"], name).sqrt();
+            for (ge, we) in gv["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(wv["entries"].as_array().unwrap())
+            {
+                assert_eq!(ge[0], we[0], "{name}: entry indices differ");
+                let (g1, w1) = (num(&ge[1], name), num(&we[1], name));
+                let e = (g1 - w1).abs() / rms.max(1e-12);
+                note("gradient entry (of RMS)", e);
+                if e > 1e-3 {
+                    bad.push(format!(
+                        "{key} {name}[{}]: {g1} vs PyTorch {w1} ({e:.2e} of the RMS gradient {rms:.3e})",
+                        we[0]
+                    ));
+                }
+            }
+        }
+    }
+    (bad, worst)
+}
+
+fn check_case(case: &str, preset: &str, batch: usize) {
+    let path = fixture_path(case);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (see this file's header)", path.display()));
+    let want: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(want["preset"], preset, "{case}: fixture preset");
+    assert_eq!(
+        want["train"],
+        train_fields(&parity_config(batch)),
+        "{case}: the fixture was made with another training config; regenerate it"
+    );
+    let (mut trainer, real) = setup(preset, batch);
+    let got = run_step(&mut trainer, &real);
+    let (bad, worst) = compare(&got, &want);
+    eprintln!("{case}: worst relative differences {worst:?}");
+    assert!(
+        bad.is_empty(),
+        "{case}: {} values differ from PyTorch float64, e.g.\n{}",
+        bad.len(),
+        bad.iter().take(12).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn tiny_step_matches_pytorch() {
+    let (case, preset, batch) = CASES[0];
+    check_case(case, preset, batch);
+}
+
+#[test]
+fn cifar32_step_matches_pytorch() {
+    let (case, preset, batch) = CASES[1];
+    check_case(case, preset, batch);
+}
+
+/// Writes each case's input for `scripts/step_parity.py` (initial checkpoint + batch + latents +
+/// augmentation seeds) and this crate's own results, into `target/step_parity/`.
+#[test]
+#[ignore = "dev tool: writes the inputs of scripts/step_parity.py"]
+fn dump() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/step_parity");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (case, preset, batch) in CASES {
+        let (mut trainer, real) = setup(preset, batch);
+        let mut ckpt = trainer.to_checkpoint().unwrap();
+        let z_d = trainer.latents(batch, 0, 0).unwrap();
+        let z_g = trainer.latents(batch, 0, 1).unwrap();
+        for (name, t) in [
+            ("parity.real", &real),
+            ("parity.z_d", &z_d),
+            ("parity.z_g", &z_g),
+        ] {
+            ckpt.tensors
+                .push((name.into(), t.shape().to_vec(), t.to_vec().unwrap()));
+        }
+        let seeds: Vec<String> = (0..5).map(|k| trainer.aug_seed(k).to_string()).collect();
+        let meta = &mut ckpt.metadata;
+        meta.insert("parity.case".into(), case.into());
+        meta.insert("parity.aug_seeds".into(), seeds.join(","));
+        meta.insert(
+            "parity.train".into(),
+            train_fields(&parity_config(batch)).to_string(),
+        );
+        ckpt.save(&dir.join(format!("{case}.safetensors"))).unwrap();
+        let mut result = run_step(&mut trainer, &real);
+        result["preset"] = json!(preset);
+        result["train"] = train_fields(&parity_config(batch));
+        std::fs::write(
+            dir.join(format!("{case}.rust.json")),
+            serde_json::to_string_pretty(&result).unwrap(),
+        )
+        .unwrap();
+        eprintln!("wrote {}/{case}.*", dir.display());
+    }
+}
