@@ -29,8 +29,19 @@ struct UnaryParams {
 
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
+// ln(1 + y) for y ≥ 0, with relative precision for small y (WGSL has no log1p, and a CPU driver's
+// log near 1 has too large an absolute error): the series y − y²/2 + … + y⁶/6 below 0.05 (truncation
+// < y⁷/7, relative < 1e-9), ln otherwise
+fn log1p(y: f32) -> f32 {
+    if (y < 0.05) {
+        return y * (1.0 - y * (0.5 - y * (1.0 / 3.0 - y * (0.25 - y * (0.2 - y / 6.0)))));
+    }
+    return log(1.0 + y);
+}
+
+// max(x, 0) + ln(1 + e^−|x|): no overflow, and accurate where ln(1 + e^x) is tiny (x ≪ 0)
 fn softplus(x: f32) -> f32 {
-    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+    return max(x, 0.0) + log1p(exp(-abs(x)));
 }
 
 fn sigmoid(x: f32) -> f32 {

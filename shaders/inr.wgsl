@@ -41,6 +41,12 @@ struct Params {
     // length of the packed inputs (= one partial record)
     record: u32,
     groups: u32,
+    // inr_backward: patches [first_in_group, first_in_group + per_dispatch) of each group's run (the
+    // CPU loop budget splits a run over several dispatches; partial records accumulate)
+    first_in_group: u32,
+    per_dispatch: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -258,8 +264,9 @@ fn inr_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let nc = p.channels;
     let rec = group * p.record;
     // groups beyond the end loop over no patches
-    let first_patch = min(group * p.patches_per_group, p.patches);
-    let end_patch = min(first_patch + p.patches_per_group, p.patches);
+    let run_end = min(group * p.patches_per_group + p.patches_per_group, p.patches);
+    let first_patch = min(group * p.patches_per_group + p.first_in_group, run_end);
+    let end_patch = min(first_patch + p.per_dispatch, run_end);
     let hidden_chunks = (nh + WG - 1u) / WG;
     let pixel_blocks = (nt + TB - 1u) / TB;
     let feature_chunks = (nf + WG - 1u) / WG;

@@ -207,3 +207,16 @@ fn incompatible_broadcast_is_an_error_naming_both_shapes() {
     let msg = binary(&a, &b, Binary::Add).err().unwrap().to_string();
     assert!(msg.contains("[2, 3]") && msg.contains("[4]"), "{msg}");
 }
+
+/// Softplus where ln(1 + eˣ) is tiny (x ≪ 0: the non-saturating loss of a confident D) keeps its
+/// relative precision: 1 + eˣ rounds to 1 in f32 from x ≈ −16 on.
+#[test]
+fn softplus_is_relatively_accurate_for_very_negative_inputs() {
+    let x = random(&mut rng(31), 1001, -40.0, -5.0);
+    let y = unary(&upload(&x, &[x.len()]), Unary::Softplus)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let want: Vec<f64> = x.iter().map(|&v| softplus_ref(v as f64)).collect();
+    assert_close(&y, &want, 0.0, 1e-5, "softplus on [-40, -5]");
+}

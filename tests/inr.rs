@@ -358,3 +358,22 @@ fn wall_time_fused_vs_unfused() {
         println!("{name:>7} {d:?}: forward {forward}, backward {backward}");
     }
 }
+
+/// One workgroup over 100 patches of 64 pixels (celeba64-like): ~2,200 loop iterations per patch,
+/// far past lavapipe's 65,535 per invocation without the split of each group's run over dispatches.
+#[test]
+fn backward_past_the_loop_cap() {
+    let d = Dims::new(100, 64, 64, 128, 3);
+    let x = Inputs::random(d, 77);
+    let dout = random_dout(d, 78);
+    let want = common::inr::backward(d, &x, &dout);
+    let got = gpu_backward(d, &x, &dout, Some(1));
+    for k in 0..7 {
+        assert_scaled_close(
+            &got[k],
+            want.fields()[k],
+            1e-4,
+            &format!("d{} {d:?} in one group", NAMES[k]),
+        );
+    }
+}

@@ -97,3 +97,91 @@ fn long_sums() {
     let want: f64 = x.iter().map(|&v| v as f64).sum();
     assert_close(&all, &[want], 0.0, 1e-5, "sum_all of 5,000,001");
 }
+
+/// `act(op(A)·op(B) + bias)` in f64 for 2-D operands.
+#[allow(clippy::too_many_arguments)]
+fn matmul_epilogue_ref(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    bias: &[f32],
+    relu: bool,
+) -> Vec<f64> {
+    let c = matmul_ref(&to_f64(a), &to_f64(b), 1, 1, m, k, n, ta, tb);
+    c.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let v = v + bias.get(i % n).map_or(0.0, |&x| x as f64);
+            if relu { v.max(0.0) } else { v }
+        })
+        .collect()
+}
+
+/// Inner dimensions past the cap (K/4 = 67,500 steps of the CPU kernels in one invocation unsplit),
+/// plain, transposed as in a weight gradient (K = rows of a batch), and with the bias + activation
+/// epilogue; the tiled kernel at K = 5,000; and a product of more than 65,535 row blocks. The only
+/// test of this file that runs matmuls (it sets VITGAN_MATMUL_KERNEL for one case).
+#[test]
+fn long_matmuls() {
+    use vitgan::ops::matmul::{Activation, MatmulOptions, matmul_fused};
+    let run = |m: usize, k: usize, n: usize, ta: bool, tb: bool, epilogue: bool, seed: u64| {
+        let mut r = rng(seed);
+        let a = random(&mut r, m * k, -1.0, 1.0);
+        let b = random(&mut r, k * n, -1.0, 1.0);
+        let bias = if epilogue {
+            random(&mut r, n, -1.0, 1.0)
+        } else {
+            Vec::new()
+        };
+        let (a_shape, b_shape) = (
+            if ta { [k, m] } else { [m, k] },
+            if tb { [n, k] } else { [k, n] },
+        );
+        let at = upload(&a, &a_shape);
+        let bt = upload(&b, &b_shape);
+        let bias_t = upload(if epilogue { &bias } else { &[0.0] }, &[bias.len().max(1)]);
+        let o = MatmulOptions {
+            trans_a: ta,
+            trans_b: tb,
+            bias: epilogue.then_some(&bias_t),
+            act: if epilogue {
+                Activation::Relu
+            } else {
+                Activation::None
+            },
+            save_preact: epilogue,
+        };
+        let (c, pre) = matmul_fused(&at, &bt, o).unwrap();
+        let what = format!("{m}×{k}×{n} ta {ta} tb {tb} epilogue {epilogue}");
+        let want = matmul_epilogue_ref(&a, &b, m, k, n, ta, tb, &bias, epilogue);
+        // sums of K products of ±1 values: |C| ~ √K
+        let atol = 1e-5 * k as f64;
+        assert_close(&c.to_vec().unwrap(), &want, atol, 1e-4, &what);
+        if let Some(pre) = pre {
+            let want = matmul_epilogue_ref(&a, &b, m, k, n, ta, tb, &bias, false);
+            assert_close(
+                &pre.to_vec().unwrap(),
+                &want,
+                atol,
+                1e-4,
+                &format!("{what} pre-activation"),
+            );
+        }
+    };
+    run(5, 270_000, 7, false, false, false, 1);
+    run(8, 270_000, 12, false, false, true, 2);
+    // a weight gradient Aᵀ·B with K = rows
+    run(6, 270_000, 8, true, false, false, 3);
+    run(4, 266_001, 9, false, true, true, 4);
+    // 4,300,000 rows: over 65,535 row blocks for every CPU kernel shape
+    run(4_300_000, 4, 4, false, false, true, 5);
+    // the tiled (GPU) kernel on the CPU adapter
+    unsafe { std::env::set_var("VITGAN_MATMUL_KERNEL", "tiled") };
+    let result = std::panic::catch_unwind(|| run(9, 5_000, 13, false, false, true, 6));
+    unsafe { std::env::remove_var("VITGAN_MATMUL_KERNEL") };
+    result.unwrap();
+}

@@ -160,7 +160,7 @@ fn compare(got: &Value, want: &Value) -> (Vec<String>, BTreeMap<&'static str, f6
     };
     for key in ["d_loss", "g_loss"] {
         let (g, w) = (num(&got[key], key), num(&want[key], key));
-        let e = rel(g, w, 1e-3);
+        let e = rel(g, w, 1e-12);
         note("loss", e);
         if e > 1e-4 {
             bad.push(format!("{key}: {g} vs PyTorch {w} (relative {e:.2e})"));

@@ -18,7 +18,7 @@
 //! The shared operands (`E`, `W1`, `b1`, `W2`, `b2`) are packed into one buffer per call (a few small
 //! copies) so that the backward stays within 8 storage bindings.
 
-use super::{grid_1d, shader};
+use super::{CPU_LOOP_BUDGET, fits_loop_budget, grid_1d, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -77,6 +77,11 @@ struct Params {
     off_b2: u32,
     record: u32,
     groups: u32,
+    // inr_backward: this dispatch handles patches [first_in_group, first_in_group + per_dispatch) of
+    // each group's run (the CPU loop budget; partial records accumulate over dispatches)
+    first_in_group: u32,
+    per_dispatch: u32,
+    _pad: [u32; 2],
 }
 
 /// Sizes of one decoder call.
@@ -114,7 +119,31 @@ impl Dims {
             off_b2: off_b2 as u32,
             record: record as u32,
             groups: groups as u32,
+            first_in_group: 0,
+            per_dispatch: patches_per_group as u32,
+            _pad: [0; 2],
         }
+    }
+
+    /// An upper bound of the loop iterations `inr_backward` runs per patch in one invocation, counted
+    /// from the loops of the WGSL as written (none assumed unrolled): the output demodulation and
+    /// `Σ_q dout` (hidden + pixels), then per chunk of 64 hidden units and block of 16 pixels the
+    /// recomputed pre-activations (16 features per chunk, ~38 iterations each), the channels and the
+    /// feature chunks of dW1/dE (≤ 74 each), and the closing dW2 corrections.
+    fn backward_trips_per_patch(&self) -> usize {
+        let (wg, tb, kc) = (64, 16, 16);
+        let hidden_chunks = self.hidden.div_ceil(wg);
+        let pixel_blocks = self.pixels.div_ceil(tb);
+        let feature_chunks = self.features.div_ceil(wg);
+        let preactivation = self.features.div_ceil(kc) * 38;
+        let per_block = 2 + preactivation + 4 + self.channels + feature_chunks * 74;
+        self.hidden
+            + self.pixels
+            + 2
+            + 8
+            + feature_chunks
+            + hidden_chunks * (2 + wg + pixel_blocks * per_block)
+            + self.hidden.div_ceil(wg) * (1 + self.channels)
     }
 }
 
@@ -299,27 +328,48 @@ pub fn inr_backward_in_groups(
     let per_group = d.patches.div_ceil(wanted);
     let groups = d.patches.div_ceil(per_group);
 
+    // the CPU loop budget: each group's run of patches in as many dispatches as it takes
+    let per_patch = d.backward_trips_per_patch();
+    if !fits_loop_budget(per_patch) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "one patch of {} would run about {per_patch} loop iterations in one invocation, over \
+                 the engine's budget of {CPU_LOOP_BUDGET} (fewer pixels per patch or hidden units)",
+                shapes_text(e, s1, s2, w)
+            ),
+        ));
+    }
+    let per_dispatch = (CPU_LOOP_BUDGET / per_patch).clamp(1, per_group);
+
     let packed = pack_shared(&d, e, w)?;
     let ds1 = Tensor::empty(gpu, s1.shape())?;
     let ds2 = Tensor::empty(gpu, s2.shape())?;
     let partials = Tensor::zeros(gpu, &[groups, record])?;
     let params = d.params(per_group, groups);
-    gpu.dispatch(
-        &SHADER,
-        "inr_backward",
-        &[],
-        bytemuck::bytes_of(&params),
-        &[
-            (s1.buffer(), Access::Read),
-            (s2.buffer(), Access::Read),
-            (packed.buffer(), Access::Read),
-            (dout.buffer(), Access::Read),
-            (ds1.buffer(), Access::ReadWrite),
-            (ds2.buffer(), Access::ReadWrite),
-            (partials.buffer(), Access::ReadWrite),
-        ],
-        grid_1d(groups, 1),
-    )?;
+    for first in (0..per_group).step_by(per_dispatch) {
+        let part = Params {
+            first_in_group: first as u32,
+            per_dispatch: per_dispatch as u32,
+            ..params
+        };
+        gpu.dispatch(
+            &SHADER,
+            "inr_backward",
+            &[],
+            bytemuck::bytes_of(&part),
+            &[
+                (s1.buffer(), Access::Read),
+                (s2.buffer(), Access::Read),
+                (packed.buffer(), Access::Read),
+                (dout.buffer(), Access::Read),
+                (ds1.buffer(), Access::ReadWrite),
+                (ds2.buffer(), Access::ReadWrite),
+                (partials.buffer(), Access::ReadWrite),
+            ],
+            grid_1d(groups, 1),
+        )?;
+    }
     let sums = Tensor::empty(gpu, &[record])?;
     gpu.dispatch(
         &SHADER,

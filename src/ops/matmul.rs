@@ -11,7 +11,7 @@
 
 use super::elementwise::Unary;
 use super::layout::to_operand_texture;
-use super::{operand_textures_wanted, shader, texture_reader};
+use super::{CPU_LOOP_BUDGET, fits_loop_budget, operand_textures_wanted, shader, texture_reader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::tensor::Tensor;
@@ -217,6 +217,24 @@ impl TileConfig {
     pub fn bn(&self) -> u32 {
         self.wg_x * self.tn
     }
+    /// An upper bound of the loop iterations one invocation runs for an inner dimension `k`, counted
+    /// from the loops of `shaders/matmul.wgsl` as written (none assumed unrolled): the register and
+    /// subgroup kernels step K by 4 (plus ≤ 64 iterations of block stores); the tiled kernel stages
+    /// TK·BM and TK·BN values per K step over the workgroup and runs TM + TN + TM + TM·TN iterations
+    /// for each of its TK products.
+    pub fn k_loop_trips(&self, k: usize) -> usize {
+        match self.kernel {
+            MatmulKernel::Registers | MatmulKernel::Subgroup => k.div_ceil(4) + 64,
+            MatmulKernel::Tiled => {
+                let (tm, tn, tk) = (self.tm as usize, self.tn as usize, self.tk as usize);
+                let wg = (self.wg_x * self.wg_y) as usize;
+                let stage =
+                    (tk * self.bm() as usize).div_ceil(wg) + (tk * self.bn() as usize).div_ceil(wg);
+                k.div_ceil(tk) * (1 + stage + tk * (2 * tm + tn + tm * tn)) + 2 * tm * tn
+            }
+        }
+    }
+
     /// Entry point in `shaders/matmul.wgsl`.
     fn entry(&self) -> &'static str {
         match self.kernel {
@@ -427,6 +445,20 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
     };
     let flops = 2.0 * (m * n * ka * batch) as f64;
     let t = TileConfig::for_problem(gpu, flops).fitted_to(m, n);
+    // CPU adapters: an inner dimension past the loop budget is summed in pieces
+    if gpu.is_cpu() && !fits_loop_budget(t.k_loop_trips(ka)) {
+        return matmul_split_k(a, b, o, ka, t);
+    }
+    // more than 65,535 row blocks: blocks of rows, concatenated
+    if m.div_ceil(t.bm() as usize) > MAX_GRID && !o.trans_a {
+        return matmul_split_rows(
+            a,
+            b,
+            o,
+            m,
+            m.div_ceil(m.div_ceil(t.bm() as usize).div_ceil(MAX_GRID)),
+        );
+    }
     let groups = [
         (n as u32).div_ceil(t.bn()),
         (m as u32).div_ceil(t.bm()),
@@ -481,6 +513,95 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         None => gpu.dispatch(shader, t.entry(), &constants, params, &buffers, groups)?,
     }
     Ok((c, pre))
+}
+
+/// Workgroups a dispatch may have along one dimension (WebGPU's and every adapter's minimum limit).
+const MAX_GRID: usize = 65_535;
+
+/// [`matmul_fused`] for an inner dimension `k` whose loop would exceed the CPU loop budget in one
+/// invocation: the products of K-slices of A and B (each within the budget) are added, then the
+/// bias and activation are applied elementwise. The slices are copies (≈ one read of A and B, small
+/// beside the product).
+fn matmul_split_k(
+    a: &Tensor,
+    b: &Tensor,
+    o: MatmulOptions,
+    k: usize,
+    t: TileConfig,
+) -> Result<(Tensor, Option<Tensor>)> {
+    use super::{elementwise, layout};
+    let mut pieces = 2;
+    let piece = loop {
+        let len = k.div_ceil(pieces).next_multiple_of(16);
+        if t.k_loop_trips(len) <= CPU_LOOP_BUDGET {
+            break len;
+        }
+        pieces += 1;
+    };
+    let k_axis_a = if o.trans_a {
+        a.rank() - 2
+    } else {
+        a.rank() - 1
+    };
+    let k_axis_b = if o.trans_b {
+        b.rank() - 1
+    } else {
+        b.rank() - 2
+    };
+    let plain = MatmulOptions {
+        trans_a: o.trans_a,
+        trans_b: o.trans_b,
+        ..MatmulOptions::default()
+    };
+    let mut sum: Option<Tensor> = None;
+    for start in (0..k).step_by(piece) {
+        let len = piece.min(k - start);
+        let a_part = layout::slice(a, k_axis_a, start, len)?;
+        let b_part = layout::slice(b, k_axis_b, start, len)?;
+        let (c, _) = matmul_fused(&a_part, &b_part, plain)?;
+        sum = Some(match sum {
+            None => c,
+            Some(acc) => elementwise::add(&acc, &c)?,
+        });
+    }
+    let mut y = sum.expect("k > 0 gives at least one piece");
+    if let Some(bias) = o.bias {
+        y = elementwise::add(&y, &bias.reshape(&[bias.numel()])?)?;
+    }
+    let pre = o.save_preact.then(|| y.clone());
+    let out = match o.act.as_unary() {
+        Some(op) => elementwise::unary(&y, op)?,
+        None => y,
+    };
+    Ok((out, pre))
+}
+
+/// [`matmul_fused`] in blocks of `rows` rows of A (stored [.., M, K]) when the row blocks of one
+/// dispatch would exceed [`MAX_GRID`]: each block's product, concatenated.
+fn matmul_split_rows(
+    a: &Tensor,
+    b: &Tensor,
+    o: MatmulOptions,
+    m: usize,
+    rows: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    use super::layout;
+    let axis = a.rank() - 2;
+    let (mut outs, mut pres) = (Vec::new(), Vec::new());
+    for start in (0..m).step_by(rows) {
+        let part = layout::slice(a, axis, start, rows.min(m - start))?;
+        let (c, pre) = matmul_fused(&part, b, o)?;
+        outs.push(c);
+        pres.extend(pre);
+    }
+    let axis = outs[0].rank() - 2;
+    let out = layout::concat(&outs.iter().collect::<Vec<_>>(), axis)?;
+    let pre = if o.save_preact {
+        Some(layout::concat(&pres.iter().collect::<Vec<_>>(), axis)?)
+    } else {
+        None
+    };
+    Ok((out, pre))
 }
 
 /// Copy A and B into operand textures (slots 0 and 1) for the texture variant; `None` when an operand
