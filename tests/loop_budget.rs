@@ -185,3 +185,79 @@ fn long_matmuls() {
     unsafe { std::env::remove_var("VITGAN_MATMUL_KERNEL") };
     result.unwrap();
 }
+
+/// Softmax over rows of 30,000 (the one-invocation-per-row kernel would loop 90,000 times): the
+/// launcher falls back to the workgroup kernels.
+#[test]
+fn long_softmax_rows() {
+    use vitgan::ops::softmax;
+    let (rows, n) = (64usize, 30_000usize);
+    let x = random(&mut rng(11), rows * n, -3.0, 3.0);
+    let dy = random(&mut rng(12), rows * n, -1.0, 1.0);
+    let y = softmax::softmax(&upload(&x, &[rows, n])).unwrap();
+    let want = softmax_ref(&to_f64(&x), n);
+    let yv = y.to_vec().unwrap();
+    assert_close(&yv, &want, 1e-9, 1e-4, "softmax rows of 30,000");
+    let dx = softmax::softmax_backward(&y, &upload(&dy, &[rows, n])).unwrap();
+    let mut want_dx = vec![0.0; rows * n];
+    for r in 0..rows {
+        let (yr, dyr) = (&want[r * n..(r + 1) * n], &dy[r * n..(r + 1) * n]);
+        let s: f64 = yr.iter().zip(dyr).map(|(a, &b)| a * b as f64).sum();
+        for j in 0..n {
+            want_dx[r * n + j] = yr[j] * (dyr[j] as f64 - s);
+        }
+    }
+    assert_close(
+        &dx.to_vec().unwrap(),
+        &want_dx,
+        1e-9,
+        1e-3,
+        "softmax backward",
+    );
+}
+
+/// LayerNorm over rows of 131,076 (65,538 iterations of the vec4 row kernel): the launcher falls back
+/// to the workgroup kernels.
+#[test]
+fn long_layer_norm_rows() {
+    let rows = 64usize;
+    let d = 131_076;
+    let x = random(&mut rng(13), rows * d, -2.0, 2.0);
+    let g = random(&mut rng(14), d, 0.5, 1.5);
+    let b = random(&mut rng(15), d, -0.5, 0.5);
+    let (y, _, _) = vitgan::ops::layer_norm::layer_norm_forward(
+        &upload(&x, &[rows, d]),
+        &upload(&g, &[d]),
+        &upload(&b, &[d]),
+        1e-5,
+    )
+    .unwrap();
+    let want =
+        common::layer_norm::layer_norm_ref(&to_f64(&x), &to_f64(&g), &to_f64(&b), d, rows, 1e-5);
+    assert_close(
+        &y.to_vec().unwrap(),
+        &want.y,
+        1e-4,
+        1e-4,
+        "layer norm rows of 131,076",
+    );
+}
+
+/// Attention kernels loop over every key in one invocation: on a CPU adapter a sequence past the loop
+/// budget is refused with an error (a value, not a wrong result); within it the result is right.
+#[test]
+fn long_attention_is_an_error_on_cpu_adapters() {
+    use vitgan::ops::attention::{AttentionKernel, AttentionKind, attention_forward_with};
+    let (l, dh) = (2_000usize, 16usize);
+    let x = random(&mut rng(21), l * dh, -1.0, 1.0);
+    let q = upload(&x, &[1, 1, l, dh]);
+    let r = attention_forward_with(&q, &q, &q, AttentionKind::Dot, AttentionKernel::Tiled);
+    if gpu().is_cpu() {
+        let e = r
+            .err()
+            .expect("a sequence of 2,000 keys at head width 16 must be refused");
+        assert!(e.to_string().contains("loop iterations"), "{e}");
+    } else {
+        r.unwrap();
+    }
+}

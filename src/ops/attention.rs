@@ -24,7 +24,10 @@
 //! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
 
 use super::layout::to_operand_texture;
-use super::{grid_1d, operand_textures_wanted, shader, with_texture_readers};
+use super::{
+    CPU_LOOP_BUDGET, fits_loop_budget, grid_1d, operand_textures_wanted, shader,
+    with_texture_readers,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Shader, TextureAccess};
 use crate::ops::matmul::supports_subgroup_kernel;
@@ -352,7 +355,35 @@ fn launch(
     )
 }
 
+impl AttentionKernel {
+    /// An upper bound of the loop iterations one invocation of these kernels runs (forward or either
+    /// backward kernel), counted from the loops of `shaders/attention.wgsl` as written (none assumed
+    /// unrolled): per block of 16 keys, the tiled kernels stage the block and run 2·16·(1 + Dh/4)
+    /// iterations of score and value products; the subgroup kernels ≤ 17 per block of 32 keys.
+    pub fn loop_trips(self, seq_len: usize, head_dim: usize) -> usize {
+        let d4 = head_dim.div_ceil(4);
+        match self {
+            AttentionKernel::Tiled => seq_len.div_ceil(16) * (3 + d4 + 2 * 16 * (1 + d4) + d4),
+            AttentionKernel::Subgroup => seq_len.div_ceil(32) * 17,
+        }
+    }
+}
+
 fn check_kernel(op: &'static str, kernel: AttentionKernel, gpu: &Gpu, dims: Dims) -> Result<()> {
+    let trips = kernel.loop_trips(dims.seq_len, dims.head_dim);
+    if gpu.is_cpu() && !fits_loop_budget(trips) {
+        // the kernels loop over all keys in one invocation; see ops::CPU_LOOP_BUDGET
+        return Err(Error::shape(
+            op,
+            format!(
+                "sequence length {} at head width {} needs about {trips} loop iterations per \
+                 invocation of the {kernel:?} kernels, over the engine's budget of {CPU_LOOP_BUDGET} \
+                 on CPU adapters (whose drivers silently stop loops past 65,535); use shorter \
+                 sequences or a GPU adapter",
+                dims.seq_len, dims.head_dim
+            ),
+        ));
+    }
     if kernel.supports(gpu, dims.head_dim) {
         Ok(())
     } else {

@@ -231,7 +231,9 @@ fn launch_shape(
     rows: usize,
     d: usize,
 ) -> (&'static str, [u32; 3]) {
-    if gpu.is_cpu() && rows >= 64 && d.is_multiple_of(4) {
+    // the row kernels read a row twice as vec4s in one invocation (d/2 loop iterations): within the
+    // CPU loop budget up to d = 32,768; the workgroup kernels share a row over 64 invocations
+    if gpu.is_cpu() && rows >= 64 && d.is_multiple_of(4) && super::fits_loop_budget(d / 2 + 8) {
         (entry_rows4, grid_1d(rows, 64))
     } else {
         (entry, grid_1d(rows, 1))

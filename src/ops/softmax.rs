@@ -1,6 +1,6 @@
 //! Softmax over the last axis (`shaders/softmax.wgsl`), forward and backward.
 
-use super::{grid_1d, one_invocation_per_output, shader};
+use super::{CPU_LOOP_BUDGET, fits_loop_budget, grid_1d, one_invocation_per_output, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -25,6 +25,37 @@ fn rows_and_len(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
     }
 }
 
+/// Entry point and grid of the softmax kernel `entry` (`_rows` appended for one invocation per row)
+/// for `rows` rows of `n` values read in `passes` passes, within the CPU loop budget: one invocation
+/// per row on CPU adapters while its `passes · n` iterations fit, else a workgroup per row (64
+/// invocations share the row, plus 6-step tree reductions per pass).
+fn launch_shape(
+    gpu: &crate::gpu::Gpu,
+    rows: usize,
+    n: usize,
+    passes: usize,
+    entry: &'static str,
+) -> Result<(&'static str, [u32; 3])> {
+    if one_invocation_per_output(gpu, rows) && fits_loop_budget(passes * n) {
+        let rows_entry: &'static str = if entry == "softmax_forward" {
+            "softmax_forward_rows"
+        } else {
+            "softmax_backward_rows"
+        };
+        return Ok((rows_entry, grid_1d(rows, 64)));
+    }
+    if !fits_loop_budget(passes * (n.div_ceil(64) + 6)) {
+        return Err(Error::shape(
+            entry,
+            format!(
+                "rows of {n} values exceed the engine's loop budget of {CPU_LOOP_BUDGET} iterations \
+                 per invocation (Mesa's CPU drivers silently stop loops past 65,535)"
+            ),
+        ));
+    }
+    Ok((entry, grid_1d(rows, 1)))
+}
+
 /// `y = softmax(x)` over the last axis.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
     let (rows, n) = rows_and_len("softmax", x.shape())?;
@@ -34,11 +65,7 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
-    let (entry, groups) = if one_invocation_per_output(x.gpu(), rows) {
-        ("softmax_forward_rows", grid_1d(rows, 64))
-    } else {
-        ("softmax_forward", grid_1d(rows, 1))
-    };
+    let (entry, groups) = launch_shape(x.gpu(), rows, n, 3, "softmax_forward")?;
     x.gpu().dispatch(
         &SHADER,
         entry,
@@ -65,11 +92,7 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
-    let (entry, groups) = if one_invocation_per_output(y.gpu(), rows) {
-        ("softmax_backward_rows", grid_1d(rows, 64))
-    } else {
-        ("softmax_backward", grid_1d(rows, 1))
-    };
+    let (entry, groups) = launch_shape(y.gpu(), rows, n, 2, "softmax_backward")?;
     y.gpu().dispatch(
         &SHADER,
         entry,
