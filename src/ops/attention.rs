@@ -133,6 +133,29 @@ impl AttentionKernel {
         }
     }
 
+    /// An error when `VITGAN_ATTENTION_KERNEL` names an unknown kernel, or `subgroup` where `chosen`
+    /// is not it (the adapter or head width cannot run it): a forced choice never silently runs
+    /// another kernel.
+    pub fn check_forced(gpu: &Gpu, chosen: AttentionKernel) -> Result<()> {
+        let Ok(v) = std::env::var("VITGAN_ATTENTION_KERNEL") else {
+            return Ok(());
+        };
+        let detail = match v.as_str() {
+            "tiled" => return Ok(()),
+            "subgroup" if chosen == AttentionKernel::Subgroup => return Ok(()),
+            "subgroup" => format!(
+                "`subgroup` needs head width {SUBGROUP_HEAD_DIM} and subgroups of at least 8 lanes \
+                 ({}); unset it to choose automatically",
+                gpu.describe()
+            ),
+            _ => format!("`{v}`: expected tiled or subgroup"),
+        };
+        Err(Error::Config {
+            field: "VITGAN_ATTENTION_KERNEL".into(),
+            detail,
+        })
+    }
+
     /// Whether these kernels can run the problem on `gpu`.
     pub fn supports(self, gpu: &Gpu, head_dim: usize) -> bool {
         match self {
@@ -404,6 +427,7 @@ pub fn attention_forward(
     kind: AttentionKind,
 ) -> Result<(Tensor, Tensor)> {
     let kernel = AttentionKernel::for_problem(q.gpu(), *q.shape().last().unwrap_or(&0));
+    AttentionKernel::check_forced(q.gpu(), kernel)?;
     attention_forward_with(q, k, v, kind, kernel)
 }
 
@@ -455,6 +479,7 @@ pub fn attention_backward(
     kind: AttentionKind,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let kernel = AttentionKernel::for_problem(q.gpu(), *q.shape().last().unwrap_or(&0));
+    AttentionKernel::check_forced(q.gpu(), kernel)?;
     attention_backward_with(q, k, v, out, lse, dout, kind, kernel)
 }
 

@@ -444,6 +444,7 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         _pad: 0,
     };
     let flops = 2.0 * (m * n * ka * batch) as f64;
+    check_forced_kernel(gpu)?;
     let t = TileConfig::for_problem(gpu, flops).fitted_to(m, n);
     // CPU adapters: an inner dimension past the loop budget is summed in pieces
     if gpu.is_cpu() && !fits_loop_budget(t.k_loop_trips(ka)) {
@@ -513,6 +514,33 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         None => gpu.dispatch(shader, t.entry(), &constants, params, &buffers, groups)?,
     }
     Ok((c, pre))
+}
+
+/// An error when `VITGAN_MATMUL_KERNEL` names an unknown kernel or one this adapter cannot run (a
+/// forced choice never silently runs another kernel).
+fn check_forced_kernel(gpu: &Gpu) -> Result<()> {
+    let Ok(v) = std::env::var("VITGAN_MATMUL_KERNEL") else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        Err(Error::Config {
+            field: "VITGAN_MATMUL_KERNEL".into(),
+            detail: format!("`{v}`: {why}; unset it to choose automatically"),
+        })
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "tiled" => Ok(()),
+        "registers" | "subgroup" if !cpu_kernels_fit(gpu) => refuse(format!(
+            "{} allows fewer than {CPU_KERNEL_STORAGE_BUFFERS} storage buffers per shader stage",
+            gpu.describe()
+        )),
+        "subgroup" if !supports_subgroup_kernel(gpu) => refuse(format!(
+            "{} has no subgroups of at least 8 lanes",
+            gpu.describe()
+        )),
+        "registers" | "subgroup" => Ok(()),
+        _ => refuse("expected tiled, registers or subgroup".into()),
+    }
 }
 
 /// Workgroups a dispatch may have along one dimension (WebGPU's and every adapter's minimum limit).
