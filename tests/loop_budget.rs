@@ -248,13 +248,13 @@ fn long_layer_norm_rows() {
 #[test]
 fn long_attention_is_an_error_on_cpu_adapters() {
     use vitgan::ops::attention::{AttentionKernel, AttentionKind, attention_forward_with};
-    let (l, dh) = (2_000usize, 16usize);
+    let (l, dh) = (4_000usize, 16usize);
     let x = random(&mut rng(21), l * dh, -1.0, 1.0);
     let q = upload(&x, &[1, 1, l, dh]);
     let r = attention_forward_with(&q, &q, &q, AttentionKind::Dot, AttentionKernel::Tiled);
     if gpu().is_cpu() {
         let Err(e) = r else {
-            panic!("a sequence of 2,000 keys at head width 16 must be refused");
+            panic!("a sequence of 4,000 keys at head width 16 must be refused");
         };
         assert!(e.to_string().contains("loop iterations"), "{e}");
     } else {

@@ -25,7 +25,7 @@
 
 use super::layout::to_operand_texture;
 use super::{
-    CPU_LOOP_BUDGET, fits_loop_budget, grid_1d, operand_textures_wanted, shader,
+    CPU_LOOP_BUDGET, grid_1d, operand_textures_wanted, shader, upper_bound_fits_loop_cap,
     with_texture_readers,
 };
 use crate::error::{Error, Result};
@@ -394,16 +394,18 @@ impl AttentionKernel {
 
 fn check_kernel(op: &'static str, kernel: AttentionKernel, gpu: &Gpu, dims: Dims) -> Result<()> {
     let trips = kernel.loop_trips(dims.seq_len, dims.head_dim);
-    if gpu.is_cpu() && !fits_loop_budget(trips) {
+    if gpu.is_cpu() && !upper_bound_fits_loop_cap(trips) {
         // the kernels loop over all keys in one invocation; see ops::CPU_LOOP_BUDGET
         return Err(Error::shape(
             op,
             format!(
                 "sequence length {} at head width {} needs about {trips} loop iterations per \
-                 invocation of the {kernel:?} kernels, over the engine's budget of {CPU_LOOP_BUDGET} \
+                 invocation of the {kernel:?} kernels, over the engine's limit of {} \
                  on CPU adapters (whose drivers silently stop loops past 65,535); use shorter \
                  sequences or a GPU adapter",
-                dims.seq_len, dims.head_dim
+                dims.seq_len,
+                dims.head_dim,
+                2 * CPU_LOOP_BUDGET
             ),
         ));
     }

@@ -60,6 +60,14 @@ pub fn fits_loop_budget(trips: usize) -> bool {
     trips <= CPU_LOOP_BUDGET
 }
 
+/// Whether an *upper bound* of an invocation's loop iterations — every loop counted as written, none
+/// assumed unrolled — stays within half the cap (2 · [`CPU_LOOP_BUDGET`]): such a bound already counts
+/// the fixed loops the budget's headroom is for. For launch shapes that cannot split (fused
+/// attention), where the exact count depends on the compiler's unrolling.
+pub fn upper_bound_fits_loop_cap(trips_upper_bound: usize) -> bool {
+    trips_upper_bound <= 2 * CPU_LOOP_BUDGET
+}
+
 /// Workgroup grid for `n` items at `per_group` items per workgroup, split over x and y so that
 /// neither exceeds 65,535 (kernels reconstruct the index as `(wid.y · nwg.x + wid.x) · per_group + lid`).
 pub fn grid_1d(n: usize, per_group: usize) -> [u32; 3] {
