@@ -3,294 +3,666 @@
 //! Also the CPU kernels of matmul and attention with both operand sources, storage buffers and
 //! textures (on CPU adapters operands are read from textures by default; on GPUs these kernels run only
 //! when forced), and the LayerNorm row kernels with γ, β from buffers and from textures.
-//! This file is its own test binary (process), so setting the environment does not leak into others.
+//!
+//! Every forced path is checked twice: its results against the f64 references (forward and backward),
+//! and the kernel that actually ran, read from the GPU's profile (`VITGAN_PROFILE=1` records every
+//! dispatch as `shader::entry`), so a forced kernel that silently falls back to another cannot pass
+//! for the one asked for. Where a kernel cannot run (subgroup kernels without subgroups or at another
+//! head width) the documented fallback must be what ran.
+//!
+//! This file is its own test binary (process); within it, [`with_env`] is the only way a test touches
+//! the environment.
 mod common;
+use common::attention::{Dims, attention_backward_ref, attention_ref};
+use common::layer_norm::{layer_norm_backward_ref, layer_norm_ref};
 use common::*;
-use vitgan::ops::attention::{AttentionKernel, AttentionKind, attention_forward};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::{Mutex, MutexGuard};
+use vitgan::ops::attention::{
+    AttentionKernel, AttentionKind, SUBGROUP_HEAD_DIM, attention_backward, attention_forward,
+};
 use vitgan::ops::layer_norm::{layer_norm_backward, layer_norm_forward};
-use vitgan::ops::matmul::{MatmulOptions, matmul_fused};
+use vitgan::ops::matmul::{
+    MatmulKernel, MatmulOptions, TileConfig, matmul_fused, supports_subgroup_kernel,
+};
+use vitgan::{Gpu, GpuOptions, Tensor};
 
-/// The tests below set environment variables that kernel launches read: one at a time.
-static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+// ---- environment ---------------------------------------------------------------------------------
 
-#[test]
-fn tiled_matmul_and_attention_match_references() {
-    // SAFETY: the tests of this binary take ENV_LOCK, so no other test changes the environment meanwhile.
-    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    unsafe {
-        std::env::set_var("VITGAN_MATMUL_KERNEL", "tiled");
-        std::env::set_var("VITGAN_ATTENTION_KERNEL", "tiled");
-    }
-    let transposes = [(false, false), (true, false), (false, true), (true, true)];
-    check_matmuls(
-        "tiled",
-        &[(1, 1, 1), (65, 31, 129), (127, 64, 67)],
-        &transposes,
-        0,
-    );
-    // attention: compare the tiled kernel against a direct f64 softmax(scores)·V
-    check_attention("tiled");
+/// Held while a test's environment is in place: kernel launches read these variables.
+static ENV_LOCK: Mutex<()> = Mutex::new(());
+
+/// The variables that choose kernels and paths. [`with_env`] removes those it is not given, so each
+/// call runs under a fully stated choice whatever the surrounding environment holds.
+const PATH_VARS: [&str; 9] = [
+    "VITGAN_MATMUL_KERNEL",
+    "VITGAN_MATMUL_TILE",
+    "VITGAN_MATMUL_OPERANDS",
+    "VITGAN_ATTENTION_KERNEL",
+    "VITGAN_ATTENTION_TILE",
+    "VITGAN_ATTENTION_OPERANDS",
+    "VITGAN_LAYER_NORM_OPERANDS",
+    "VITGAN_INR",
+    "VITGAN_PROFILE",
+];
+
+/// Restores the saved variables when dropped (also while unwinding from a panic), then releases
+/// [`ENV_LOCK`] (fields drop after `drop` has run).
+struct EnvGuard {
+    saved: Vec<(&'static str, Option<OsString>)>,
+    _lock: MutexGuard<'static, ()>,
 }
 
-/// `matmul_fused` (whatever kernel the environment selects) vs the f64 reference on each shape
-/// (M, K, N) and each (transpose A, transpose B).
+impl EnvGuard {
+    fn set(&mut self, name: &'static str, value: Option<&str>) {
+        self.saved.push((name, std::env::var_os(name)));
+        // SAFETY: ENV_LOCK is held, and every test of this binary touches the environment only
+        // through `with_env`, so nothing else reads or writes it meanwhile.
+        unsafe {
+            match value {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        // in reverse, so a variable saved twice ends at its first saved (original) value
+        for (name, value) in self.saved.drain(..).rev() {
+            // SAFETY: ENV_LOCK is still held (see `set`).
+            unsafe {
+                match value {
+                    Some(v) => std::env::set_var(name, v),
+                    None => std::env::remove_var(name),
+                }
+            }
+        }
+    }
+}
+
+/// Run `f` with `vars` set and the other [`PATH_VARS`] removed, holding [`ENV_LOCK`]; the previous
+/// values come back afterwards, even if `f` panics. GPU work that launches kernels belongs inside
+/// (launches read the variables); calls must not nest (the lock is not re-entrant).
+fn with_env<T>(vars: &[(&'static str, &str)], f: impl FnOnce() -> T) -> T {
+    let mut guard = EnvGuard {
+        saved: Vec::new(),
+        _lock: ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner()),
+    };
+    for name in PATH_VARS {
+        if !vars.iter().any(|(n, _)| *n == name) {
+            guard.set(name, None);
+        }
+    }
+    for &(name, value) in vars {
+        guard.set(name, Some(value));
+    }
+    f()
+}
+
+#[test]
+fn with_env_restores_the_environment_even_on_panic() {
+    // touched by this test only (other tests may reset PATH_VARS in between, which would hide a leak):
+    // one with a value to get back, one unset to be removed again
+    const SET: &str = "VITGAN_TEST_ENV_PROBE_SET";
+    const UNSET: &str = "VITGAN_TEST_ENV_PROBE_UNSET";
+    let snapshot = || -> Vec<Option<OsString>> {
+        let _lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        PATH_VARS
+            .iter()
+            .chain(&[SET, UNSET])
+            .map(std::env::var_os)
+            .collect()
+    };
+    // SAFETY: inside with_env (ENV_LOCK held)
+    with_env(&[], || unsafe { std::env::set_var(SET, "before") });
+    let before = snapshot();
+    assert_eq!(before[PATH_VARS.len()..], [Some("before".into()), None]);
+    let result = std::panic::catch_unwind(|| {
+        with_env(
+            &[
+                (SET, "inside"),
+                (UNSET, "inside"),
+                ("VITGAN_MATMUL_KERNEL", "tiled"),
+                (SET, "twice"),
+            ],
+            || {
+                assert_eq!(std::env::var(SET).as_deref(), Ok("twice"));
+                assert_eq!(std::env::var(UNSET).as_deref(), Ok("inside"));
+                assert_eq!(
+                    std::env::var("VITGAN_MATMUL_KERNEL").as_deref(),
+                    Ok("tiled")
+                );
+                assert!(std::env::var_os("VITGAN_ATTENTION_KERNEL").is_none());
+                panic!("on purpose");
+            },
+        )
+    });
+    assert!(result.is_err());
+    assert_eq!(
+        snapshot(),
+        before,
+        "the environment after a panicking with_env"
+    );
+    // SAFETY: inside with_env (ENV_LOCK held)
+    with_env(&[], || unsafe { std::env::remove_var(SET) });
+}
+
+// ---- which kernels ran ---------------------------------------------------------------------------
+
+/// A GPU (the default adapter, or `backend`) that records every dispatch (`VITGAN_PROFILE=1`).
+fn profiled_gpu(backend: Option<&str>) -> vitgan::Result<Gpu> {
+    with_env(&[("VITGAN_PROFILE", "1")], || {
+        Gpu::new(GpuOptions {
+            backend: backend.map(str::to_string),
+            adapter: None,
+        })
+    })
+}
+
+/// Run `f` and return what it returned with the kernels (`shader::entry`) it dispatched on `g`, a
+/// [`profiled_gpu`].
+fn dispatched<T>(g: &Gpu, f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let count = || -> HashMap<String, u64> {
+        g.profile_report()
+            .into_iter()
+            .map(|(k, n, _)| (k, n))
+            .collect()
+    };
+    let before = count();
+    let out = f();
+    let mut ran: Vec<String> = count()
+        .into_iter()
+        .filter(|(k, n)| before.get(k) != Some(n))
+        .map(|(k, _)| k)
+        .collect();
+    ran.sort();
+    (out, ran)
+}
+
+fn upload_to(g: &Gpu, data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_slice(g, data, shape).unwrap()
+}
+
+// ---- matmul --------------------------------------------------------------------------------------
+
+/// Entry point of each matmul kernel in `shaders/matmul.wgsl`.
+fn matmul_entry(kernel: MatmulKernel) -> &'static str {
+    match kernel {
+        MatmulKernel::Tiled => "matmul",
+        MatmulKernel::Registers => "matmul_registers",
+        MatmulKernel::Subgroup => "matmul_subgroup",
+    }
+}
+
+/// The kernel `VITGAN_MATMUL_KERNEL=forced` must run on `g`, as documented on
+/// `TileConfig::for_problem`: subgroup falls back to registers without subgroups of ≥ 8 lanes, and
+/// adapters without room for the CPU kernels' 9 storage buffers run everything tiled.
+fn forced_matmul_kernel(g: &Gpu, forced: &str) -> MatmulKernel {
+    if g.limits().max_storage_buffers_per_shader_stage < 9 {
+        return MatmulKernel::Tiled;
+    }
+    match forced {
+        "tiled" => MatmulKernel::Tiled,
+        "registers" => MatmulKernel::Registers,
+        "subgroup" if supports_subgroup_kernel(g) => MatmulKernel::Subgroup,
+        "subgroup" => MatmulKernel::Registers,
+        _ => unreachable!("{forced}"),
+    }
+}
+
+/// `matmul_fused` under `VITGAN_MATMUL_KERNEL=forced` (and `VITGAN_MATMUL_OPERANDS=operands` if
+/// given) vs the f64 reference on each shape (M, K, N) and each (transpose A, transpose B); each
+/// product must have run exactly one matmul dispatch, of the expected kernel, reading its operands
+/// from textures exactly when a CPU kernel was asked to and both operands allow vec4 reads.
 fn check_matmuls(
-    label: &str,
+    g: &Gpu,
+    forced: &str,
+    operands: Option<&str>,
     shapes: &[(usize, usize, usize)],
     transposes: &[(bool, bool)],
     seed: u64,
 ) {
+    let mut vars = vec![("VITGAN_MATMUL_KERNEL", forced)];
+    vars.extend(operands.map(|o| ("VITGAN_MATMUL_OPERANDS", o)));
+    let want_kernel = forced_matmul_kernel(g, forced);
     let mut seed = seed;
-    for &(m, k, n) in shapes {
-        for &(ta, tb) in transposes {
-            seed += 1;
-            let mut r = rng(seed);
-            let a = random(&mut r, m * k, -1.0, 1.0);
-            let b = random(&mut r, k * n, -1.0, 1.0);
-            let ash = if ta { [k, m] } else { [m, k] };
-            let bsh = if tb { [n, k] } else { [k, n] };
-            let opts = MatmulOptions {
-                trans_a: ta,
-                trans_b: tb,
-                ..Default::default()
-            };
-            let (c, _) = matmul_fused(&upload(&a, &ash), &upload(&b, &bsh), opts).unwrap();
-            let want = matmul_ref(&to_f64(&a), &to_f64(&b), 1, 1, m, k, n, ta, tb);
-            assert_close(
-                &c.to_vec().unwrap(),
-                &want,
-                1e-4,
-                1e-4,
-                &format!("{label} matmul {m}x{k}x{n} {ta} {tb}"),
-            );
-        }
-    }
-}
+    with_env(&vars, || {
+        for &(m, k, n) in shapes {
+            for &(ta, tb) in transposes {
+                seed += 1;
+                let label = format!("{forced} matmul on {operands:?}, {m}x{k}x{n} {ta} {tb}");
+                let mut r = rng(seed);
+                let a = random(&mut r, m * k, -1.0, 1.0);
+                let b = random(&mut r, k * n, -1.0, 1.0);
+                let ash = if ta { [k, m] } else { [m, k] };
+                let bsh = if tb { [n, k] } else { [k, n] };
+                let opts = MatmulOptions {
+                    trans_a: ta,
+                    trans_b: tb,
+                    ..Default::default()
+                };
+                let (a_t, b_t) = (upload_to(g, &a, &ash), upload_to(g, &b, &bsh));
+                let ((c, _), ran) = dispatched(g, || matmul_fused(&a_t, &b_t, opts).unwrap());
+                let want = matmul_ref(&to_f64(&a), &to_f64(&b), 1, 1, m, k, n, ta, tb);
+                assert_close(&c.to_vec().unwrap(), &want, 1e-4, 1e-4, &label);
 
-/// `attention_forward` (whatever kernel the environment selects) vs a direct f64 softmax(scores)·V,
-/// tied k = q, at L = 65, Dh = 64.
-fn check_attention(label: &str) {
-    let (bh, l, dh) = (3usize, 65usize, 64usize);
-    let mut r = rng(99);
-    let q = random(&mut r, bh * l * dh, -1.0, 1.0);
-    let v = random(&mut r, bh * l * dh, -1.0, 1.0);
-    let shape = [1, bh, l, dh];
-    let (qt, vt) = (upload(&q, &shape), upload(&v, &shape));
-    for kind in [AttentionKind::Dot, AttentionKind::L2] {
-        let (out, _) = attention_forward(&qt, &qt, &vt, kind).unwrap();
-        let mut want = vec![0.0f64; bh * l * dh];
-        let c = 1.0 / (dh as f64).sqrt();
-        for h in 0..bh {
-            let base = h * l * dh;
-            for i in 0..l {
-                let scores: Vec<f64> = (0..l)
-                    .map(|j| {
-                        let (qi, kj) = (
-                            &q[base + i * dh..base + (i + 1) * dh],
-                            &q[base + j * dh..base + (j + 1) * dh],
-                        );
-                        match kind {
-                            AttentionKind::Dot => {
-                                c * qi
-                                    .iter()
-                                    .zip(kj)
-                                    .map(|(a, b)| *a as f64 * *b as f64)
-                                    .sum::<f64>()
-                            }
-                            AttentionKind::L2 => {
-                                -c * qi
-                                    .iter()
-                                    .zip(kj)
-                                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-                                    .sum::<f64>()
-                            }
-                        }
-                    })
-                    .collect();
-                let p = softmax_ref(&scores, l);
-                for d in 0..dh {
-                    want[base + i * dh + d] =
-                        (0..l).map(|j| p[j] * v[base + j * dh + d] as f64).sum();
-                }
+                let matmuls: Vec<&String> =
+                    ran.iter().filter(|k| k.starts_with("matmul_")).collect();
+                let entry = format!("::{}", matmul_entry(want_kernel));
+                let vec4 = (if ta { m } else { k }) % 4 == 0 && (if tb { k } else { n }) % 4 == 0;
+                let textures = want_kernel != MatmulKernel::Tiled
+                    && vec4
+                    && operands.map_or(g.is_cpu(), |o| o == "textures");
+                assert!(
+                    matmuls.len() == 1
+                        && matmuls[0].ends_with(&entry)
+                        && matmuls[0].contains("_textures::") == textures,
+                    "{label}: wanted {entry} ({}), ran {ran:?}",
+                    if textures { "textures" } else { "buffers" }
+                );
+                // the crate's own account of its choice agrees with what ran
+                let flops = 2.0 * (m * n * k) as f64;
+                assert_eq!(
+                    TileConfig::for_problem(g, flops).kernel,
+                    want_kernel,
+                    "{label}"
+                );
             }
         }
-        assert_close(
-            &out.to_vec().unwrap(),
-            &want,
-            1e-5,
-            1e-4,
-            &format!("{label} {kind:?} attention"),
-        );
-    }
+    });
 }
 
 #[test]
-fn subgroup_attention_on_buffer_and_texture_operands_matches_reference() {
-    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let gpu = upload(&[0.0], &[1]).gpu().clone();
-    if !AttentionKernel::Subgroup.supports(&gpu, 64) {
-        eprintln!("skipped: the subgroup attention kernels need subgroups of >= 8 lanes");
-        return;
-    }
-    for operands in ["buffers", "textures"] {
-        // SAFETY: ENV_LOCK keeps the other tests of this binary from touching the environment.
-        unsafe {
-            std::env::set_var("VITGAN_ATTENTION_KERNEL", "subgroup");
-            std::env::set_var("VITGAN_ATTENTION_OPERANDS", operands);
-        }
-        check_attention(&format!("subgroup ({operands})"));
-    }
-    unsafe {
-        std::env::remove_var("VITGAN_ATTENTION_KERNEL");
-        std::env::remove_var("VITGAN_ATTENTION_OPERANDS");
-    }
-}
-
-#[test]
-fn cpu_matmul_kernels_on_buffer_and_texture_operands_match_references() {
-    // SAFETY: the tests of this binary hold ENV_LOCK while they set and read these variables (read
-    // per launch), so no other test changes them meanwhile.
-    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for (i, (kernel, operands)) in [
-        ("registers", "buffers"),
-        ("subgroup", "buffers"),
-        ("registers", "textures"),
-        ("subgroup", "textures"),
+fn forced_matmul_kernels_run_the_kernel_asked_for_and_match_references() {
+    let g = profiled_gpu(None).unwrap();
+    let transposes = [(false, false), (true, false), (false, true), (true, true)];
+    check_matmuls(
+        &g,
+        "tiled",
+        None,
+        &[(1, 1, 1), (65, 31, 129), (127, 64, 67)],
+        &transposes,
+        0,
+    );
+    // 9×5×7 cannot be read as vec4s, so it takes the buffers whatever the operand source says
+    for (i, (kernel, operands, shapes)) in [
+        ("registers", "buffers", &[(68, 36, 132), (8, 4, 4)][..]),
+        ("subgroup", "buffers", &[(68, 36, 132), (8, 4, 4)]),
+        (
+            "registers",
+            "textures",
+            &[(68, 36, 132), (8, 4, 4), (9, 5, 7)],
+        ),
+        ("subgroup", "textures", &[(68, 36, 132), (8, 4, 4)]),
     ]
     .into_iter()
     .enumerate()
     {
-        unsafe {
-            std::env::set_var("VITGAN_MATMUL_KERNEL", kernel);
-            std::env::set_var("VITGAN_MATMUL_OPERANDS", operands);
-        }
         check_matmuls(
-            &format!("{kernel} on {operands}"),
-            &[(68, 36, 132), (8, 4, 4)],
+            &g,
+            kernel,
+            Some(operands),
+            shapes,
             &[(false, false), (true, true)],
             500 + 10 * i as u64,
         );
     }
-    unsafe {
-        std::env::remove_var("VITGAN_MATMUL_OPERANDS");
-        std::env::remove_var("VITGAN_MATMUL_KERNEL");
-    }
+}
+
+// ---- attention -----------------------------------------------------------------------------------
+
+/// Fused attention under `VITGAN_ATTENTION_KERNEL=forced` and `VITGAN_ATTENTION_OPERANDS=operands`
+/// vs the f64 references, for both score kinds with untied q, k, v and with the tied k = q (one
+/// tensor, as the discriminator's L2 attention); heads B·H = 3: the forward (out, lse) always, the
+/// backward (dq, dk, dv for a random dout) for the kinds in `backward`. The kernels (forward, dq,
+/// dk/dv) must be `want`'s, reading their inputs from textures exactly when `want` is the subgroup
+/// kernel and `operands` is `textures`.
+fn check_attention(
+    g: &Gpu,
+    (forced, operands): (&str, &str),
+    want: AttentionKernel,
+    (l, dh): (usize, usize),
+    backward: &[AttentionKind],
+) {
+    let d = Dims::new(3, l, dh);
+    let shape = [1, 3, l, dh];
+    let vars = [
+        ("VITGAN_ATTENTION_KERNEL", forced),
+        ("VITGAN_ATTENTION_OPERANDS", operands),
+    ];
+    let textures = want == AttentionKernel::Subgroup && operands == "textures";
+    let shader = if textures {
+        "attention_textures"
+    } else if supports_subgroup_kernel(g) {
+        "attention"
+    } else {
+        "attention_without_subgroups"
+    };
+    let suffix = if want == AttentionKernel::Subgroup {
+        "_subgroup"
+    } else {
+        ""
+    };
+    let mut r = rng(99 + l as u64 + dh as u64);
+    with_env(&vars, || {
+        assert_eq!(
+            AttentionKernel::for_problem(g, dh),
+            want,
+            "{forced} at Dh {dh}"
+        );
+        for kind in [AttentionKind::Dot, AttentionKind::L2] {
+            for tied in [false, true] {
+                let label = format!(
+                    "{forced} attention on {operands}, {kind:?}, {}, L {l} Dh {dh}",
+                    if tied { "tied k = q" } else { "untied" }
+                );
+                let q = random(&mut r, d.numel(), -1.0, 1.0);
+                let k = if tied {
+                    q.clone()
+                } else {
+                    random(&mut r, d.numel(), -1.0, 1.0)
+                };
+                let v = random(&mut r, d.numel(), -1.0, 1.0);
+                let dout = random(&mut r, d.numel(), -1.0, 1.0);
+                let qt = upload_to(g, &q, &shape);
+                let kt = if tied {
+                    qt.clone()
+                } else {
+                    upload_to(g, &k, &shape)
+                };
+                let (vt, doutt) = (upload_to(g, &v, &shape), upload_to(g, &dout, &shape));
+                let ((out, lse), ran_fwd) =
+                    dispatched(g, || attention_forward(&qt, &kt, &vt, kind).unwrap());
+                let mut checks = vec![(ran_fwd, &["attention_forward"][..])];
+                let grads = backward.contains(&kind).then(|| {
+                    let (grads, ran_bwd) = dispatched(g, || {
+                        attention_backward(&qt, &kt, &vt, &out, &lse, &doutt, kind).unwrap()
+                    });
+                    checks.push((
+                        ran_bwd,
+                        &["attention_backward_dq", "attention_backward_dkdv"],
+                    ));
+                    grads
+                });
+                for (ran, entries) in checks {
+                    let attention: Vec<&String> =
+                        ran.iter().filter(|k| k.starts_with("attention")).collect();
+                    let mut wanted: Vec<String> = entries
+                        .iter()
+                        .map(|e| format!("{shader}::{e}{suffix}"))
+                        .collect();
+                    wanted.sort();
+                    assert_eq!(attention, wanted.iter().collect::<Vec<_>>(), "{label}");
+                }
+
+                let (q64, k64, v64) = (to_f64(&q), to_f64(&k), to_f64(&v));
+                let (want_out, want_lse) = attention_ref(&q64, &k64, &v64, d, kind);
+                let out = out.to_vec().unwrap();
+                assert_close(&out, &want_out, 2e-5, 1e-4, &format!("{label}: out"));
+                let lse = lse.to_vec().unwrap();
+                assert_close(&lse, &want_lse, 1e-4, 1e-5, &format!("{label}: lse"));
+                let Some((dq, dk, dv)) = grads else { continue };
+                let (want_dq, want_dk, want_dv) =
+                    attention_backward_ref(&q64, &k64, &v64, &to_f64(&dout), d, kind);
+                for (name, got, want) in [
+                    ("dq", dq, want_dq),
+                    ("dk", dk, want_dk),
+                    ("dv", dv, want_dv),
+                ] {
+                    let got = got.to_vec().unwrap();
+                    assert_close(&got, &want, 5e-5, 1e-3, &format!("{label}: {name}"));
+                }
+            }
+        }
+    });
 }
 
 #[test]
-fn layer_norm_row_kernels_on_buffer_and_texture_operands_agree_with_reference() {
-    // SAFETY: ENV_LOCK keeps the other tests of this binary from touching the environment.
-    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+fn forced_attention_kernels_match_references_forward_and_backward() {
+    let g = profiled_gpu(None).unwrap();
+    use AttentionKind::{Dot, L2};
+    // L = 65: past one 64-row block, ragged for every row tiling; the operand source applies to the
+    // subgroup kernels only, so the tiled kernels read buffers whatever it says
+    let size = (65, SUBGROUP_HEAD_DIM);
+    let tiled = AttentionKernel::Tiled;
+    check_attention(&g, ("tiled", "buffers"), tiled, size, &[Dot, L2]);
+    check_attention(&g, ("tiled", "textures"), tiled, size, &[]);
+    if !AttentionKernel::Subgroup.supports(&g, SUBGROUP_HEAD_DIM) {
+        eprintln!(
+            "skipped the subgroup attention kernels: {} has no subgroups of >= 8 lanes",
+            g.describe()
+        );
+        return;
+    }
+    // Each backward pipeline at Dh = 64 takes seconds to compile on lavapipe, so the subgroup
+    // kernels' backward runs one kind per operand source here: the two sources differ only in their
+    // loaders, and tests/attention.rs checks both kinds' backward on the CPU default (textures).
+    let subgroup = AttentionKernel::Subgroup;
+    check_attention(&g, ("subgroup", "buffers"), subgroup, size, &[L2]);
+    check_attention(&g, ("subgroup", "textures"), subgroup, size, &[Dot]);
+}
+
+#[test]
+fn forced_subgroup_kernels_fall_back_where_they_cannot_run() {
+    // the subgroup attention kernels exist for Dh = 64 only: elsewhere the tiled ones run
+    let g = profiled_gpu(None).unwrap();
+    let both = [AttentionKind::Dot, AttentionKind::L2];
+    let forced = ("subgroup", "textures");
+    check_attention(&g, forced, AttentionKernel::Tiled, (19, 16), &both);
+    // on an adapter without subgroups (Mesa's GL llvmpipe where installed) subgroup matmul runs
+    // the registers kernel and subgroup attention the tiled kernels (only the choice is checked for
+    // attention: llvmpipe's GL takes minutes to compile the Dh = 64 attention kernels)
+    let gl = match profiled_gpu(Some("gl")) {
+        Ok(gl) if !supports_subgroup_kernel(&gl) => gl,
+        Ok(gl) => {
+            eprintln!(
+                "skipped the fallback without subgroups: {} has them",
+                gl.describe()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("skipped the fallback without subgroups: no GL adapter ({e})");
+            return;
+        }
+    };
+    assert_ne!(
+        forced_matmul_kernel(&gl, "subgroup"),
+        MatmulKernel::Subgroup
+    );
+    for operands in ["buffers", "textures"] {
+        check_matmuls(
+            &gl,
+            "subgroup",
+            Some(operands),
+            &[(68, 36, 132)],
+            &[(false, false), (true, true)],
+            700,
+        );
+    }
+    let vars = [
+        ("VITGAN_ATTENTION_KERNEL", "subgroup"),
+        ("VITGAN_ATTENTION_OPERANDS", "textures"),
+    ];
+    with_env(&vars, || {
+        let chosen = AttentionKernel::for_problem(&gl, SUBGROUP_HEAD_DIM);
+        assert_eq!(chosen, AttentionKernel::Tiled, "{}", gl.describe());
+    });
+}
+
+// ---- LayerNorm -----------------------------------------------------------------------------------
+
+#[test]
+fn layer_norm_paths_match_the_reference_forward_and_backward() {
+    let g = profiled_gpu(None).unwrap();
     let mut r = rng(900);
-    // LayerNorm ([D] affine) and SLN ([B, D] affine); ≥ 64 rows of a width divisible by 4 take the
-    // vec4 row kernels on CPU adapters (on GPUs the workgroup kernels run both times: the operand
-    // source only applies to the row kernels)
+    // LayerNorm ([D] affine) and SLN ([B, D] affine). On CPU adapters ≥ 64 rows of a width divisible
+    // by 4 take the vec4 row kernels (whose γ, β come from buffers or textures) and a width divisible
+    // by 4 the per-column dγ/dβ kernel; the other shapes take the workgroup kernels (as GPUs do always)
     for (x_shape, affine_shape) in [
         (vec![70usize, 12], vec![12usize]),
         (vec![2, 40, 8], vec![2, 8]),
+        (vec![70, 7], vec![7]),
+        (vec![3, 5, 12], vec![3, 12]),
     ] {
         let d = *x_shape.last().unwrap();
         let n: usize = x_shape.iter().product();
         let na: usize = affine_shape.iter().product();
-        let (x, g, b, dy) = (
+        let rows_per_group = n / d / (na / d);
+        let (x, gamma, beta, dy) = (
             random(&mut r, n, -2.0, 2.0),
             random(&mut r, na, 0.5, 1.5),
             random(&mut r, na, -0.5, 0.5),
             random(&mut r, n, -1.0, 1.0),
         );
-        let want = common::layer_norm::layer_norm_ref(
-            &to_f64(&x),
-            &to_f64(&g),
-            &to_f64(&b),
-            d,
-            n / d / (na / d),
-            1e-5,
-        );
-        let mut grads = Vec::new();
-        for operands in ["buffers", "textures"] {
-            unsafe { std::env::set_var("VITGAN_LAYER_NORM_OPERANDS", operands) };
-            let (xt, gt, bt) = (
-                upload(&x, &x_shape),
-                upload(&g, &affine_shape),
-                upload(&b, &affine_shape),
-            );
-            let (y, mean, rstd) = layer_norm_forward(&xt, &gt, &bt, 1e-5).unwrap();
-            let label = format!("x {x_shape:?}, affine {affine_shape:?}, {operands}");
-            assert_close(
-                &y.to_vec().unwrap(),
-                &want.y,
-                2e-5,
-                1e-4,
-                &format!("y, {label}"),
-            );
-            let (dx, _, _) =
-                layer_norm_backward(&xt, &gt, &mean, &rstd, &upload(&dy, &x_shape)).unwrap();
-            grads.push(dx.to_vec().unwrap());
+        let (x64, g64, b64, dy64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta), to_f64(&dy));
+        let eps = 1e-5;
+        let want = layer_norm_ref(&x64, &g64, &b64, d, rows_per_group, eps);
+        let (want_dx, want_dg, want_db) =
+            layer_norm_backward_ref(&x64, &g64, &dy64, d, rows_per_group, eps);
+        // the analytic reference is the gradient of Σ dy ⊙ y
+        let loss = |x: &[f64], gm: &[f64], bt: &[f64]| {
+            dot(&dy64, &layer_norm_ref(x, gm, bt, d, rows_per_group, eps).y)
+        };
+        for (name, analytic, numeric) in [
+            (
+                "dx",
+                &want_dx,
+                numeric_grad(&x64, 1e-5, |v| loss(v, &g64, &b64)),
+            ),
+            (
+                "dγ",
+                &want_dg,
+                numeric_grad(&g64, 1e-5, |v| loss(&x64, v, &b64)),
+            ),
+            (
+                "dβ",
+                &want_db,
+                numeric_grad(&b64, 1e-5, |v| loss(&x64, &g64, v)),
+            ),
+        ] {
+            let a32: Vec<f32> = analytic.iter().map(|&v| v as f32).collect();
+            let what = format!("reference {name}, x {x_shape:?}");
+            assert_close(&a32, &numeric, 1e-5, 1e-5, &what);
         }
-        // the same arithmetic reading γ from either source
-        assert_close(
-            &grads[0],
-            &to_f64(&grads[1]),
-            1e-6,
-            1e-6,
-            &format!("dx on buffers vs textures, x {x_shape:?}"),
-        );
+
+        let rows4 = g.is_cpu() && n / d >= 64 && d % 4 == 0;
+        let cols4 = g.is_cpu() && d % 4 == 0;
+        for operands in ["buffers", "textures"] {
+            let label = format!("x {x_shape:?}, affine {affine_shape:?}, {operands}");
+            with_env(&[("VITGAN_LAYER_NORM_OPERANDS", operands)], || {
+                let (xt, gt, bt) = (
+                    upload_to(&g, &x, &x_shape),
+                    upload_to(&g, &gamma, &affine_shape),
+                    upload_to(&g, &beta, &affine_shape),
+                );
+                let ((y, mean, rstd), ran_fwd) = dispatched(&g, || {
+                    layer_norm_forward(&xt, &gt, &bt, eps as f32).unwrap()
+                });
+                let dyt = upload_to(&g, &dy, &x_shape);
+                let ((dx, dg, db), ran_bwd) = dispatched(&g, || {
+                    layer_norm_backward(&xt, &gt, &mean, &rstd, &dyt).unwrap()
+                });
+                // the kernels: row kernels reading γ, β from the forced source, or workgroup kernels
+                let shader = if rows4 && operands == "textures" {
+                    "layer_norm_textures"
+                } else {
+                    "layer_norm"
+                };
+                let row = |entry: &str| match rows4 {
+                    true => format!("{shader}::{entry}_rows4"),
+                    false => format!("layer_norm::{entry}"),
+                };
+                let affine = match cols4 {
+                    true => "layer_norm::layer_norm_backward_affine_cols4",
+                    false => "layer_norm::layer_norm_backward_affine",
+                };
+                for (ran, wanted) in [
+                    (&ran_fwd, row("layer_norm_forward")),
+                    (&ran_bwd, row("layer_norm_backward_input")),
+                    (&ran_bwd, affine.to_string()),
+                ] {
+                    assert!(
+                        ran.contains(&wanted),
+                        "{label}: wanted {wanted}, ran {ran:?}"
+                    );
+                }
+
+                let y = y.to_vec().unwrap();
+                assert_close(&y, &want.y, 2e-5, 1e-4, &format!("y, {label}"));
+                let mean = mean.to_vec().unwrap();
+                assert_close(&mean, &want.mean, 1e-6, 1e-5, &format!("μ, {label}"));
+                let rstd = rstd.to_vec().unwrap();
+                assert_close(&rstd, &want.rstd, 1e-5, 1e-4, &format!("rstd, {label}"));
+                let dx = dx.to_vec().unwrap();
+                assert_close(&dx, &want_dx, 2e-5, 1e-4, &format!("dx, {label}"));
+                assert_eq!(dg.shape(), &affine_shape[..]);
+                let dg = dg.to_vec().unwrap();
+                assert_close(&dg, &want_dg, 1e-4, 1e-4, &format!("dγ, {label}"));
+                let db = db.to_vec().unwrap();
+                assert_close(&db, &want_db, 1e-4, 1e-4, &format!("dβ, {label}"));
+            });
+        }
     }
-    unsafe { std::env::remove_var("VITGAN_LAYER_NORM_OPERANDS") };
 }
+
+// ---- INR decoder ---------------------------------------------------------------------------------
 
 #[test]
 fn generator_runs_the_same_with_the_fused_and_the_composed_inr_decoder() {
     use vitgan::model::{Generator, ModelConfig};
     use vitgan::nn::{Init, InrPath};
-    use vitgan::{ParamStore, Tape, Tensor};
-    // SAFETY: ENV_LOCK keeps the other tests of this binary from touching the environment.
-    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let g = gpu();
+    use vitgan::{ParamStore, Tape};
+    // the shared test GPU opens inside with_env: opening reads the environment (VITGAN_PROFILE)
+    let g = with_env(&[], gpu);
     let cfg = ModelConfig::tiny();
     let mut params = ParamStore::new();
-    let generator = Generator::new(&g, &mut params, &mut Init::new(7), &cfg).unwrap();
-    let z = Tensor::from_slice(
+    let generator = with_env(&[], || {
+        Generator::new(&g, &mut params, &mut Init::new(7), &cfg).unwrap()
+    });
+    let z = upload_to(
         &g,
         &random(&mut rng(8), 3 * cfg.latent_dim, -1.0, 1.0),
         &[3, cfg.latent_dim],
-    )
-    .unwrap();
+    );
     let mut runs = Vec::new();
     for path in ["fused", "composed"] {
-        unsafe { std::env::set_var("VITGAN_INR", path) };
-        assert_eq!(
-            InrPath::for_problem(&g, 1 << 20),
-            if path == "fused" {
-                InrPath::Fused
-            } else {
-                InrPath::Composed
-            }
-        );
-        let tape = Tape::new(&g);
-        let img = generator.forward(&tape, tape.constant(z.clone())).unwrap();
-        let pixels = tape.value(img).to_vec().unwrap();
-        let loss = tape.sum(img).unwrap();
-        tape.backward(loss).unwrap();
-        let grads = tape.param_grads().unwrap();
-        let grad = |name: &str| {
-            let (_, t) = grads.iter().find(|(n, _)| n == name).unwrap();
-            t.to_vec().unwrap()
-        };
-        runs.push((
-            pixels,
-            grad("generator.decoder.w1"),
-            grad("generator.decoder.style1.weight"),
-        ));
+        runs.push(with_env(&[("VITGAN_INR", path)], || {
+            assert_eq!(
+                InrPath::for_problem(&g, 1 << 20),
+                if path == "fused" {
+                    InrPath::Fused
+                } else {
+                    InrPath::Composed
+                }
+            );
+            let tape = Tape::new(&g);
+            let img = generator.forward(&tape, tape.constant(z.clone())).unwrap();
+            let pixels = tape.value(img).to_vec().unwrap();
+            let loss = tape.sum(img).unwrap();
+            tape.backward(loss).unwrap();
+            let grads = tape.param_grads().unwrap();
+            let grad = |name: &str| {
+                let (_, t) = grads.iter().find(|(n, _)| n == name).unwrap();
+                t.to_vec().unwrap()
+            };
+            (
+                pixels,
+                grad("generator.decoder.w1"),
+                grad("generator.decoder.style1.weight"),
+            )
+        }));
     }
-    unsafe { std::env::remove_var("VITGAN_INR") };
     let (fused, composed) = (&runs[0], &runs[1]);
     assert_close(&composed.0, &to_f64(&fused.0), 1e-4, 1e-3, "images");
     assert_close(&composed.1, &to_f64(&fused.1), 1e-3, 1e-3, "dL/dw1");
     assert_close(&composed.2, &to_f64(&fused.2), 1e-3, 1e-3, "dL/dstyle1");
     // a composed intermediate over the adapter's binding limit always takes the fused kernel
     let too_big = g.limits().max_storage_buffer_binding_size as usize + 4;
-    unsafe { std::env::set_var("VITGAN_INR", "composed") };
-    assert_eq!(InrPath::for_problem(&g, too_big), InrPath::Fused);
-    unsafe { std::env::remove_var("VITGAN_INR") };
+    with_env(&[("VITGAN_INR", "composed")], || {
+        assert_eq!(InrPath::for_problem(&g, too_big), InrPath::Fused);
+    });
 }
