@@ -68,6 +68,25 @@ fn compare_fused(
     Ok(())
 }
 
+/// An error unless `copy` holds exactly the values `want` (the benchmark then stops with it).
+fn check_copy(name: &str, want: &[f32], copy: &Tensor) -> Result<()> {
+    let got = copy.to_vec()?;
+    let wrong = (got.len() != want.len())
+        .then_some(got.len().min(want.len()))
+        .or_else(|| (0..want.len()).find(|&i| got[i].to_bits() != want[i].to_bits()));
+    match wrong {
+        None => Ok(()),
+        Some(i) => Err(vitgan::Error::Other(format!(
+            "{name} does not copy its input: {} of {} values, element {i} is {:?} but the input \
+             holds {:?}",
+            got.len(),
+            want.len(),
+            got.get(i),
+            want.get(i)
+        ))),
+    }
+}
+
 fn main() -> Result<()> {
     let mut bench = Bench::from_args()?;
     let cpu = bench.gpu.is_cpu();
@@ -135,17 +154,22 @@ fn main() -> Result<()> {
     // ---- LayerNorm / SLN vs copy
     if bench.selected("layer_norm") {
         let (b, t, d) = (128usize, 65usize, 384usize);
-        let x = bench.random_tensor(&[b, t, d])?;
+        let (x, x_data) = bench.random_tensor_and_data(&[b, t, d])?;
         let bytes = 2.0 * (b * t * d * 4) as f64;
         // plain copies in a compute kernel: the identity permutation through the strided-copy kernel
         // (on CPU adapters one invocation moving the whole tensor as vec4s, memcpy-like), and the
         // elementwise kernel computing y = 1·x + 0 (launched like LayerNorm: many invocations)
+        let strided = || vitgan::ops::layout::permute(&x, &[0, 1, 2]);
+        let elementwise = || vitgan::ops::elementwise::unary(&x, Unary::Affine(1.0, 0.0));
+        // a yardstick that does not copy measures nothing: check each once, bit for bit, before timing
+        check_copy("copy_strided", &x_data, &strided()?)?;
+        check_copy("copy_elementwise", &x_data, &elementwise()?)?;
         let copy_strided = || -> Result<()> {
-            vitgan::ops::layout::permute(&x, &[0, 1, 2])?;
+            strided()?;
             Ok(())
         };
         let copy_elementwise = || -> Result<()> {
-            vitgan::ops::elementwise::unary(&x, Unary::Affine(1.0, 0.0))?;
+            elementwise()?;
             Ok(())
         };
         // LayerNorm's γ, β are [D]; SLN's are per sample, [B, D]
