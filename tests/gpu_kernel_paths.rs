@@ -8,7 +8,7 @@
 //! and the kernel that actually ran, read from the GPU's profile (`VITGAN_PROFILE=1` records every
 //! dispatch as `shader::entry`), so a forced kernel that silently falls back to another cannot pass
 //! for the one asked for. Where a kernel cannot run (subgroup kernels without subgroups or at another
-//! head width) the documented fallback must be what ran.
+//! head width) forcing it is an error.
 //!
 //! This file is its own test binary (process); within it, [`with_env`] is the only way a test touches
 //! the environment.
@@ -446,50 +446,43 @@ fn forced_attention_kernels_match_references_forward_and_backward() {
 }
 
 #[test]
-fn forced_subgroup_kernels_fall_back_where_they_cannot_run() {
-    // the subgroup attention kernels exist for Dh = 64 only: elsewhere the tiled ones run
+fn forced_subgroup_kernels_are_refused_where_they_cannot_run() {
+    use vitgan::ops::{attention::attention_forward, matmul::matmul};
+    // the subgroup attention kernels exist for Dh = 64 only: forcing them at 16 is an error
     let g = profiled_gpu(None).unwrap();
-    let both = [AttentionKind::Dot, AttentionKind::L2];
-    let forced = ("subgroup", "textures");
-    check_attention(&g, forced, AttentionKernel::Tiled, (19, 16), &both);
-    // on an adapter without subgroups (Mesa's GL llvmpipe where installed) subgroup matmul runs
-    // the registers kernel and subgroup attention the tiled kernels (only the choice is checked for
-    // attention: llvmpipe's GL takes minutes to compile the Dh = 64 attention kernels)
+    let x = random(&mut rng(5), 2 * 19 * 16, -1.0, 1.0);
+    let q = vitgan::Tensor::from_slice(&g, &x, &[1, 2, 19, 16]).unwrap();
+    with_env(&[("VITGAN_ATTENTION_KERNEL", "subgroup")], || {
+        for kind in [AttentionKind::Dot, AttentionKind::L2] {
+            let r = attention_forward(&q, &q, &q, kind);
+            assert!(r.is_err(), "forced subgroup attention at Dh = 16 ran");
+        }
+    });
+    // on an adapter without subgroups (Mesa's GL llvmpipe where installed) a forced subgroup matmul
+    // is an error too
     let gl = match profiled_gpu(Some("gl")) {
         Ok(gl) if !supports_subgroup_kernel(&gl) => gl,
         Ok(gl) => {
             eprintln!(
-                "skipped the fallback without subgroups: {} has them",
+                "skipped the adapter without subgroups: {} has them",
                 gl.describe()
             );
             return;
         }
         Err(e) => {
-            eprintln!("skipped the fallback without subgroups: no GL adapter ({e})");
+            eprintln!("skipped the adapter without subgroups: no GL adapter ({e})");
             return;
         }
     };
-    assert_ne!(
-        forced_matmul_kernel(&gl, "subgroup"),
-        MatmulKernel::Subgroup
-    );
-    for operands in ["buffers", "textures"] {
-        check_matmuls(
-            &gl,
-            "subgroup",
-            Some(operands),
-            &[(68, 36, 132)],
-            &[(false, false), (true, true)],
-            700,
+    let a = vitgan::Tensor::from_slice(&gl, &x[..68 * 8], &[68, 8]).unwrap();
+    let b = vitgan::Tensor::from_slice(&gl, &x[..8 * 12], &[8, 12]).unwrap();
+    with_env(&[("VITGAN_MATMUL_KERNEL", "subgroup")], || {
+        let r = matmul(&a, &b);
+        assert!(
+            r.is_err(),
+            "forced subgroup matmul ran on {}",
+            gl.describe()
         );
-    }
-    let vars = [
-        ("VITGAN_ATTENTION_KERNEL", "subgroup"),
-        ("VITGAN_ATTENTION_OPERANDS", "textures"),
-    ];
-    with_env(&vars, || {
-        let chosen = AttentionKernel::for_problem(&gl, SUBGROUP_HEAD_DIM);
-        assert_eq!(chosen, AttentionKernel::Tiled, "{}", gl.describe());
     });
 }
 
