@@ -25,8 +25,8 @@ fn rows_and_len(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
     }
 }
 
-/// Entry point and grid of the softmax kernel `entry` (`_rows` appended for one invocation per row)
-/// for `rows` rows of `n` values read in `passes` passes, within the CPU loop budget: one invocation
+/// Entry point and grid of the softmax kernels `[entry, entry_rows]` (a workgroup per row, one
+/// invocation per row) for `rows` rows of `n` values read in `passes` passes, within the CPU loop budget: one invocation
 /// per row on CPU adapters while its `passes · n` iterations fit, else a workgroup per row (64
 /// invocations share the row, plus 6-step tree reductions per pass).
 fn launch_shape(
@@ -34,15 +34,10 @@ fn launch_shape(
     rows: usize,
     n: usize,
     passes: usize,
-    entry: &'static str,
+    [entry, entry_rows]: [&'static str; 2],
 ) -> Result<(&'static str, [u32; 3])> {
     if one_invocation_per_output(gpu, rows) && fits_loop_budget(passes * n) {
-        let rows_entry: &'static str = if entry == "softmax_forward" {
-            "softmax_forward_rows"
-        } else {
-            "softmax_backward_rows"
-        };
-        return Ok((rows_entry, grid_1d(rows, 64)));
+        return Ok((entry_rows, grid_1d(rows, 64)));
     }
     if !fits_loop_budget(passes * (n.div_ceil(64) + 6)) {
         return Err(Error::shape(
@@ -65,7 +60,13 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
-    let (entry, groups) = launch_shape(x.gpu(), rows, n, 3, "softmax_forward")?;
+    let (entry, groups) = launch_shape(
+        x.gpu(),
+        rows,
+        n,
+        3,
+        ["softmax_forward", "softmax_forward_rows"],
+    )?;
     x.gpu().dispatch(
         &SHADER,
         entry,
@@ -92,7 +93,13 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         n: n as u32,
         _pad: [0; 2],
     };
-    let (entry, groups) = launch_shape(y.gpu(), rows, n, 2, "softmax_backward")?;
+    let (entry, groups) = launch_shape(
+        y.gpu(),
+        rows,
+        n,
+        2,
+        ["softmax_backward", "softmax_backward_rows"],
+    )?;
     y.gpu().dispatch(
         &SHADER,
         entry,
