@@ -5,6 +5,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod train;

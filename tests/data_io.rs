@@ -622,3 +622,122 @@ fn loss_plot_is_a_decodable_png() {
     assert_eq!(decode(&path).0, 200);
     assert!(save_loss_plot(&path, &[], 10, 10).is_err());
 }
+
+/// An IDX image file of `n` images of `s × s`, pixel `(i, y, x) = f(i, y, x)`.
+fn idx_bytes(n: u32, s: u32, f: impl Fn(u32, u32, u32) -> u8) -> Vec<u8> {
+    let mut b = vec![0, 0, 0x08, 3];
+    for d in [n, s, s] {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    for i in 0..n {
+        for y in 0..s {
+            for x in 0..s {
+                b.push(f(i, y, x));
+            }
+        }
+    }
+    b
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn idx_images_load_plain_and_gzipped_from_a_directory() {
+    use vitgan::data::idx::load_idx_images;
+    let dir = TempDir::new("idx");
+    let raw = idx_bytes(3, 5, |i, y, x| (i * 50 + y * 5 + x) as u8);
+    std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gzip(&raw)).unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 0],
+    )
+    .unwrap();
+    let ds = load_idx_images(&dir.0).unwrap();
+    assert_eq!((ds.len, ds.size, ds.channels), (3, 5, 1));
+    assert_eq!(ds.image(2)[5 + 3], 100 + 5 + 3);
+    assert!(
+        ds.source.ends_with("train-images-idx3-ubyte.gz"),
+        "{}",
+        ds.source
+    );
+    // the same file uncompressed, named directly
+    let plain = dir.join("t10k-images-idx3-ubyte");
+    std::fs::write(&plain, &raw).unwrap();
+    assert_eq!(load_idx_images(&plain).unwrap().images, ds.images);
+    // through open_dataset: grey → RGB for an RGB preset, resized to the preset's size
+    let rgb = vitgan::data::open_dataset(plain.to_str().unwrap(), 5, 3, 0).unwrap();
+    assert_eq!((rgb.channels, rgb.size), (3, 5));
+    assert_eq!(&rgb.image(2)[..6], &[100, 100, 100, 101, 101, 101]);
+    let small = vitgan::data::open_dataset(dir.0.to_str().unwrap(), 4, 1, 0).unwrap();
+    assert_eq!((small.channels, small.size, small.len), (1, 4, 3));
+}
+
+#[test]
+fn idx_corrupt_or_truncated_names_file_and_offset() {
+    use vitgan::data::idx::{load_idx_images, parse_idx_images};
+    let good = idx_bytes(4, 6, |i, y, x| (i + y + x) as u8);
+    // truncated pixel data: offset = end of the file
+    let cut = &good[..good.len() - 7];
+    let (path, offset, detail) = data_error(parse_idx_images(cut, "cut.idx").unwrap_err());
+    assert_eq!(path, "cut.idx");
+    assert_eq!(offset, cut.len() as u64);
+    assert!(
+        detail.contains("144 pixel bytes") && detail.contains("137"),
+        "{detail}"
+    );
+    // trailing garbage
+    let mut long = good.clone();
+    long.push(1);
+    assert!(parse_idx_images(&long, "long").is_err());
+    // header problems, each at its own offset
+    let cases: [(usize, u8, u64); 4] = [(0, 1, 0), (2, 0x0B, 2), (3, 1, 3), (9, 7, 8)];
+    for (at, value, want_offset) in cases {
+        let mut bad = good.clone();
+        bad[at] = value;
+        let (_, offset, detail) = data_error(parse_idx_images(&bad, "bad").unwrap_err());
+        assert_eq!(offset, want_offset, "byte {at} = {value}: {detail}");
+    }
+    for n in 0..16 {
+        assert!(parse_idx_images(&good[..n], "short").is_err(), "{n} bytes");
+    }
+    // a huge image count is refused before anything is allocated
+    let mut huge = good.clone();
+    huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(parse_idx_images(&huge, "huge").is_err());
+    // a truncated gzip stream names the file
+    let dir = TempDir::new("idx-gz");
+    let gz = gzip(&good);
+    let file = dir.join("train-images-idx3-ubyte.gz");
+    std::fs::write(&file, &gz[..gz.len() / 2]).unwrap();
+    let (path, _, _) = data_error(load_idx_images(&file).unwrap_err());
+    assert!(path.ends_with("train-images-idx3-ubyte.gz"), "{path}");
+    // a directory without an IDX file
+    let empty = TempDir::new("idx-empty");
+    assert!(matches!(
+        load_idx_images(&empty.0),
+        Err(Error::Config { .. })
+    ));
+}
+
+#[test]
+fn channel_conversion() {
+    let rgb = ImageDataset {
+        images: vec![255, 0, 0, 10, 20, 30],
+        len: 2,
+        size: 1,
+        channels: 3,
+        source: "t".into(),
+    };
+    let grey = rgb.with_channels(1).unwrap();
+    assert_eq!(grey.images, vec![76, 18]); // 0.299·255 = 76.2; 2.99 + 11.74 + 3.42 = 18.15
+    assert_eq!(
+        grey.with_channels(3).unwrap().images,
+        vec![76, 76, 76, 18, 18, 18]
+    );
+    assert!(rgb.with_channels(2).is_err());
+}

@@ -1,13 +1,15 @@
-//! Training images on the host: readers for CIFAR-10 binaries and PNG folders, a built-in synthetic
-//! dataset, resizing, and seeded batching.
+//! Training images on the host: readers for CIFAR-10 binaries, IDX files (MNIST, Fashion-MNIST) and
+//! PNG folders, a built-in synthetic dataset, resizing, channel conversion, and seeded batching.
 //!
 //! Storage is `u8` NHWC (`images[((i·H + y)·W + x)·C + c]`, square images `H = W = size`); the model
 //! sees NHWC `f32` in [-1, 1] with `value = pixel / 127.5 − 1`.
 
 pub mod cifar;
+pub mod idx;
 pub mod png_folder;
 pub mod synthetic;
 
+use crate::error::{Error, Result};
 use std::sync::Mutex;
 
 /// A set of square images, stored as bytes.
@@ -80,6 +82,108 @@ impl ImageDataset {
             source: self.source.clone(),
         }
     }
+}
+
+impl ImageDataset {
+    /// The same images with `channels` channels: grey → RGB repeats the value; RGB(A) → grey is the
+    /// luma `0.299 R + 0.587 G + 0.114 B` (ITU-R BT.601), rounded; RGBA → RGB drops alpha; any other
+    /// conversion is an error.
+    pub fn with_channels(&self, channels: usize) -> Result<ImageDataset> {
+        if channels == self.channels {
+            return Ok(self.clone());
+        }
+        let pixels = self.images.chunks_exact(self.channels);
+        let images: Vec<u8> = match (self.channels, channels) {
+            (1, c) if c == 3 || c == 4 => pixels
+                .flat_map(|p| {
+                    let mut v = vec![p[0]; c];
+                    if c == 4 {
+                        v[3] = 255;
+                    }
+                    v
+                })
+                .collect(),
+            (3 | 4, 1) => pixels
+                .map(|p| {
+                    (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
+                        .round()
+                        .clamp(0.0, 255.0) as u8
+                })
+                .collect(),
+            (4, 3) => pixels.flat_map(|p| [p[0], p[1], p[2]]).collect(),
+            (from, to) => {
+                return Err(Error::Config {
+                    field: "channels".into(),
+                    detail: format!(
+                        "{}: cannot convert {from}-channel images to {to} channels (1, 3 and 4 \
+                         convert)",
+                        self.source
+                    ),
+                });
+            }
+        };
+        Ok(ImageDataset {
+            images,
+            len: self.len,
+            size: self.size,
+            channels,
+            source: self.source.clone(),
+        })
+    }
+}
+
+/// Opens what the trainer's `--data` names, as `size × size × channels` images: `synthetic` (4,096
+/// built-in shapes drawn from `seed`), a CIFAR-10 `.bin` file or directory, an IDX image file
+/// (MNIST / Fashion-MNIST, `.gz` or not) or a directory holding one, or a folder of PNG images.
+/// Images are resized (area average when shrinking) and converted to `channels`
+/// ([`ImageDataset::with_channels`]).
+pub fn open_dataset(spec: &str, size: usize, channels: usize, seed: u64) -> Result<ImageDataset> {
+    use std::path::Path;
+    let ds = if spec == "synthetic" {
+        synthetic::synthetic_shapes(4096, size, seed)
+    } else {
+        let path = Path::new(spec);
+        if !path.exists() {
+            return Err(Error::Config {
+                field: "--data".into(),
+                detail: format!(
+                    "{spec} does not exist; give a CIFAR-10 .bin file or directory, an IDX file \
+                     or directory (MNIST, Fashion-MNIST), a PNG folder, or `synthetic`"
+                ),
+            });
+        }
+        let name_has = |p: &Path, s: &str| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(s))
+        };
+        let is_idx = if path.is_file() {
+            name_has(path, "idx3-ubyte")
+        } else {
+            idx::idx_file_in(path).is_some()
+        };
+        let is_cifar = !is_idx
+            && (path.is_file()
+                || std::fs::read_dir(path)
+                    .map_err(|e| Error::Io {
+                        path: spec.into(),
+                        source: e,
+                    })?
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".bin")));
+        if is_idx {
+            idx::load_idx_images(path)?
+        } else if is_cifar {
+            cifar::load_cifar10(path)?
+        } else {
+            png_folder::load_png_folder(path, size)?
+        }
+    };
+    let ds = ds.with_channels(channels)?;
+    Ok(if ds.size != size {
+        ds.resized(size)
+    } else {
+        ds
+    })
 }
 
 /// For each output index along one axis, the input indices it reads and their weights (summing to 1).
@@ -213,6 +317,18 @@ impl SplitMix64 {
     /// Uniform in [0, 1): the top 24 bits over 2²⁴.
     pub(crate) fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u32 << 24) as f32
+    }
+
+    /// Uniform in [0, 1): the top 53 bits over 2⁵³.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller on two uniforms).
+    pub(crate) fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64().max(f64::MIN_POSITIVE);
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
     /// Uniform in [lo, hi).

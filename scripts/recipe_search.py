@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""Dev-time recipe search: the crate's ViTGAN (as mirrored op by op in scripts/step_parity.py) trained
+in float32 PyTorch eager on the CPU, ~5x faster than the crate on lavapipe, so that many recipe
+variants can be screened. Candidates found here are then confirmed by training with the crate
+itself (README "Recipe"); nothing here is used by the crate or by CI.
+
+    python3 scripts/recipe_search.py --data fmnist --steps 1000 [--knob value ...]
+
+Knobs (defaults = the crate's recipe before issue 11):
+    --lr 0.002 --warmup 0 --bcr 10 --aug 0.8 --beta1 0 --beta2 0.99
+    --q-gain 1.0        multiplier on the q half of D's tied qkv projection at init (before ISN's σ0)
+    --mapping-lr 1.0    learning-rate multiplier of G's mapping network
+    --torgb-demod 1     demodulate the INR output layer (0: modulated only, as StyleGAN2's toRGB)
+    --siren 0           SIREN init of the INR's hidden weights (uniform ±√(6/fan_in))
+    --bcr-mode shift    shift (T on top of what D saw) | pair (two independent DiffAugment draws)
+Prints the multi-scale SWD (x1e3, mean of levels) of 2,048 EMA samples against 2,048 real images.
+"""
+
+import argparse
+import gzip
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import step_parity as sp  # noqa: E402
+
+sp.DT = torch.float32
+torch.set_num_threads(2)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def load_fmnist(size):
+    with gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") as f:
+        raw = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    x = torch.tensor(raw, dtype=torch.float32) / 255.0
+    x = F.interpolate(x, size=(size, size), mode="area")
+    x = x.permute(0, 2, 3, 1).repeat(1, 1, 1, 3)  # NHWC RGB
+    return x * 2.0 - 1.0
+
+
+# ---------------------------------------------------------------------------------------------- init
+
+class Params:
+    """Stand-in for sp.Store built from a fresh init."""
+
+    def __init__(self):
+        self.params, self.states = {}, {}
+
+    def __getitem__(self, name):
+        return self.params[name]
+
+    def state(self, name):
+        return self.states[name]
+
+
+def sigma_max(w, iters=50):
+    u = torch.randn(w.shape[0])
+    u = u / u.norm()
+    for _ in range(iters):
+        v = w.t() @ u
+        v = v / v.norm()
+        u = w @ v
+        u = u / u.norm()
+    return u, float(u @ (w @ v))
+
+
+def add_linear(P, name, fin, fout, gain=1.0, eq=False, bias=0.0, norm=None, row_gain=None):
+    std = gain if eq else gain / math.sqrt(fin)
+    w = torch.randn(fout, fin) * std
+    if row_gain is not None:
+        w = w * row_gain[:, None]
+    P.params[name + ".weight"] = w
+    P.params[name + ".bias"] = torch.full((fout,), bias)
+    if norm is not None:
+        u, s = sigma_max(w)
+        P.states[name + ".sn_u"] = u
+        P.states[name + ".sn_sigma_init"] = torch.tensor([s if norm == "isn" else 1.0])
+
+
+def add_sine(P, name, dim, freq):
+    P.params[name + ".weight"] = torch.randn(dim, 2) * freq
+    P.params[name + ".bias"] = (torch.rand(dim) * 2 - 1) * math.pi
+
+
+def init_g(P, cfg, k):
+    d = cfg["width"]
+    for i in range(cfg["mapping"]):
+        add_linear(P, f"generator.mapping.{i}", cfg["latent"] if i == 0 else d, d, eq=True)
+    add_sine(P, "generator.pos_embed", d, 3.0)
+
+    def sln(n):
+        add_linear(P, n + ".gamma", d, d, gain=0.1, bias=1.0)
+        add_linear(P, n + ".beta", d, d, gain=0.1)
+
+    for i in range(cfg["depth"]):
+        b = f"generator.blocks.{i}"
+        sln(b + ".norm1")
+        add_linear(P, b + ".attn.qkv", d, 3 * d, eq=True)
+        add_linear(P, b + ".attn.out", d, d, eq=True)
+        sln(b + ".norm2")
+        add_linear(P, b + ".mlp.fc1", d, cfg["mlp"], eq=True)
+        add_linear(P, b + ".mlp.fc2", cfg["mlp"], d, eq=True)
+    sln("generator.final_norm")
+    hd, c = cfg["inr"], cfg["channels"]
+    dec = "generator.decoder"
+    add_sine(P, dec + ".fourier", hd, 2.0)
+    add_linear(P, dec + ".style1", d, hd, gain=0.1, bias=1.0)
+    add_linear(P, dec + ".style2", d, hd, gain=0.1, bias=1.0)
+    if k.siren:
+        bound = math.sqrt(6.0 / hd)
+        P.params[dec + ".w1"] = (torch.rand(hd, hd) * 2 - 1) * bound
+    else:
+        P.params[dec + ".w1"] = torch.randn(hd, hd)
+    P.params[dec + ".b1"] = (torch.rand(hd) * 2 - 1) * 0.5
+    P.params[dec + ".w2"] = torch.randn(c, hd) * (1.0 if k.torgb_demod else 1.0 / math.sqrt(hd))
+    P.params[dec + ".b2"] = torch.zeros(c)
+
+
+def init_d(P, cfg, k):
+    d, p = cfg["width"], cfg["patch"]
+    kk = p + 2 * (p // 2)
+    add_linear(P, "discriminator.patch_embed", kk * kk * cfg["channels"], d, norm="isn")
+    P.params["discriminator.class_token"] = torch.randn(1, 1, d) * 0.02
+    add_sine(P, "discriminator.pos_embed", d, 3.0)
+    for i in range(cfg["depth"]):
+        b = f"discriminator.blocks.{i}"
+        for n in ("norm1", "norm2"):
+            P.params[f"{b}.{n}.gamma"] = torch.ones(d)
+            P.params[f"{b}.{n}.beta"] = torch.zeros(d)
+        rg = torch.cat([torch.full((d,), k.q_gain), torch.ones(d)])
+        add_linear(P, b + ".attn.qkv", d, 2 * d, norm="isn", row_gain=rg)
+        add_linear(P, b + ".attn.out", d, d, norm="isn")
+        add_linear(P, b + ".mlp.fc1", d, cfg["mlp"], norm="isn")
+        add_linear(P, b + ".mlp.fc2", cfg["mlp"], d, norm="isn")
+    P.params["discriminator.final_norm.gamma"] = torch.ones(d)
+    P.params["discriminator.final_norm.beta"] = torch.zeros(d)
+    add_linear(P, "discriminator.head", d, 1, norm="isn")
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+def inr_decode(G, prefix, y, patch, demod_out):
+    e = sp.sine_embedding(G, prefix + ".fourier", patch, patch)
+    s1 = sp.linear(G, prefix + ".style1", y)
+    s2 = sp.linear(G, prefix + ".style2", y)
+    w1, b1, w2, b2 = (G[prefix + n] for n in (".w1", ".b1", ".w2", ".b2"))
+    d1 = 1.0 / torch.sqrt((s1 * s1) @ (w1 * w1).t() + 1e-8)
+    x = torch.einsum("pi,ni,oi->npo", e, s1, w1)
+    h = torch.sin(x * d1[:, None, :] + b1)
+    out = torch.einsum("npj,nj,cj->npc", h, s2, w2)
+    if demod_out:
+        out = out * (1.0 / torch.sqrt((s2 * s2) @ (w2 * w2).t() + 1e-8))[:, None, :]
+    return out + b2
+
+
+def generator(G, cfg, z, k):
+    d, p = cfg["width"], cfg["patch"]
+    B = z.shape[0]
+    grid = cfg["size"] // p
+    T = grid * grid
+    w = z / torch.sqrt((z * z).mean(1, keepdim=True) + 1e-8)
+    for i in range(cfg["mapping"]):
+        w = sp.linear(G, f"generator.mapping.{i}", w, act="leaky", equalised_lr=True)
+    h = sp.sine_embedding(G, "generator.pos_embed", grid, grid).reshape(1, T, d).expand(B, T, d)
+    for i in range(cfg["depth"]):
+        b = f"generator.blocks.{i}"
+        h = h + sp.attention(G, b + ".attn", sp.sln(G, b + ".norm1", h, w), cfg["heads"], "Dot",
+                             equalised_lr=True)
+        h = h + sp.mlp(G, b + ".mlp", sp.sln(G, b + ".norm2", h, w), equalised_lr=True)
+    y = sp.sln(G, "generator.final_norm", h, w)
+    pix = inr_decode(G, "generator.decoder", y.reshape(B * T, d), p, k.torgb_demod)
+    img = sp.patches_to_image(pix.reshape(B, T, p * p * cfg["channels"]), cfg["size"], p)
+    return torch.tanh(img)
+
+
+def discriminator(Dn, cfg, img, iters):
+    class C:
+        pass
+
+    c = C()
+    c.image_size = cfg["size"]
+    c.d = {"width": cfg["width"], "patch": cfg["patch"], "depth": cfg["depth"], "heads": cfg["heads"]}
+    return sp.discriminator_forward(Dn, c, img, iters)
+
+
+# ---------------------------------------------------------------------------------------------- SWD
+
+def gauss_down(x):
+    """[N, C, H, W] → blur [1 4 6 4 1]/16 (reflect) and take every other pixel."""
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+    k2 = (k[:, None] * k[None, :])[None, None].repeat(x.shape[1], 1, 1, 1)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k2, groups=x.shape[1])[:, :, ::2, ::2]
+
+
+def laplacian_levels(x, min_size=8):
+    levels = []
+    while x.shape[-1] > min_size:
+        small = gauss_down(x)
+        up = F.interpolate(small, scale_factor=2, mode="bilinear", align_corners=False)
+        levels.append(x - up)
+        x = small
+    levels.append(x)
+    return levels
+
+
+def descriptors(level, per_image, rng):
+    n, c, h, w = level.shape
+    ys = rng.integers(0, h - 6, size=(n, per_image))
+    xs = rng.integers(0, w - 6, size=(n, per_image))
+    pats = level.unfold(2, 7, 1).unfold(3, 7, 1)  # [n, c, h-6, w-6, 7, 7]
+    idx = torch.arange(n)[:, None]
+    d = pats.permute(0, 2, 3, 1, 4, 5)[idx, torch.tensor(ys), torch.tensor(xs)]
+    d = d.reshape(n * per_image, -1)
+    return d
+
+
+def swd(a, b, seed=0, per_image=64, dirs=512, repeats=4):
+    """a, b NHWC in [-1, 1]: per level, sliced W1 between normalised 7x7 descriptors, ×1e3."""
+    rng = np.random.default_rng(seed)
+    la = laplacian_levels(a.permute(0, 3, 1, 2))
+    lb = laplacian_levels(b.permute(0, 3, 1, 2))
+    out = []
+    for xa, xb in zip(la, lb):
+        da, db = descriptors(xa, per_image, rng), descriptors(xb, per_image, rng)
+        da = (da - da.mean(0)) / da.std(0).clamp(min=1e-8)
+        db = (db - db.mean(0)) / db.std(0).clamp(min=1e-8)
+        vals = []
+        for _ in range(repeats):
+            dirs_ = torch.tensor(rng.standard_normal((da.shape[1], dirs)), dtype=torch.float32)
+            dirs_ = dirs_ / dirs_.norm(dim=0, keepdim=True)
+            pa = torch.sort(da @ dirs_, dim=0).values
+            pb = torch.sort(db @ dirs_, dim=0).values
+            vals.append(float((pa - pb).abs().mean()))
+        out.append(1e3 * float(np.mean(vals)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="fmnist")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=0.002)
+    ap.add_argument("--lr-d", type=float, default=None)
+    ap.add_argument("--warmup", type=int, default=0)
+    ap.add_argument("--bcr", type=float, default=10.0)
+    ap.add_argument("--bcr-mode", default="shift")
+    ap.add_argument("--aug", type=float, default=0.8)
+    ap.add_argument("--beta1", type=float, default=0.0)
+    ap.add_argument("--beta2", type=float, default=0.99)
+    ap.add_argument("--q-gain", type=float, default=1.0)
+    ap.add_argument("--mapping-lr", type=float, default=1.0)
+    ap.add_argument("--torgb-demod", type=int, default=1)
+    ap.add_argument("--siren", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-n", type=int, default=2048)
+    ap.add_argument("--save", default=None)
+    k = ap.parse_args()
+    torch.manual_seed(k.seed)
+    cfg = dict(size=16, channels=3, latent=64, mapping=2, patch=4, depth=2, width=64, heads=4,
+               mlp=128, inr=32)
+    data = load_fmnist(cfg["size"])
+    G, Dn = Params(), Params()
+    init_g(G, cfg, k)
+    init_d(Dn, cfg, k)
+    for s in (G, Dn):
+        for p in s.params.values():
+            p.requires_grad_(True)
+    ema = {n: p.detach().clone() for n, p in G.params.items()}
+    mapping = [p for n, p in G.params.items() if ".mapping." in n]
+    rest = [p for n, p in G.params.items() if ".mapping." not in n]
+    opt_g = torch.optim.Adam([{"params": rest, "lr": k.lr},
+                              {"params": mapping, "lr": k.lr * k.mapping_lr}],
+                             betas=(k.beta1, k.beta2), eps=1e-8)
+    opt_d = torch.optim.Adam(list(Dn.params.values()), lr=k.lr_d or k.lr,
+                             betas=(k.beta1, k.beta2), eps=1e-8)
+    warm = lambda t: min(1.0, (t + 1) / k.warmup) if k.warmup > 0 else 1.0
+    sched = [torch.optim.lr_scheduler.LambdaLR(o, warm) for o in (opt_g, opt_d)]
+    rng = np.random.default_rng(k.seed)
+    B = k.batch
+    t0 = time.time()
+    aug = lambda x, s: sp.diff_augment(x, s, k.aug, sp.OPS_ALL) if k.aug > 0 else x
+    for step in range(k.steps):
+        real = data[rng.integers(0, len(data), B)]
+        seeds = rng.integers(0, 2**31, 5)
+        # D
+        with torch.no_grad():
+            fake = generator(G, cfg, torch.randn(B, cfg["latent"]), k)
+        xa, fa = aug(real, seeds[0]), aug(fake, seeds[1])
+        inputs = [xa, fa]
+        if k.bcr > 0:
+            if k.bcr_mode == "shift":
+                inputs += [sp.diff_augment(xa, seeds[2], 1.0, sp.OPS_SHIFT),
+                           sp.diff_augment(fa, seeds[3], 1.0, sp.OPS_SHIFT)]
+            else:
+                inputs += [aug(real, seeds[2]), aug(fake, seeds[3])]
+        logits = discriminator(Dn, cfg, torch.cat(inputs, 0), 1)
+        part = lambda i: logits[i * B:(i + 1) * B]
+        lr_, lf = part(0), part(1)
+        d_loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
+        if k.bcr > 0:
+            d_loss = d_loss + k.bcr * (((lr_ - part(2)) ** 2).mean() + ((lf - part(3)) ** 2).mean())
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        # G
+        fake = generator(G, cfg, torch.randn(B, cfg["latent"]), k)
+        g_logits = discriminator(Dn, cfg, aug(fake, seeds[4]), 0)
+        g_loss = F.softplus(-g_logits).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        for s in sched:
+            s.step()
+        decay = min(0.999, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for n, p in G.params.items():
+                ema[n].mul_(decay).add_(p.detach(), alpha=1 - decay)
+        if step % 100 == 0 or step == k.steps - 1:
+            gap = float(lr_.mean() - lf.mean())
+            print(f"step {step:5d} D {float(d_loss):.4f} G {float(g_loss):.4f} gap {gap:+.3f} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+    train_s = time.time() - t0
+    E = Params()
+    E.params, E.states = ema, G.states
+    with torch.no_grad():
+        gen = torch.cat([generator(E, cfg, torch.randn(256, cfg["latent"]), k)
+                         for _ in range(k.eval_n // 256)])
+        ref = data[torch.tensor(rng.choice(len(data), k.eval_n, replace=False))]
+        ref2 = data[torch.tensor(rng.choice(len(data), k.eval_n, replace=False))]
+        s = swd(gen, ref)
+        floor = swd(ref2, ref)
+    print(f"RESULT swd {np.mean(s):.1f} levels {[round(v, 1) for v in s]} "
+          f"floor {np.mean(floor):.1f} train_s {train_s:.0f} args {vars(k)}", flush=True)
+    if k.save:
+        grid = ((gen[:64].clamp(-1, 1) + 1) * 127.5).byte().numpy()
+        g = grid.reshape(8, 8, 16, 16, 3).transpose(0, 2, 1, 3, 4).reshape(128, 128, 3)
+        g = np.repeat(np.repeat(g, 3, 0), 3, 1)
+        import zlib, struct
+        def chunk(t, d):
+            return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+        raw = b"".join(b"\x00" + g[y].tobytes() for y in range(g.shape[0]))
+        png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", g.shape[1], g.shape[0], 8, 2, 0, 0, 0))
+               + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+        open(k.save, "wb").write(png)
+
+
+if __name__ == "__main__":
+    main()
