@@ -5,9 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use vitgan::data::{Batcher, ImageDataset};
+use vitgan::data::Batcher;
+use vitgan::gpu::Readback;
+use vitgan::io::image::{grid_scale, save_image_grid_scaled, save_loss_plot};
 use vitgan::model::ModelConfig;
-use vitgan::train::{TrainConfig, Trainer};
+use vitgan::ops::layout;
+use vitgan::train::diagnostics::{AttentionStats, LogitStats};
+use vitgan::train::evaluate::{SampleEvaluator, SampleMetrics};
+use vitgan::train::{StepOutput, TrainConfig, Trainer};
 use vitgan::{Error, Gpu, GpuOptions, Result, Tensor};
 
 const HELP: &str = "\
@@ -17,8 +22,10 @@ USAGE: cargo run --release --example train -- [OPTIONS]
 
 Model and data:
   --preset NAME        tiny | cifar32 | celeba64 | lsun64             [default: tiny]
-  --data PATH          CIFAR-10 binary file or directory (data_batch_*.bin), a folder of PNG images,
+  --data PATH          CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory
+                       (MNIST, Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of PNG images,
                        or `synthetic` (built-in procedurally generated shapes)  [default: synthetic]
+  --channels N         image channels (1 grey, 3 RGB); data are converted     [default: preset's, 3]
   --out DIR            samples, loss plot, checkpoints and log go here        [default: out]
   --resume PATH        continue from a checkpoint (e.g. out/checkpoint.safetensors)
 
@@ -27,6 +34,12 @@ Run length and logging:
   --log-every N        progress line interval in steps                        [default: 10]
   --sample-every N     sample grid + loss plot interval in steps              [default: 200]
   --checkpoint-every N checkpoint interval in steps                           [default: 1000]
+  --eval-every N       SWD + KID of the EMA generator interval (0 = only at the end)  [default: 500]
+  --eval-n N           samples per evaluation (and real images compared with)  [default: 1024]
+
+Every log line is also appended to OUT/metrics.jsonl (one JSON object per line: losses, D's
+logits and ranking accuracy, gradient norms, D's attention per block, and SWD/KID with their
+real-vs-real floor and untrained-generator values at evaluation steps).
 
 Hyperparameters (paper values by default):
   --batch N            images per batch                             [default: 32 tiny, 128 others]
@@ -55,6 +68,9 @@ struct Args {
     log_every: u64,
     sample_every: u64,
     checkpoint_every: u64,
+    eval_every: u64,
+    eval_n: usize,
+    channels: Option<usize>,
     batch: Option<usize>,
     train: TrainConfig,
     gpu: GpuOptions,
@@ -70,6 +86,9 @@ fn parse_args() -> Result<Option<Args>> {
         log_every: 10,
         sample_every: 200,
         checkpoint_every: 1000,
+        eval_every: 500,
+        eval_n: 1024,
+        channels: None,
         batch: None,
         train: TrainConfig::default(),
         gpu: GpuOptions::default(),
@@ -101,6 +120,9 @@ fn parse_args() -> Result<Option<Args>> {
             "--log-every" => a.log_every = num::<u64>(&flag, value()?)?.max(1),
             "--sample-every" => a.sample_every = num::<u64>(&flag, value()?)?.max(1),
             "--checkpoint-every" => a.checkpoint_every = num::<u64>(&flag, value()?)?.max(1),
+            "--eval-every" => a.eval_every = num(&flag, value()?)?,
+            "--eval-n" => a.eval_n = num(&flag, value()?)?,
+            "--channels" => a.channels = Some(num(&flag, value()?)?),
             "--batch" => a.batch = Some(num(&flag, value()?)?),
             "--lr" => {
                 let lr = num(&flag, value()?)?;
@@ -133,50 +155,6 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(a))
 }
 
-fn load_data(spec: &str, model: &ModelConfig, seed: u64) -> Result<ImageDataset> {
-    let size = model.image_size;
-    let ds = if spec == "synthetic" {
-        vitgan::data::synthetic::synthetic_shapes(4096, size, seed)
-    } else {
-        let path = Path::new(spec);
-        if !path.exists() {
-            return Err(Error::Config {
-                field: "--data".into(),
-                detail: format!(
-                    "{spec} does not exist; give a CIFAR-10 .bin file/directory, a PNG folder, or `synthetic`"
-                ),
-            });
-        }
-        let is_cifar = path.is_file()
-            || std::fs::read_dir(path)
-                .map_err(|e| Error::Io {
-                    path: spec.into(),
-                    source: e,
-                })?
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".bin"));
-        if is_cifar {
-            vitgan::data::cifar::load_cifar10(path)?
-        } else {
-            vitgan::data::png_folder::load_png_folder(path, size)?
-        }
-    };
-    if ds.channels != model.channels {
-        return Err(Error::Config {
-            field: "--data".into(),
-            detail: format!(
-                "the data has {} channels but the preset expects {}",
-                ds.channels, model.channels
-            ),
-        });
-    }
-    Ok(if ds.size != size {
-        ds.resized(size)
-    } else {
-        ds
-    })
-}
-
 fn main() {
     if let Err(e) = run() {
         eprintln!("\nerror: {e}");
@@ -188,7 +166,11 @@ fn run() -> Result<()> {
     let Some(args) = parse_args()? else {
         return Ok(());
     };
-    let model = ModelConfig::preset(&args.preset)?;
+    let mut model = ModelConfig::preset(&args.preset)?;
+    if let Some(c) = args.channels {
+        model.channels = c;
+        model.validate()?;
+    }
     let mut train = args.train.clone();
     train.batch = args
         .batch
@@ -198,10 +180,17 @@ fn run() -> Result<()> {
         .unwrap_or(if model.name == "tiny" { 1000 } else { 100_000 });
     let gpu = Gpu::new(args.gpu.clone())?;
     eprintln!("adapter: {}", gpu.describe());
-    let data = load_data(&args.data, &model, train.seed)?;
+    let decode_start = Instant::now();
+    let data =
+        vitgan::data::open_dataset(&args.data, model.image_size, model.channels, train.seed)?;
     eprintln!(
-        "data: {} ({} images, {}x{}x{})",
-        data.source, data.len, data.size, data.size, data.channels
+        "data: {} ({} images, {}x{}x{}, read in {:.1} s)",
+        data.source,
+        data.len,
+        data.size,
+        data.size,
+        data.channels,
+        decode_start.elapsed().as_secs_f64()
     );
     std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
         path: args.out.display().to_string(),
@@ -240,47 +229,98 @@ fn run() -> Result<()> {
     let real = Tensor::zeros(&gpu, &shape)?;
     let fixed_z = trainer.latents(64, u64::MAX, 7)?; // the same latents for every sample grid
     let mut host_batch = Vec::new();
-    let mut history: Vec<(u64, f32, f32)> = Vec::new();
-    let mut pending: Option<(u64, vitgan::gpu::Readback, vitgan::gpu::Readback)> = None;
-    let terminal = std::io::stderr().is_terminal();
-    let start = Instant::now();
-    let start_step = trainer.step;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(args.out.join("train.log"))
-        .map_err(|e| Error::Io {
-            path: args.out.join("train.log").display().to_string(),
-            source: e,
-        })?;
+    let open_append = |name: &str| {
+        let path = args.out.join(name);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })
+    };
+    let mut log = open_append("train.log")?;
+    let mut jsonl = open_append("metrics.jsonl")?;
 
+    // sample quality: reference points first, so every report can be read against them
+    let evaluator = if args.eval_n > 0 {
+        let ev = SampleEvaluator::new(&gpu, &data, args.eval_n.min(data.len / 2), train.seed)?;
+        let t = Instant::now();
+        let floor = ev.real_vs_real()?;
+        let untrained = if trainer.step == 0 {
+            ev.ema_generator(&trainer)?
+        } else {
+            ev.ema_generator(&Trainer::new(&gpu, &model, &train)?)?
+        };
+        eprintln!(
+            "eval ({} samples, {:.1} s): real vs real {floor}\n                          untrained G {untrained}",
+            ev.n(),
+            t.elapsed().as_secs_f64()
+        );
+        Some((ev, floor, untrained))
+    } else {
+        None
+    };
+
+    let start = Instant::now();
     let progress = Progress {
         steps,
         batch: train.batch,
         start,
-        start_step,
-        terminal,
+        start_step: trainer.step,
+        terminal: std::io::stderr().is_terminal(),
         checkpoint: ckpt_path.clone(),
     };
+    let mut history = History::default();
+    let mut pending: Option<Pending> = None;
     while trainer.step < steps {
         let step = trainer.step;
-        vitgan::data::Batcher::fill_batch(&data, &batcher.indices_for_step(step), &mut host_batch);
+        Batcher::fill_batch(&data, &batcher.indices_for_step(step), &mut host_batch);
         real.write(&host_batch)?;
-        let out = trainer.train_step(&real)?;
+        let log_now = step % args.log_every == 0 || step + 1 == steps;
+        let out = if log_now && pending.is_none() {
+            trainer.train_step_diagnosed(&real)?
+        } else {
+            trainer.train_step(&real)?
+        };
 
-        // losses of an earlier logged step are printed once they have arrived: no stall
-        if pending
-            .as_ref()
-            .is_some_and(|p| p.1.is_ready() && p.2.is_ready())
-        {
-            let (s, d, g) = pending.take().unwrap();
-            let line = progress.report(s, f32_of(d)?, f32_of(g)?, trainer.step, &mut history)?;
-            let _ = writeln!(log, "{line}");
+        // values of an earlier logged step are printed once they have arrived: no stall
+        if pending.as_ref().is_some_and(Pending::is_ready) {
+            let p = pending.take().unwrap();
+            let record = p.finish(&progress, trainer.step, &mut history)?;
+            let _ = writeln!(log, "{}", record.line);
+            let _ = writeln!(jsonl, "{}", record.json);
         }
-        if (step % args.log_every == 0 || trainer.step == steps) && pending.is_none() {
-            pending = Some((step, out.d_loss.read_async()?, out.g_loss.read_async()?));
+        if log_now && pending.is_none() {
+            let attention =
+                trainer.d_attention_stats(&layout::slice(&real, 0, 0, real.shape()[0].min(8))?)?;
+            pending = Some(Pending::new(step, &out, attention)?);
         }
         let finished = trainer.step == steps;
+        if let Some((ev, floor, untrained)) = &evaluator {
+            let due = args.eval_every > 0 && trainer.step % args.eval_every == 0;
+            if due || finished {
+                let t = Instant::now();
+                let m = ev.ema_generator(&trainer)?;
+                let line = format!(
+                    "eval step {}: {m}   [real vs real SWD {:.2} KID {:.5}; untrained SWD {:.2} KID {:.5}; {:.1} s]",
+                    trainer.step,
+                    floor.swd.mean,
+                    floor.kid.mean,
+                    untrained.swd.mean,
+                    untrained.kid.mean,
+                    t.elapsed().as_secs_f64()
+                );
+                progress.print_line(&line);
+                let _ = writeln!(log, "{line}");
+                let _ = writeln!(jsonl, "{}", eval_json(trainer.step, &m, floor, untrained));
+                history.swd.push((trainer.step, m.swd.mean as f32));
+                history
+                    .swd_floor
+                    .push((trainer.step, floor.swd.mean as f32));
+            }
+        }
         if trainer.step % args.sample_every == 0 || finished {
             write_samples(&trainer, &fixed_z, &args.out, &history)?;
         }
@@ -303,12 +343,13 @@ fn run() -> Result<()> {
             return Ok(());
         }
     }
-    if let Some((s, d, g)) = pending.take() {
-        let line = progress.report(s, f32_of(d)?, f32_of(g)?, trainer.step, &mut history)?;
-        let _ = writeln!(log, "{line}");
+    if let Some(p) = pending.take() {
+        let record = p.finish(&progress, trainer.step, &mut history)?;
+        let _ = writeln!(log, "{}", record.line);
+        let _ = writeln!(jsonl, "{}", record.json);
     }
     eprintln!(
-        "\ndone: {} steps; samples and loss plot in {}",
+        "\ndone: {} steps; samples, plots and metrics.jsonl in {}",
         trainer.step,
         args.out.display()
     );
@@ -316,6 +357,155 @@ fn run() -> Result<()> {
         eprintln!("{kernel:<45} {n:>7} dispatches {ms:>10.1} ms");
     }
     Ok(())
+}
+
+/// Logged values over the run, for the plots.
+#[derive(Default)]
+struct History {
+    d_loss: Vec<(u64, f32)>,
+    g_loss: Vec<(u64, f32)>,
+    d_real: Vec<(u64, f32)>,
+    d_fake: Vec<(u64, f32)>,
+    ranking: Vec<(u64, f32)>,
+    swd: Vec<(u64, f32)>,
+    swd_floor: Vec<(u64, f32)>,
+}
+
+/// A logged step whose values are still on their way back from the GPU.
+struct Pending {
+    step: u64,
+    d_loss: Readback,
+    g_loss: Readback,
+    real: Readback,
+    fake: Readback,
+    norms: Option<(Readback, Readback)>,
+    attention: Vec<AttentionStats>,
+}
+
+/// One log line and its JSON record.
+struct Record {
+    line: String,
+    json: String,
+}
+
+impl Pending {
+    fn new(step: u64, out: &StepOutput, attention: Vec<AttentionStats>) -> Result<Pending> {
+        let norms = match &out.grad_sq_norms {
+            Some((d, g)) => Some((d.read_async()?, g.read_async()?)),
+            None => None,
+        };
+        Ok(Pending {
+            step,
+            d_loss: out.d_loss.read_async()?,
+            g_loss: out.g_loss.read_async()?,
+            real: out.logits_real.read_async()?,
+            fake: out.logits_fake.read_async()?,
+            norms,
+            attention,
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        [&self.d_loss, &self.g_loss, &self.real, &self.fake]
+            .iter()
+            .all(|r| r.is_ready())
+            && self
+                .norms
+                .as_ref()
+                .is_none_or(|(d, g)| d.is_ready() && g.is_ready())
+    }
+
+    fn finish(self, progress: &Progress, now: u64, history: &mut History) -> Result<Record> {
+        let (d, g) = (f32s(self.d_loss)?[0], f32s(self.g_loss)?[0]);
+        progress.check_finite(self.step, d, g)?;
+        let logits = LogitStats::new(&f32s(self.real)?, &f32s(self.fake)?);
+        let norms = match self.norms {
+            Some((dn, gn)) => Some((f32s(dn)?[0].sqrt(), f32s(gn)?[0].sqrt())),
+            None => None,
+        };
+        let s = self.step;
+        history.d_loss.push((s, d));
+        history.g_loss.push((s, g));
+        history.d_real.push((s, logits.real as f32));
+        history.d_fake.push((s, logits.fake as f32));
+        history.ranking.push((s, logits.ranking as f32));
+        let rate = progress.rate(now);
+        let mut line = format!(
+            "step {s:>7}/{}  {rate:7.1} img/s  D {d:.4}  G {g:.4}  D(real) {:+.3} D(fake) {:+.3} rank {:.2}",
+            progress.steps, logits.real, logits.fake, logits.ranking
+        );
+        let mut json = format!(
+            "{{\"step\": {s}, \"elapsed_s\": {:.3}, \"images_per_s\": {rate:.2}, \"d_loss\": {}, \"g_loss\": {}, \
+             \"d_real_logit\": {:.6}, \"d_fake_logit\": {:.6}, \"d_ranking\": {:.4}",
+            progress.start.elapsed().as_secs_f64(),
+            json_f32(d),
+            json_f32(g),
+            logits.real,
+            logits.fake,
+            logits.ranking
+        );
+        if let Some((dn, gn)) = norms {
+            json += &format!(
+                ", \"d_grad_norm\": {}, \"g_grad_norm\": {}",
+                json_f32(dn),
+                json_f32(gn)
+            );
+            line += &format!("  |∇D| {dn:.3} |∇G| {gn:.3}");
+        }
+        json += ", \"d_attention\": [";
+        for (i, a) in self.attention.iter().enumerate() {
+            json += &format!(
+                "{}{{\"block\": {i}, \"self_share\": {:.4}, \"class_self_share\": {:.4}, \"entropy\": {:.4}}}",
+                if i > 0 { ", " } else { "" },
+                a.self_share,
+                a.class_self_share,
+                a.entropy
+            );
+        }
+        json += "]}";
+        if let Some(a) = self.attention.first() {
+            line += &format!("  attn0 self {:.2} H {:.2}", a.self_share, a.entropy);
+        }
+        line += &format!("  ETA {}", progress.eta(now));
+        progress.print_line(&line);
+        Ok(Record { line, json })
+    }
+}
+
+/// A finite value as JSON (non-finite as null).
+fn json_f32(v: f32) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
+}
+
+fn eval_json(
+    step: u64,
+    m: &SampleMetrics,
+    floor: &SampleMetrics,
+    untrained: &SampleMetrics,
+) -> String {
+    let levels = |s: &vitgan::metrics::swd::Swd| {
+        s.levels
+            .iter()
+            .map(|(r, v)| format!("{{\"resolution\": {r}, \"swd\": {v:.4}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{{\"step\": {step}, \"swd\": {:.4}, \"swd_levels\": [{}], \"kid\": {:.6}, \"kid_std\": {:.6}, \
+         \"swd_real_vs_real\": {:.4}, \"kid_real_vs_real\": {:.6}, \"swd_untrained\": {:.4}, \"kid_untrained\": {:.6}}}",
+        m.swd.mean,
+        levels(&m.swd),
+        m.kid.mean,
+        m.kid.std,
+        floor.swd.mean,
+        floor.kid.mean,
+        untrained.swd.mean,
+        untrained.kid.mean
+    )
 }
 
 /// The progress line: step, images/s, losses, ETA; in place on a terminal, one line per report otherwise.
@@ -340,65 +530,64 @@ impl Progress {
         )))
     }
 
-    fn report(
-        &self,
-        step: u64,
-        d: f32,
-        g: f32,
-        now: u64,
-        history: &mut Vec<(u64, f32, f32)>,
-    ) -> Result<String> {
-        self.check_finite(step, d, g)?;
-        history.push((step, d, g));
-        let done = now - self.start_step;
-        let rate = done as f64 * self.batch as f64 / self.start.elapsed().as_secs_f64();
-        let eta = (self.steps - now) as f64 * self.batch as f64 / rate.max(1e-9);
-        let line = format!(
-            "step {step:>7}/{}  {rate:7.1} img/s  D {d:.4}  G {g:.4}  ETA {}",
-            self.steps,
-            format_duration(eta)
-        );
+    fn rate(&self, now: u64) -> f64 {
+        (now - self.start_step) as f64 * self.batch as f64 / self.start.elapsed().as_secs_f64()
+    }
+
+    fn eta(&self, now: u64) -> String {
+        format_duration((self.steps - now) as f64 * self.batch as f64 / self.rate(now).max(1e-9))
+    }
+
+    fn print_line(&self, line: &str) {
         if self.terminal {
             eprint!("\r{line}   ");
         } else {
             eprintln!("{line}");
         }
-        Ok(line)
     }
 }
 
-fn f32_of(r: vitgan::gpu::Readback) -> Result<f32> {
-    let bytes = r.wait()?;
-    Ok(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+fn f32s(r: Readback) -> Result<Vec<f32>> {
+    Ok(bytemuck::pod_collect_to_vec(&r.wait()?))
 }
 
-fn write_samples(
-    trainer: &Trainer,
-    z: &Tensor,
-    out: &Path,
-    history: &[(u64, f32, f32)],
-) -> Result<()> {
+fn write_samples(trainer: &Trainer, z: &Tensor, out: &Path, history: &History) -> Result<()> {
     let m = &trainer.model;
     let images = trainer.sample_ema(z)?.to_vec()?;
     let n = z.shape()[0];
-    vitgan::io::image::save_image_grid(
-        &out.join("samples.png"),
-        &images,
-        n,
-        m.image_size,
-        m.channels,
-        8,
-    )?;
-    let step_name = out.join(format!("samples_{:07}.png", trainer.step));
-    vitgan::io::image::save_image_grid(&step_name, &images, n, m.image_size, m.channels, 8)?;
-    let d: Vec<(u64, f32)> = history.iter().map(|h| (h.0, h.1)).collect();
-    let g: Vec<(u64, f32)> = history.iter().map(|h| (h.0, h.2)).collect();
-    vitgan::io::image::save_loss_plot(
+    let scale = grid_scale(m.image_size);
+    let grid =
+        |path: &Path| save_image_grid_scaled(path, &images, n, m.image_size, m.channels, 8, scale);
+    grid(&out.join("samples.png"))?;
+    grid(&out.join(format!("samples_{:07}.png", trainer.step)))?;
+    save_loss_plot(
         &out.join("losses.png"),
-        &[("D loss", &d), ("G loss", &g)],
+        &[("D loss", &history.d_loss), ("G loss", &history.g_loss)],
         640,
         360,
-    )
+    )?;
+    save_loss_plot(
+        &out.join("discriminator.png"),
+        &[
+            ("D(real)", &history.d_real),
+            ("D(fake)", &history.d_fake),
+            ("ranking", &history.ranking),
+        ],
+        640,
+        360,
+    )?;
+    if !history.swd.is_empty() {
+        save_loss_plot(
+            &out.join("swd.png"),
+            &[
+                ("SWD EMA G", &history.swd),
+                ("real vs real", &history.swd_floor),
+            ],
+            640,
+            360,
+        )?;
+    }
+    Ok(())
 }
 
 fn format_duration(secs: f64) -> String {

@@ -595,6 +595,28 @@ fn image_grid_layout_and_values() {
         save_image_grid(&path, &[0.0; 10], 2, 4, 3, 8),
         Err(Error::Shape { .. })
     ));
+
+    // magnified: each pixel a 3×3 block, gaps unchanged; a 2×2 grey image with distinct pixels
+    use vitgan::io::image::{grid_scale, save_image_grid_scaled};
+    assert_eq!(
+        (
+            grid_scale(16),
+            grid_scale(32),
+            grid_scale(64),
+            grid_scale(100)
+        ),
+        (4, 2, 1, 1)
+    );
+    let grey = [-1.0, 1.0, 0.0, -1.0];
+    save_image_grid_scaled(&path, &[grey, grey].concat(), 2, 2, 1, 2, 3).unwrap();
+    let (w, h, _, pixels) = decode(&path);
+    assert_eq!((w, h), (2 * 6 + 2, 6));
+    let at = |x: usize, y: usize| pixels[(y * w as usize + x) * 3];
+    assert_eq!([at(0, 0), at(2, 2), at(3, 0), at(5, 2)], [0, 0, 255, 255]);
+    assert_eq!(
+        [at(0, 3), at(3, 5), at(6, 0), at(8, 0), at(11, 0)],
+        [128, 0, 0, 0, 255]
+    );
 }
 
 #[test]

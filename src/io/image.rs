@@ -184,7 +184,26 @@ pub fn save_image_grid(
     channels: usize,
     cols: usize,
 ) -> Result<()> {
-    if n == 0 || size == 0 || cols == 0 {
+    save_image_grid_scaled(path, images, n, size, channels, cols, 1)
+}
+
+/// The tile magnification that shows a `size × size` image at least 64 screen pixels wide.
+pub fn grid_scale(size: usize) -> usize {
+    (64 / size.max(1)).max(1)
+}
+
+/// [`save_image_grid`] with every image pixel drawn as a `scale × scale` block (nearest
+/// neighbour), so that small samples can be seen; the gaps stay [`GRID_GAP`] pixels.
+pub fn save_image_grid_scaled(
+    path: &Path,
+    images: &[f32],
+    n: usize,
+    size: usize,
+    channels: usize,
+    cols: usize,
+    scale: usize,
+) -> Result<()> {
+    if n == 0 || size == 0 || cols == 0 || scale == 0 || size * scale > 4096 {
         return Err(Error::Other(format!(
             "{}: cannot draw a grid of {n} images of {size}×{size} in {cols} columns",
             path.display()
@@ -208,19 +227,26 @@ pub fn save_image_grid(
     }
     let cols = cols.min(n);
     let rows = n.div_ceil(cols);
-    let width = cols * size + (cols - 1) * GRID_GAP;
-    let height = rows * size + (rows - 1) * GRID_GAP;
+    let tile = size * scale;
+    let width = cols * tile + (cols - 1) * GRID_GAP;
+    let height = rows * tile + (rows - 1) * GRID_GAP;
     let mut canvas = Canvas::new(width, height, [0, 0, 0]);
     for (i, image) in images.chunks_exact(size * size * channels).enumerate() {
-        let left = (i % cols) * (size + GRID_GAP);
-        let top = (i / cols) * (size + GRID_GAP);
+        let left = (i % cols) * (tile + GRID_GAP);
+        let top = (i / cols) * (tile + GRID_GAP);
         for (p, pixel) in image.chunks_exact(channels).enumerate() {
             let rgb = if channels == 1 {
                 [to_byte(pixel[0]); 3]
             } else {
                 [to_byte(pixel[0]), to_byte(pixel[1]), to_byte(pixel[2])]
             };
-            canvas.set((left + p % size) as i64, (top + p / size) as i64, rgb);
+            canvas.fill_rect(
+                (left + (p % size) * scale) as i64,
+                (top + (p / size) * scale) as i64,
+                scale as i64,
+                scale as i64,
+                rgb,
+            );
         }
     }
     canvas.save(path)

@@ -82,6 +82,38 @@ impl Discriminator {
 
     /// `img`: `[B, H, W, C]` → logits `[B, 1]`.
     pub fn forward(&self, tape: &Tape, img: Var) -> Result<Var> {
+        let mut h = self.tokens(tape, img)?;
+        for block in &self.blocks {
+            h = block.forward(tape, h, None)?;
+        }
+        self.head_of(tape, h)
+    }
+
+    /// Per block, the attention's `(q, k)` `[B, H, L+1, Dh]` on `img` (for diagnostics).
+    pub fn attention_inputs(&self, tape: &Tape, img: Var) -> Result<Vec<(Var, Var)>> {
+        let mut h = self.tokens(tape, img)?;
+        let mut out = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (q, k, _) = block
+                .attn
+                .heads(tape, block.norm1.forward(tape, h, None)?)?;
+            out.push((q, k));
+            h = block.forward(tape, h, None)?;
+        }
+        Ok(out)
+    }
+
+    /// The logit from the last tokens `[B, L+1, D]`: LayerNorm of the class token, then the head.
+    fn head_of(&self, tape: &Tape, h: Var) -> Result<Var> {
+        let bsz = tape.shape(h)[0];
+        let d = self.config.discriminator.width;
+        let c = tape.reshape(tape.slice(h, 1, 0, 1)?, &[bsz, d])?;
+        let c = self.final_norm.forward(tape, c)?;
+        self.head.forward(tape, c)
+    }
+
+    /// The input sequence `[B, L+1, D]`: class token, then the embedded patches plus positions.
+    fn tokens(&self, tape: &Tape, img: Var) -> Result<Var> {
         let cfg = &self.config;
         let s = tape.shape(img);
         if s.len() != 4 || s[1] != cfg.image_size || s[2] != cfg.image_size || s[3] != cfg.channels
@@ -102,12 +134,6 @@ impl Discriminator {
         let pos = tape.reshape(self.pos.forward(tape)?, &[1, tokens, d])?;
         let e = tape.add(e, pos)?;
         let cls = tape.broadcast_to(tape.param(&self.class_token), &[bsz, 1, d])?;
-        let mut h = tape.concat(&[cls, e], 1)?;
-        for block in &self.blocks {
-            h = block.forward(tape, h, None)?;
-        }
-        let c = tape.reshape(tape.slice(h, 1, 0, 1)?, &[bsz, d])?;
-        let c = self.final_norm.forward(tape, c)?;
-        self.head.forward(tape, c)
+        tape.concat(&[cls, e], 1)
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod augment;
 pub mod checkpoint;
+pub mod diagnostics;
+pub mod evaluate;
 pub mod optimizer;
 
 use crate::autodiff::{ParamStore, Tape, Var};
@@ -72,6 +74,8 @@ pub struct StepOutput {
     pub logits_real: Tensor,
     /// D's logits on the (augmented) generated batch `[B, 1]` (from D's step).
     pub logits_fake: Tensor,
+    /// `Σ ‖∂L_D/∂θ_D‖²` and `Σ ‖∂L_G/∂θ_G‖²` `[1]`, from [`Trainer::train_step_diagnosed`] only.
+    pub grad_sq_norms: Option<(Tensor, Tensor)>,
 }
 
 /// What one step computed besides its outputs, for checking a step against an independent
@@ -194,12 +198,17 @@ impl Trainer {
 
     /// One alternating step: update D on `real` (`[B, H, W, C]` in [-1, 1]) and fresh fakes, then G.
     pub fn train_step(&mut self, real: &Tensor) -> Result<StepOutput> {
-        Ok(self.step_with_trace(real, false)?.0)
+        Ok(self.step_with_trace(real, false, false)?.0)
+    }
+
+    /// [`Trainer::train_step`], also summing both networks' squared gradient norms on the GPU.
+    pub fn train_step_diagnosed(&mut self, real: &Tensor) -> Result<StepOutput> {
+        Ok(self.step_with_trace(real, false, true)?.0)
     }
 
     /// [`Trainer::train_step`], also returning both networks' logits and parameter gradients.
     pub fn train_step_traced(&mut self, real: &Tensor) -> Result<(StepOutput, StepTrace)> {
-        let (out, trace) = self.step_with_trace(real, true)?;
+        let (out, trace) = self.step_with_trace(real, true, false)?;
         Ok((out, trace.expect("a trace was asked for")))
     }
 
@@ -207,6 +216,7 @@ impl Trainer {
         &mut self,
         real: &Tensor,
         want_trace: bool,
+        want_norms: bool,
     ) -> Result<(StepOutput, Option<StepTrace>)> {
         let m = &self.model;
         let want = [self.config.batch, m.image_size, m.image_size, m.channels];
@@ -270,6 +280,11 @@ impl Trainer {
         }
         t.backward(d_loss)?;
         let d_grads = t.param_grads()?;
+        let d_norm = if want_norms {
+            diagnostics::squared_norm(&d_grads)?
+        } else {
+            None
+        };
         self.opt_d.step(&self.d_params, &d_grads)?;
         let d_logits = t.value(logits);
         let logits_real = t.value(lr);
@@ -292,6 +307,11 @@ impl Trainer {
         let g_loss = t.mean(t.unary(t.scale(logits, -1.0)?, Unary::Softplus)?)?;
         t.backward(g_loss)?;
         let g_grads = t.param_grads()?;
+        let g_norm = if want_norms {
+            diagnostics::squared_norm(&g_grads)?
+        } else {
+            None
+        };
         self.opt_g.step(&self.g_params, &g_grads)?;
         let g_logits = t.value(logits);
         let g_loss = t.value(g_loss);
@@ -311,6 +331,7 @@ impl Trainer {
             g_loss,
             logits_real,
             logits_fake,
+            grad_sq_norms: d_norm.zip(g_norm),
         };
         Ok((out, trace))
     }
