@@ -51,6 +51,18 @@ Hyperparameters (paper values by default):
   --aug-prob X         DiffAugment probability per op (0 disables)           [default: 0.8]
   --ema X              EMA decay of G's weights, ramped up early         [default: 0.999]
   --seed N             seed for init, latents, augmentation, data order      [default: 0]
+  --warmup N           linear learning-rate warm-up steps                    [default: 0]
+  --mapping-lr-mult X  learning-rate multiplier of G's mapping network       [default: 1]
+
+Model switches (the paper's ablations and init):
+  --d-attention A      l2 | dot                                              [default: l2]
+  --d-norm N           isn | sn | none (D's weight normalisation)            [default: isn]
+  --d-overlap B        on | off (overlapping patches in D)                   [default: on]
+  --g-style S          sln | add (self-modulated LayerNorm or w added to tokens) [default: sln]
+  --g-decoder K        inr | linear (patch decoder)                          [default: inr]
+  --d-query-gain X     multiplier on D's initial query weights (sets how peaked D's
+                       attention starts)                                     [default: 1]
+  --equalised-affines B  on | off: G's style affines with equalised lr     [default: off]
 
 Device:
   --adapter NAME       pick the adapter whose name contains NAME (env VITGAN_ADAPTER)
@@ -59,7 +71,61 @@ Device:
 Ctrl-C writes a checkpoint before exiting; --resume continues exactly where it stopped.
 ";
 
+/// Model switches given on the command line (applied over the preset).
+#[derive(Default)]
+struct ModelSwitches {
+    d_attention: Option<vitgan::ops::attention::AttentionKind>,
+    d_norm: Option<vitgan::nn::WeightNorm>,
+    d_overlap: Option<bool>,
+    g_style: Option<vitgan::model::StyleInjection>,
+    g_decoder: Option<vitgan::model::PatchDecoder>,
+    d_query_gain: Option<f32>,
+    equalised_affines: Option<bool>,
+}
+
+impl ModelSwitches {
+    fn apply(&self, m: &mut ModelConfig) {
+        if let Some(v) = self.d_attention {
+            m.d_attention = v;
+        }
+        if let Some(v) = self.d_norm {
+            m.d_weight_norm = v;
+        }
+        if let Some(v) = self.d_overlap {
+            m.d_overlapping_patches = v;
+        }
+        if let Some(v) = self.g_style {
+            m.g_style = v;
+        }
+        if let Some(v) = self.g_decoder {
+            m.g_decoder = v;
+        }
+        if let Some(v) = self.d_query_gain {
+            m.d_query_gain = v;
+        }
+        if let Some(v) = self.equalised_affines {
+            m.g_equalised_affines = v;
+        }
+    }
+}
+
+/// `value` as one of `choices` (`(name, value)`), or an error listing them.
+fn choice<T: Copy>(flag: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
+    choices
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(value))
+        .map(|c| c.1)
+        .ok_or_else(|| Error::Config {
+            field: flag.into(),
+            detail: format!(
+                "`{value}` is not one of {}",
+                choices.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
+            ),
+        })
+}
+
 struct Args {
+    switches: ModelSwitches,
     preset: String,
     data: String,
     out: PathBuf,
@@ -78,6 +144,7 @@ struct Args {
 
 fn parse_args() -> Result<Option<Args>> {
     let mut a = Args {
+        switches: ModelSwitches::default(),
         preset: "tiny".into(),
         data: "synthetic".into(),
         out: PathBuf::from("out"),
@@ -120,6 +187,54 @@ fn parse_args() -> Result<Option<Args>> {
             "--log-every" => a.log_every = num::<u64>(&flag, value()?)?.max(1),
             "--sample-every" => a.sample_every = num::<u64>(&flag, value()?)?.max(1),
             "--checkpoint-every" => a.checkpoint_every = num::<u64>(&flag, value()?)?.max(1),
+            "--warmup" => a.train.warmup_steps = num(&flag, value()?)?,
+            "--mapping-lr-mult" => a.train.mapping_lr_mult = num(&flag, value()?)?,
+            "--d-query-gain" => a.switches.d_query_gain = Some(num(&flag, value()?)?),
+            "--d-attention" => {
+                use vitgan::ops::attention::AttentionKind as K;
+                let v = value()?;
+                a.switches.d_attention = Some(choice(&flag, &v, &[("l2", K::L2), ("dot", K::Dot)])?)
+            }
+            "--d-norm" => {
+                use vitgan::nn::WeightNorm as W;
+                let v = value()?;
+                a.switches.d_norm = Some(choice(
+                    &flag,
+                    &v,
+                    &[
+                        ("isn", W::ImprovedSpectral),
+                        ("sn", W::Spectral),
+                        ("none", W::None),
+                    ],
+                )?)
+            }
+            "--d-overlap" => {
+                let v = value()?;
+                a.switches.d_overlap = Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
+            }
+            "--equalised-affines" => {
+                let v = value()?;
+                a.switches.equalised_affines =
+                    Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
+            }
+            "--g-style" => {
+                use vitgan::model::StyleInjection as S;
+                let v = value()?;
+                a.switches.g_style = Some(choice(
+                    &flag,
+                    &v,
+                    &[("sln", S::SelfModulatedLayerNorm), ("add", S::AddToTokens)],
+                )?)
+            }
+            "--g-decoder" => {
+                use vitgan::model::PatchDecoder as P;
+                let v = value()?;
+                a.switches.g_decoder = Some(choice(
+                    &flag,
+                    &v,
+                    &[("inr", P::Implicit), ("linear", P::Linear)],
+                )?)
+            }
             "--eval-every" => a.eval_every = num(&flag, value()?)?,
             "--eval-n" => a.eval_n = num(&flag, value()?)?,
             "--channels" => a.channels = Some(num(&flag, value()?)?),
@@ -169,8 +284,9 @@ fn run() -> Result<()> {
     let mut model = ModelConfig::preset(&args.preset)?;
     if let Some(c) = args.channels {
         model.channels = c;
-        model.validate()?;
     }
+    args.switches.apply(&mut model);
+    model.validate()?;
     let mut train = args.train.clone();
     train.batch = args
         .batch

@@ -13,6 +13,7 @@ Knobs (defaults = the crate's recipe before issue 11):
     --torgb-demod 1     demodulate the INR output layer (0: modulated only, as StyleGAN2's toRGB)
     --siren 0           SIREN init of the INR's hidden weights (uniform ±√(6/fan_in))
     --bcr-mode shift    shift (T on top of what D saw) | pair (two independent DiffAugment draws)
+    --eq-affine 0       SLN γ/β and INR style layers with equalised lr (stored N(0,1), ×0.1/√fan_in)
 Prints the multi-scale SWD (x1e3, mean of levels) of 2,048 EMA samples against 2,048 real images.
 """
 
@@ -88,6 +89,27 @@ def add_sine(P, name, dim, freq):
     P.params[name + ".bias"] = (torch.rand(dim) * 2 - 1) * math.pi
 
 
+AFFINE_SCALE = {}  # name -> runtime weight multiplier of equalised-lr affine layers
+
+
+def add_affine(P, name, fin, fout, bias, k):
+    """A style affine (SLN γ/β, INR styles): effective weights N(0, (0.1/√fan_in)²) either way."""
+    if k.eq_affine:
+        add_linear(P, name, fin, fout, gain=1.0, eq=True, bias=bias)
+        AFFINE_SCALE[name] = 0.1 / math.sqrt(fin)
+    else:
+        add_linear(P, name, fin, fout, gain=0.1, bias=bias)
+
+
+def affine(G, name, w):
+    x = w @ (G[name + ".weight"] * AFFINE_SCALE.get(name, 1.0)).t()
+    return x + G[name + ".bias"]
+
+
+def sln(G, prefix, h, w):
+    return sp.layer_norm(h, affine(G, prefix + ".gamma", w), affine(G, prefix + ".beta", w))
+
+
 def init_g(P, cfg, k):
     d = cfg["width"]
     for i in range(cfg["mapping"]):
@@ -95,8 +117,8 @@ def init_g(P, cfg, k):
     add_sine(P, "generator.pos_embed", d, 3.0)
 
     def sln(n):
-        add_linear(P, n + ".gamma", d, d, gain=0.1, bias=1.0)
-        add_linear(P, n + ".beta", d, d, gain=0.1)
+        add_affine(P, n + ".gamma", d, d, 1.0, k)
+        add_affine(P, n + ".beta", d, d, 0.0, k)
 
     for i in range(cfg["depth"]):
         b = f"generator.blocks.{i}"
@@ -110,8 +132,8 @@ def init_g(P, cfg, k):
     hd, c = cfg["inr"], cfg["channels"]
     dec = "generator.decoder"
     add_sine(P, dec + ".fourier", hd, 2.0)
-    add_linear(P, dec + ".style1", d, hd, gain=0.1, bias=1.0)
-    add_linear(P, dec + ".style2", d, hd, gain=0.1, bias=1.0)
+    add_affine(P, dec + ".style1", d, hd, 1.0, k)
+    add_affine(P, dec + ".style2", d, hd, 1.0, k)
     if k.siren:
         bound = math.sqrt(6.0 / hd)
         P.params[dec + ".w1"] = (torch.rand(hd, hd) * 2 - 1) * bound
@@ -147,8 +169,8 @@ def init_d(P, cfg, k):
 
 def inr_decode(G, prefix, y, patch, demod_out):
     e = sp.sine_embedding(G, prefix + ".fourier", patch, patch)
-    s1 = sp.linear(G, prefix + ".style1", y)
-    s2 = sp.linear(G, prefix + ".style2", y)
+    s1 = affine(G, prefix + ".style1", y)
+    s2 = affine(G, prefix + ".style2", y)
     w1, b1, w2, b2 = (G[prefix + n] for n in (".w1", ".b1", ".w2", ".b2"))
     d1 = 1.0 / torch.sqrt((s1 * s1) @ (w1 * w1).t() + 1e-8)
     x = torch.einsum("pi,ni,oi->npo", e, s1, w1)
@@ -170,10 +192,10 @@ def generator(G, cfg, z, k):
     h = sp.sine_embedding(G, "generator.pos_embed", grid, grid).reshape(1, T, d).expand(B, T, d)
     for i in range(cfg["depth"]):
         b = f"generator.blocks.{i}"
-        h = h + sp.attention(G, b + ".attn", sp.sln(G, b + ".norm1", h, w), cfg["heads"], "Dot",
+        h = h + sp.attention(G, b + ".attn", sln(G, b + ".norm1", h, w), cfg["heads"], "Dot",
                              equalised_lr=True)
-        h = h + sp.mlp(G, b + ".mlp", sp.sln(G, b + ".norm2", h, w), equalised_lr=True)
-    y = sp.sln(G, "generator.final_norm", h, w)
+        h = h + sp.mlp(G, b + ".mlp", sln(G, b + ".norm2", h, w), equalised_lr=True)
+    y = sln(G, "generator.final_norm", h, w)
     pix = inr_decode(G, "generator.decoder", y.reshape(B * T, d), p, k.torgb_demod)
     img = sp.patches_to_image(pix.reshape(B, T, p * p * cfg["channels"]), cfg["size"], p)
     return torch.tanh(img)
@@ -220,7 +242,7 @@ def descriptors(level, per_image, rng):
     return d
 
 
-def swd(a, b, seed=0, per_image=64, dirs=512, repeats=4):
+def swd(a, b, seed=0, per_image=16, dirs=256, repeats=1):
     """a, b NHWC in [-1, 1]: per level, sliced W1 between normalised 7x7 descriptors, ×1e3."""
     rng = np.random.default_rng(seed)
     la = laplacian_levels(a.permute(0, 3, 1, 2))
@@ -260,6 +282,7 @@ def main():
     ap.add_argument("--mapping-lr", type=float, default=1.0)
     ap.add_argument("--torgb-demod", type=int, default=1)
     ap.add_argument("--siren", type=int, default=0)
+    ap.add_argument("--eq-affine", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-n", type=int, default=2048)
     ap.add_argument("--save", default=None)

@@ -58,6 +58,8 @@ DEFAULT_SWITCHES = {
     "config.d_overlapping_patches": "true",
     "config.g_style": "SelfModulatedLayerNorm",
     "config.g_decoder": "Implicit",
+    "config.d_query_gain": "1",
+    "config.g_equalised_affines": "false",
 }
 
 

@@ -44,6 +44,8 @@ fn parity_config(batch: usize) -> TrainConfig {
         aug_prob: 0.8,
         ema_decay: 0.999,
         seed: 7,
+        warmup_steps: 0,
+        mapping_lr_mult: 1.0,
     }
 }
 
@@ -86,7 +88,10 @@ fn entry_indices(n: usize) -> Vec<usize> {
 /// A fresh trainer for `preset` and the real batch it trains on (the first images of the
 /// synthetic set in the batcher's order of step 0).
 fn setup(preset: &str, batch: usize) -> (Trainer, Tensor) {
-    let model = ModelConfig::preset(preset).unwrap();
+    let mut model = ModelConfig::preset(preset).unwrap();
+    // the paper's model, pinned like the training recipe
+    model.d_query_gain = 1.0;
+    model.g_equalised_affines = false;
     let config = parity_config(batch);
     let trainer = Trainer::new(&gpu(), &model, &config).unwrap();
     let data = synthetic_shapes(256, model.image_size, config.seed);

@@ -66,6 +66,12 @@ pub struct ModelConfig {
     pub g_style: StyleInjection,
     /// Patch decoder in G.
     pub g_decoder: PatchDecoder,
+    /// Multiplier on the initial weights of D's query (and, for dot attention, key) projection,
+    /// before σ(W_init) is measured: it sets how peaked D's attention starts and, under ISN, stays.
+    pub d_query_gain: f32,
+    /// The style affines of G (SLN's γ(w), β(w) and the INR decoder's modulations) with equalised
+    /// learning rate, so Adam moves them relative to their scale like every other layer of G.
+    pub g_equalised_affines: bool,
 }
 
 impl ModelConfig {
@@ -92,6 +98,8 @@ impl ModelConfig {
             d_overlapping_patches: true,
             g_style: StyleInjection::SelfModulatedLayerNorm,
             g_decoder: PatchDecoder::Implicit,
+            d_query_gain: 1.0,
+            g_equalised_affines: false,
         }
     }
 
@@ -176,6 +184,12 @@ impl ModelConfig {
         if self.latent_dim == 0 {
             return bad("latent_dim", "must be positive".into());
         }
+        if !(self.d_query_gain.is_finite() && self.d_query_gain > 0.0) {
+            return bad(
+                "d_query_gain",
+                format!("{} must be a positive number", self.d_query_gain),
+            );
+        }
         if self.inr_hidden == 0 {
             return bad("inr_hidden", "must be positive".into());
         }
@@ -258,6 +272,8 @@ impl ModelConfig {
         );
         put("g_style", format!("{:?}", self.g_style));
         put("g_decoder", format!("{:?}", self.g_decoder));
+        put("d_query_gain", self.d_query_gain.to_string());
+        put("g_equalised_affines", self.g_equalised_affines.to_string());
         f
     }
 }

@@ -9,6 +9,7 @@ use crate::gpu::Gpu;
 use crate::nn::{
     Attention, Block, Builder, Init, LayerNorm, Linear, LinearOptions, Mlp, Norm, SineEmbedding,
 };
+use crate::ops::attention::AttentionKind;
 
 /// The discriminator network.
 pub struct Discriminator {
@@ -48,12 +49,26 @@ impl Discriminator {
         let class_token = root.param("class_token", &cls, &[1, 1, d])?;
         let grid = config.image_size / net.patch;
         let pos = SineEmbedding::new(&mut root.sub("pos_embed"), grid, grid, d, 3.0)?;
+        // q (tied L2) or q and k (dot) lead the qkv projection's output rows
+        let query_rows = match config.d_attention {
+            AttentionKind::L2 => d,
+            AttentionKind::Dot => 2 * d,
+        };
         let mut blocks = Vec::with_capacity(net.depth);
         for i in 0..net.depth {
             let mut b = root.sub(format!("blocks.{i}"));
             blocks.push(Block {
                 norm1: Norm::Layer(LayerNorm::new(&mut b.sub("norm1"), d)?),
-                attn: Attention::new(&mut b.sub("attn"), d, net.heads, config.d_attention, lin)?,
+                attn: Attention::new(
+                    &mut b.sub("attn"),
+                    d,
+                    net.heads,
+                    config.d_attention,
+                    LinearOptions {
+                        leading_rows_gain: Some((query_rows, config.d_query_gain)),
+                        ..lin
+                    },
+                )?,
                 norm2: Norm::Layer(LayerNorm::new(&mut b.sub("norm2"), d)?),
                 mlp: Mlp::new(&mut b.sub("mlp"), d, net.mlp_hidden, lin)?,
             });

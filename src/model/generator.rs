@@ -35,9 +35,12 @@ pub struct Generator {
 
 fn norm(b: &mut Builder, cfg: &ModelConfig, dim: usize) -> Result<Norm> {
     Ok(match cfg.g_style {
-        StyleInjection::SelfModulatedLayerNorm => {
-            Norm::SelfModulated(SelfModulatedLayerNorm::new(b, dim, dim)?)
-        }
+        StyleInjection::SelfModulatedLayerNorm => Norm::SelfModulated(SelfModulatedLayerNorm::new(
+            b,
+            dim,
+            dim,
+            cfg.g_equalised_affines,
+        )?),
         StyleInjection::AddToTokens => Norm::Layer(LayerNorm::new(b, dim)?),
     })
 }
@@ -85,6 +88,7 @@ impl Generator {
                 net.patch,
                 config.channels,
                 config.inr_hidden,
+                config.g_equalised_affines,
             )?),
             PatchDecoder::Linear => {
                 Decoder::Linear(Linear::new(&mut root.sub("decoder"), d, pixels, lin)?)

@@ -84,8 +84,13 @@ pub struct LinearOptions {
     pub bias: bool,
     /// Initial bias value.
     pub bias_init: f32,
-    /// Multiplier on the initial weights (after the fan-in scaling).
+    /// Multiplier on the initial weights (after the fan-in scaling). With equalised lr it is part
+    /// of the runtime scale (`gain/√fan_in`, weights stored ~N(0, 1)), so Adam's steps stay the same
+    /// size relative to the weights whatever the gain.
     pub gain: f32,
+    /// `(rows, g)`: the first `rows` output rows' initial weights are multiplied by `g` (before
+    /// σ(W_init) is measured for improved spectral norm, so the factor persists under it).
+    pub leading_rows_gain: Option<(usize, f32)>,
 }
 
 impl Default for LinearOptions {
@@ -96,6 +101,7 @@ impl Default for LinearOptions {
             bias: true,
             bias_init: 0.0,
             gain: 1.0,
+            leading_rows_gain: None,
         }
     }
 }
@@ -121,11 +127,16 @@ impl Linear {
     ) -> Result<Linear> {
         let fan_in_scale = 1.0 / (in_features.max(1) as f32).sqrt();
         let (init_std, runtime_scale) = if o.equalised_lr {
-            (o.gain, fan_in_scale)
+            (1.0, o.gain * fan_in_scale)
         } else {
             (o.gain * fan_in_scale, 1.0)
         };
-        let w = b.init.normal(out_features * in_features, init_std);
+        let mut w = b.init.normal(out_features * in_features, init_std);
+        if let Some((rows, g)) = o.leading_rows_gain {
+            for v in &mut w[..rows.min(out_features) * in_features] {
+                *v *= g;
+            }
+        }
         let weight = b.param("weight", &w, &[out_features, in_features])?;
         let bias = if o.bias {
             Some(b.param("bias", &vec![o.bias_init; out_features], &[out_features])?)
@@ -227,10 +238,12 @@ pub struct SelfModulatedLayerNorm {
 }
 
 impl SelfModulatedLayerNorm {
-    /// Tokens of width `dim` modulated by a style of width `style_dim`.
-    pub fn new(b: &mut Builder, dim: usize, style_dim: usize) -> Result<Self> {
+    /// Tokens of width `dim` modulated by a style of width `style_dim`; γ, β start at 1 and 0 with
+    /// weights of std `0.1/√style_dim` (stored ~N(0, 1) when `equalised`).
+    pub fn new(b: &mut Builder, dim: usize, style_dim: usize, equalised: bool) -> Result<Self> {
         let small = LinearOptions {
             gain: 0.1,
+            equalised_lr: equalised,
             ..Default::default()
         };
         Ok(SelfModulatedLayerNorm {
@@ -457,18 +470,21 @@ pub struct InrDecoder {
 }
 
 impl InrDecoder {
-    /// Embeddings of width `dim` → `patch × patch × channels` pixels through `hidden` units.
+    /// Embeddings of width `dim` → `patch × patch × channels` pixels through `hidden` units; the
+    /// modulations start at 1 with weights of std `0.1/√dim` (stored ~N(0, 1) when `equalised`).
     pub fn new(
         b: &mut Builder,
         dim: usize,
         patch: usize,
         channels: usize,
         hidden: usize,
+        equalised: bool,
     ) -> Result<Self> {
         let fourier = SineEmbedding::new(&mut b.sub("fourier"), patch, patch, hidden, 2.0)?;
         let mod_opts = LinearOptions {
             bias_init: 1.0,
             gain: 0.1,
+            equalised_lr: equalised,
             ..Default::default()
         };
         let style1 = Linear::new(&mut b.sub("style1"), dim, hidden, mod_opts)?;

@@ -44,6 +44,10 @@ pub struct TrainConfig {
     pub ema_decay: f32,
     /// Seed for initialisation, latents, augmentation and data order.
     pub seed: u64,
+    /// Linear learning-rate warm-up of both networks over this many steps (0 = none).
+    pub warmup_steps: u64,
+    /// Learning-rate multiplier of G's mapping network (StyleGAN: 0.01).
+    pub mapping_lr_mult: f32,
 }
 
 impl Default for TrainConfig {
@@ -60,6 +64,8 @@ impl Default for TrainConfig {
             aug_prob: 0.8,
             ema_decay: 0.999,
             seed: 0,
+            warmup_steps: 0,
+            mapping_lr_mult: 1.0,
         }
     }
 }
@@ -147,8 +153,11 @@ impl Trainer {
             beta2: config.beta2,
             eps: 1e-8,
         };
-        let opt_g = Optimizer::new(gpu, &g_params, adam(config.lr_g), Some(config.ema_decay))?;
-        let opt_d = Optimizer::new(gpu, &d_params, adam(config.lr_d), None)?;
+        let mut opt_g = Optimizer::new(gpu, &g_params, adam(config.lr_g), Some(config.ema_decay))?;
+        let mut opt_d = Optimizer::new(gpu, &d_params, adam(config.lr_d), None)?;
+        opt_g.set_lr_multiplier("generator.mapping.", config.mapping_lr_mult);
+        opt_g.warmup_steps = config.warmup_steps;
+        opt_d.warmup_steps = config.warmup_steps;
         Ok(Trainer {
             gpu: gpu.clone(),
             model: model.clone(),

@@ -16,6 +16,10 @@ pub struct Optimizer {
     pub ema_decay: f32,
     /// Steps taken (Adam's t).
     pub steps: u64,
+    /// Learning-rate multiplier per parameter, in the store's order (1 unless set).
+    pub lr_multipliers: Vec<f32>,
+    /// Linear learning-rate warm-up: step `t` uses `lr · min(1, t / warmup_steps)` (0 = none).
+    pub warmup_steps: u64,
 }
 
 impl Optimizer {
@@ -51,7 +55,32 @@ impl Optimizer {
             ema,
             ema_decay: ema_decay.unwrap_or(0.0),
             steps: 0,
+            lr_multipliers: vec![1.0; store.iter().count()],
+            warmup_steps: 0,
         })
+    }
+
+    /// Multiplies the learning rate of every parameter whose name starts with `prefix` by `mult`
+    /// (StyleGAN's mapping network uses 0.01); returns how many parameters it applies to.
+    pub fn set_lr_multiplier(&mut self, prefix: &str, mult: f32) -> usize {
+        let mut n = 0;
+        for ((name, _, _), m) in self.moments.iter().zip(&mut self.lr_multipliers) {
+            if name.starts_with(prefix) {
+                *m = mult;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The base learning rate at the current step (after warm-up).
+    pub fn current_lr(&self) -> f32 {
+        let warm = if self.warmup_steps > 0 {
+            (self.steps as f32 / self.warmup_steps as f32).min(1.0)
+        } else {
+            1.0
+        };
+        self.config.lr * warm
     }
 
     /// One step from gradients given by name (parameters without a gradient are left alone).
@@ -72,7 +101,11 @@ impl Optimizer {
                 .ema
                 .as_ref()
                 .map(|e| (&e[i].1, self.effective_ema_decay()));
-            adam_step(&p.value, g, m, v, ema, self.config, self.steps)?;
+            let config = AdamConfig {
+                lr: self.current_lr() * self.lr_multipliers[i],
+                ..self.config
+            };
+            adam_step(&p.value, g, m, v, ema, config, self.steps)?;
         }
         Ok(())
     }
