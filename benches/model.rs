@@ -241,9 +241,9 @@ fn main() -> Result<()> {
             ];
             let [e, s1, s2, w1, b1, w2, b2] = vars;
             let out = if fused {
-                tape.inr_decode(e, s1, s2, w1, b1, w2, b2)?
+                tape.inr_decode(e, s1, s2, w1, b1, w2, b2, true)?
             } else {
-                inr_decode_unfused(&tape, e, s1, s2, w1, b1, w2, b2)?
+                inr_decode_unfused(&tape, e, s1, s2, w1, b1, w2, b2, true)?
             };
             if backward {
                 let loss = tape.sum(out)?;

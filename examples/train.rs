@@ -63,6 +63,7 @@ Model switches (the paper's ablations and init):
   --d-query-gain X     multiplier on D's initial query weights (sets how peaked D's
                        attention starts)                                     [default: 1]
   --equalised-affines B  on | off: G's style affines with equalised lr     [default: off]
+  --inr-demod B        on | off: demodulate the INR decoder's output layer   [default: on]
 
 Device:
   --adapter NAME       pick the adapter whose name contains NAME (env VITGAN_ADAPTER)
@@ -81,6 +82,7 @@ struct ModelSwitches {
     g_decoder: Option<vitgan::model::PatchDecoder>,
     d_query_gain: Option<f32>,
     equalised_affines: Option<bool>,
+    inr_demod: Option<bool>,
 }
 
 impl ModelSwitches {
@@ -105,6 +107,9 @@ impl ModelSwitches {
         }
         if let Some(v) = self.equalised_affines {
             m.g_equalised_affines = v;
+        }
+        if let Some(v) = self.inr_demod {
+            m.inr_demodulate_output = v;
         }
     }
 }
@@ -216,6 +221,10 @@ fn parse_args() -> Result<Option<Args>> {
                 let v = value()?;
                 a.switches.equalised_affines =
                     Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
+            }
+            "--inr-demod" => {
+                let v = value()?;
+                a.switches.inr_demod = Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
             }
             "--g-style" => {
                 use vitgan::model::StyleInjection as S;

@@ -60,6 +60,7 @@ DEFAULT_SWITCHES = {
     "config.g_decoder": "Implicit",
     "config.d_query_gain": "1",
     "config.g_equalised_affines": "false",
+    "config.inr_demodulate_output": "true",
 }
 
 

@@ -3,7 +3,8 @@
 // W1 [Hd, F], b1 [Hd], W2 [C, Hd], b2 [C]:
 //   a_{o,i} = W1_{o,i} s1_{n,i},  d1_o = 1/√(Σ_i a_{o,i}² + ε),  x_{p,o} = Σ_i a_{o,i} E_{p,i}
 //   z_{p,o} = d1_o x_{p,o} + b1_o,  h_{p,o} = sin z_{p,o}
-//   v_{c,j} = W2_{c,j} s2_{n,j},  d2_c = 1/√(Σ_j v_{c,j}² + ε)
+//   v_{c,j} = W2_{c,j} s2_{n,j},  d2_c = 1/√(Σ_j v_{c,j}² + ε)  (d2_c = 1 when p.demodulate_out = 0:
+//   the output layer modulated only, as StyleGAN2's toRGB; then κ2 = 0 below)
 //   out_{n,p,c} = d2_c Σ_j v_{c,j} h_{p,j} + b2_c
 // Backward, with g = ∂L/∂out and κ1_o = d1_o³ Σ_p dz_{p,o} x_{p,o}, κ2_c = d2_c³ Σ_j v_{c,j} Σ_p g_{p,c} h_{p,j}:
 //   db2_c = Σ_{n,p} g_{p,c}
@@ -45,7 +46,8 @@ struct Params {
     // CPU loop budget splits a run over several dispatches; partial records accumulate)
     first_in_group: u32,
     per_dispatch: u32,
-    _pad0: u32,
+    // 1: demodulate the output layer (d2 as above); 0: d2 = 1
+    demodulate_out: u32,
     _pad1: u32,
 }
 
@@ -99,6 +101,9 @@ var<workgroup> kappa2_tile: array<f32, MAX_C>;
 
 /// d2_c of patch n.
 fn demod_out(n: u32, c: u32) -> f32 {
+    if (p.demodulate_out == 0u) {
+        return 1.0;
+    }
     var ss = 0.0;
     for (var j = 0u; j < p.hidden; j = j + 1u) {
         let v = packed[p.off_w2 + c * p.hidden + j] * style2[n * p.hidden + j];
@@ -441,7 +446,7 @@ fn inr_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                     dd2 = dd2 + dd2_parts[lid * WG + l];
                 }
                 let d2 = d2_tile[lid];
-                k2 = dd2 * d2 * d2 * d2;
+                k2 = select(0.0, dd2 * d2 * d2 * d2, p.demodulate_out != 0u);
             }
             kappa2_tile[lid] = k2;
         }

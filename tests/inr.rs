@@ -25,6 +25,7 @@ fn weights(t: &[Tensor]) -> InrWeights<'_> {
         b1: &t[4],
         w2: &t[5],
         b2: &t[6],
+        demodulate_output: true,
     }
 }
 
@@ -191,9 +192,28 @@ fn tape_run(d: Dims, x: &Inputs, dout: &[f32], fused: bool) -> (Vec<f32>, Vec<Ve
         .map(|t| tape.leaf(t, true))
         .collect();
     let out = if fused {
-        tape.inr_decode(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+        tape.inr_decode(
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            v[4],
+            v[5],
+            v[6],
+            x.demodulate_output,
+        )
     } else {
-        inr_decode_unfused(&tape, v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+        inr_decode_unfused(
+            &tape,
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            v[4],
+            v[5],
+            v[6],
+            x.demodulate_output,
+        )
     }
     .unwrap();
     tape.backward_with(out, upload(dout, &d.output_shape()))
@@ -347,9 +367,9 @@ fn wall_time_fused_vs_unfused() {
         let forward = timed(|| {
             out = Some(
                 if fused {
-                    tape.inr_decode(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+                    tape.inr_decode(v[0], v[1], v[2], v[3], v[4], v[5], v[6], true)
                 } else {
-                    inr_decode_unfused(&tape, v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+                    inr_decode_unfused(&tape, v[0], v[1], v[2], v[3], v[4], v[5], v[6], true)
                 }
                 .unwrap(),
             );
@@ -375,5 +395,75 @@ fn backward_past_the_loop_cap() {
             1e-4,
             &format!("d{} {d:?} in one group", NAMES[k]),
         );
+    }
+}
+
+/// The output layer modulated but not demodulated (StyleGAN2's toRGB): forward and backward of the
+/// fused kernel against the reference, the reference against finite differences, and the fused
+/// tape op against the composed one.
+#[test]
+fn output_layer_modulated_only() {
+    for (d, seed) in [
+        (Dims::new(7, 16, 32, 32, 3), 41),
+        (Dims::new(5, 9, 17, 70, 1), 42),
+    ] {
+        let mut x = Inputs::random(d, seed);
+        x.demodulate_output = false;
+        let t = upload_inputs(d, &x);
+        let w = InrWeights {
+            demodulate_output: false,
+            ..weights(&t)
+        };
+        let out = inr_forward(&t[0], &t[1], &t[2], &w)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want = common::inr::forward(d, &x);
+        assert_scaled_close(&out, &want, 1e-4, &format!("forward {d:?}"));
+        // it is a different function from the demodulated one
+        let mut demod = x.clone();
+        demod.demodulate_output = true;
+        let other = common::inr::forward(d, &demod);
+        assert!(want.iter().zip(&other).any(|(a, b)| (a - b).abs() > 1e-2));
+
+        let dout = random_dout(d, seed + 7);
+        let reference = common::inr::backward(d, &x, &dout);
+        let numeric = common::inr::numeric_backward(d, &x, &dout, 1e-6);
+        for k in 0..7 {
+            let (r, nu) = (reference.fields()[k], numeric.fields()[k]);
+            let scale = nu.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            for (a, b) in r.iter().zip(nu) {
+                assert!(
+                    (a - b).abs() < 1e-6 * scale,
+                    "d{} reference vs FD {a} {b}",
+                    NAMES[k]
+                );
+            }
+        }
+        let g = upload(
+            &dout.iter().map(|v| *v as f32).collect::<Vec<_>>(),
+            &d.output_shape(),
+        );
+        let grads = inr_backward(&t[0], &t[1], &t[2], &w, &g).unwrap();
+        for (k, got) in grads_in_order(&grads).iter().enumerate() {
+            assert_scaled_close(
+                &got.to_vec().unwrap(),
+                reference.fields()[k],
+                2e-4,
+                &format!("backward d{} {d:?}", NAMES[k]),
+            );
+        }
+        let dout32: Vec<f32> = dout.iter().map(|v| *v as f32).collect();
+        let (y_fused, g_fused) = tape_run(d, &x, &dout32, true);
+        let (y_unfused, g_unfused) = tape_run(d, &x, &dout32, false);
+        assert_close(&y_fused, &to_f64(&y_unfused), 1e-4, 1e-4, "tape output");
+        for k in 0..7 {
+            assert_scaled_close(
+                &g_fused[k],
+                &to_f64(&g_unfused[k]),
+                2e-4,
+                &format!("tape d{}", NAMES[k]),
+            );
+        }
     }
 }

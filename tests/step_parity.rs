@@ -92,6 +92,7 @@ fn setup(preset: &str, batch: usize) -> (Trainer, Tensor) {
     // the paper's model, pinned like the training recipe
     model.d_query_gain = 1.0;
     model.g_equalised_affines = false;
+    model.inr_demodulate_output = true;
     let config = parity_config(batch);
     let trainer = Trainer::new(&gpu(), &model, &config).unwrap();
     let data = synthetic_shapes(256, model.image_size, config.seed);

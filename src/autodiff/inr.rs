@@ -8,7 +8,8 @@ use crate::ops::matmul::Activation;
 
 impl Tape {
     /// The fused INR patch decoder on the tape: `e` [T, F], `s1` [N, F], `s2` [N, Hd], `w1` [Hd, F],
-    /// `b1` [Hd], `w2` [C, Hd], `b2` [C] → [N, T, C] (see [`inr_forward`]).
+    /// `b1` [Hd], `w2` [C, Hd], `b2` [C] → [N, T, C] (see [`inr_forward`]); the output layer is
+    /// demodulated when `demodulate_output`.
     #[allow(clippy::too_many_arguments)]
     pub fn inr_decode(
         &self,
@@ -19,6 +20,7 @@ impl Tape {
         b1: Var,
         w2: Var,
         b2: Var,
+        demodulate_output: bool,
     ) -> Result<Var> {
         let [ev, s1v, s2v, w1v, b1v, w2v, b2v] = [e, s1, s2, w1, b1, w2, b2].map(|v| self.value(v));
         let out = inr_forward(
@@ -30,6 +32,7 @@ impl Tape {
                 b1: &b1v,
                 w2: &w2v,
                 b2: &b2v,
+                demodulate_output,
             },
         )?;
         Ok(self.record(out, &[e, s1, s2, w1, b1, w2, b2], move |g| {
@@ -38,6 +41,7 @@ impl Tape {
                 b1: &b1v,
                 w2: &w2v,
                 b2: &b2v,
+                demodulate_output,
             };
             let gr = inr_backward(&ev, &s1v, &s2v, &weights, g)?;
             Ok(vec![
@@ -56,7 +60,8 @@ impl Tape {
 /// The same decoder composed from primitive tape ops (the reference path for the fused kernel).
 /// Modulating a weight's input channels is the same as scaling the input activations, and
 /// `Σ_i (W_{o,i} s_i)² = (s² · (W²)ᵀ)_o`, so no per-patch weight is materialised:
-/// `x = (E ⊙ s1) · W1ᵀ`, `h = sin(x ⊙ d1 + b1)`, `out = ((h ⊙ s2) · W2ᵀ) ⊙ d2 + b2`.
+/// `x = (E ⊙ s1) · W1ᵀ`, `h = sin(x ⊙ d1 + b1)`, `out = ((h ⊙ s2) · W2ᵀ) ⊙ d2 + b2` (`d2 = 1` unless
+/// `demodulate_output`).
 #[allow(clippy::too_many_arguments)]
 pub fn inr_decode_unfused(
     tape: &Tape,
@@ -67,6 +72,7 @@ pub fn inr_decode_unfused(
     b1: Var,
     w2: Var,
     b2: Var,
+    demodulate_output: bool,
 ) -> Result<Var> {
     let (ev, s1v, s2v) = (tape.value(e), tape.value(s1), tape.value(s2));
     let weights = [w1, b1, w2, b2].map(|v| tape.value(v));
@@ -80,6 +86,7 @@ pub fn inr_decode_unfused(
             b1: &weights[1],
             w2: &weights[2],
             b2: &weights[3],
+            demodulate_output,
         },
     )?;
     let (n, t, f, hd, c) = (d.patches, d.pixels, d.features, d.hidden, d.channels);
@@ -111,8 +118,11 @@ pub fn inr_decode_unfused(
     let hs = tape.reshape(hs, &[n * t, hd])?;
     let y = tape.matmul_fused(hs, w2, None, false, true, Activation::None)?; // [N·T, C]
     let y = tape.reshape(y, &[n, t, c])?;
-    let d2 = demodulation(s2, w2)?; // [N, C]
-    let d2 = tape.reshape(d2, &[n, 1, c])?;
-    let out = tape.mul(y, d2)?;
+    let out = if demodulate_output {
+        let d2 = demodulation(s2, w2)?; // [N, C]
+        tape.mul(y, tape.reshape(d2, &[n, 1, c])?)?
+    } else {
+        y
+    };
     tape.add(out, b2)
 }

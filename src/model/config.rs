@@ -72,6 +72,8 @@ pub struct ModelConfig {
     /// The style affines of G (SLN's γ(w), β(w) and the INR decoder's modulations) with equalised
     /// learning rate, so Adam moves them relative to their scale like every other layer of G.
     pub g_equalised_affines: bool,
+    /// Demodulate the INR decoder's output layer too (`false`: modulated only, as StyleGAN2's toRGB).
+    pub inr_demodulate_output: bool,
 }
 
 impl ModelConfig {
@@ -100,6 +102,7 @@ impl ModelConfig {
             g_decoder: PatchDecoder::Implicit,
             d_query_gain: 1.0,
             g_equalised_affines: false,
+            inr_demodulate_output: true,
         }
     }
 
@@ -274,6 +277,10 @@ impl ModelConfig {
         put("g_decoder", format!("{:?}", self.g_decoder));
         put("d_query_gain", self.d_query_gain.to_string());
         put("g_equalised_affines", self.g_equalised_affines.to_string());
+        put(
+            "inr_demodulate_output",
+            self.inr_demodulate_output.to_string(),
+        );
         f
     }
 }

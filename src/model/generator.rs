@@ -89,6 +89,7 @@ impl Generator {
                 config.channels,
                 config.inr_hidden,
                 config.g_equalised_affines,
+                config.inr_demodulate_output,
             )?),
             PatchDecoder::Linear => {
                 Decoder::Linear(Linear::new(&mut root.sub("decoder"), d, pixels, lin)?)

@@ -467,6 +467,9 @@ pub struct InrDecoder {
     pub b2: Parameter,
     pub patch: usize,
     pub channels: usize,
+    /// Demodulate the output layer (ViTGAN's INR as first written here) or only modulate it
+    /// (StyleGAN2's toRGB).
+    pub demodulate_output: bool,
 }
 
 impl InrDecoder {
@@ -479,6 +482,7 @@ impl InrDecoder {
         channels: usize,
         hidden: usize,
         equalised: bool,
+        demodulate_output: bool,
     ) -> Result<Self> {
         let fourier = SineEmbedding::new(&mut b.sub("fourier"), patch, patch, hidden, 2.0)?;
         let mod_opts = LinearOptions {
@@ -490,7 +494,14 @@ impl InrDecoder {
         let style1 = Linear::new(&mut b.sub("style1"), dim, hidden, mod_opts)?;
         let style2 = Linear::new(&mut b.sub("style2"), dim, hidden, mod_opts)?;
         let w1 = b.init.normal(hidden * hidden, 1.0);
-        let w2 = b.init.normal(channels * hidden, 1.0);
+        // demodulated rows are scale-free; a modulated-only output layer starts at unit gain
+        // (std 1/√hidden, as a fan-in-scaled linear layer)
+        let w2_std = if demodulate_output {
+            1.0
+        } else {
+            1.0 / (hidden as f32).sqrt()
+        };
+        let w2 = b.init.normal(channels * hidden, w2_std);
         let phase = b.init.uniform(hidden, 0.5);
         Ok(InrDecoder {
             fourier,
@@ -502,6 +513,7 @@ impl InrDecoder {
             b2: b.param("b2", &vec![0.0; channels], &[channels])?,
             patch,
             channels,
+            demodulate_output,
         })
     }
 
@@ -516,8 +528,10 @@ impl InrDecoder {
         let widest = w1_shape[0].max(w1_shape[1]);
         let rows = tape.shape(y)[0] * self.patch * self.patch;
         match InrPath::for_problem(tape.gpu(), rows * widest * 4) {
-            InrPath::Fused => tape.inr_decode(e, s1, s2, w1, b1, w2, b2),
-            InrPath::Composed => inr_decode_unfused(tape, e, s1, s2, w1, b1, w2, b2),
+            InrPath::Fused => tape.inr_decode(e, s1, s2, w1, b1, w2, b2, self.demodulate_output),
+            InrPath::Composed => {
+                inr_decode_unfused(tape, e, s1, s2, w1, b1, w2, b2, self.demodulate_output)
+            }
         }
     }
 }

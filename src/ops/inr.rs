@@ -10,6 +10,9 @@
 //! v_{c,j} = W2_{c,j}·s2_{n,j}   d2_c = 1/√(Σ_j v_{c,j}² + 1e-8)   out_{n,p,c} = d2_c·Σ_j v_{c,j}·h_{p,j} + b2_c
 //! ```
 //!
+//! With [`InrWeights::demodulate_output`] off, `d2_c = 1`: the output layer is modulated but not
+//! demodulated, as StyleGAN2's toRGB layer.
+//!
 //! The modulated weights never reach global memory. The forward runs one workgroup per patch. The
 //! backward recomputes `h` and runs one workgroup per group of patches: it writes `ds1`, `ds2` directly
 //! and sums the shared-weight gradients of its patches into one partial record per group, which a
@@ -49,6 +52,8 @@ pub struct InrWeights<'a> {
     pub w2: &'a Tensor,
     /// [C]
     pub b2: &'a Tensor,
+    /// Demodulate the output layer (`d2` as in the module docs; `false`: `d2 = 1`).
+    pub demodulate_output: bool,
 }
 
 /// Gradients of every input of the decoder, each in its input's shape.
@@ -81,7 +86,8 @@ struct Params {
     // each group's run (the CPU loop budget; partial records accumulate over dispatches)
     first_in_group: u32,
     per_dispatch: u32,
-    _pad: [u32; 2],
+    demodulate_out: u32,
+    _pad: u32,
 }
 
 /// Sizes of one decoder call.
@@ -92,6 +98,7 @@ pub(crate) struct Dims {
     pub(crate) features: usize,
     pub(crate) hidden: usize,
     pub(crate) channels: usize,
+    pub(crate) demodulate_output: bool,
 }
 
 impl Dims {
@@ -121,7 +128,8 @@ impl Dims {
             groups: groups as u32,
             first_in_group: 0,
             per_dispatch: patches_per_group as u32,
-            _pad: [0; 2],
+            demodulate_out: self.demodulate_output as u32,
+            _pad: 0,
         }
     }
 
@@ -224,6 +232,7 @@ pub(crate) fn dims(
         features,
         hidden,
         channels,
+        demodulate_output: w.demodulate_output,
     };
     let largest = (patches * pixels * channels)
         .max(patches * features.max(hidden))

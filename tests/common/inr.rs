@@ -60,6 +60,8 @@ pub struct Inputs {
     pub b1: Vec<f64>,
     pub w2: Vec<f64>,
     pub b2: Vec<f64>,
+    /// Demodulate the output layer (`false`: `d2 = 1`); not an input with a gradient.
+    pub demodulate_output: bool,
 }
 
 impl Inputs {
@@ -80,6 +82,7 @@ impl Inputs {
             b1: gen_vals(d.hd, -0.5, 0.5),
             w2: gen_vals(d.c * d.hd, -1.0, 1.0),
             b2: gen_vals(d.c, -0.5, 0.5),
+            demodulate_output: true,
         }
     }
 
@@ -131,7 +134,10 @@ pub fn forward(d: Dims, x: &Inputs) -> Vec<f64> {
     let mut out = vec![0.0; n * t * c];
     for pn in 0..n {
         let (a, d1) = modulate(&x.w1, &x.s1[pn * f..(pn + 1) * f], hd, f);
-        let (v, d2) = modulate(&x.w2, &x.s2[pn * hd..(pn + 1) * hd], c, hd);
+        let (v, mut d2) = modulate(&x.w2, &x.s2[pn * hd..(pn + 1) * hd], c, hd);
+        if !x.demodulate_output {
+            d2.fill(1.0);
+        }
         for p in 0..t {
             let h: Vec<f64> = (0..hd)
                 .map(|o| {
@@ -159,12 +165,16 @@ pub fn backward(d: Dims, x: &Inputs, dout: &[f64]) -> Inputs {
         b1: vec![0.0; hd],
         w2: vec![0.0; c * hd],
         b2: vec![0.0; c],
+        demodulate_output: x.demodulate_output,
     };
     for pn in 0..n {
         let s1 = &x.s1[pn * f..(pn + 1) * f];
         let s2 = &x.s2[pn * hd..(pn + 1) * hd];
         let (a, d1) = modulate(&x.w1, s1, hd, f);
-        let (v, d2) = modulate(&x.w2, s2, c, hd);
+        let (v, mut d2) = modulate(&x.w2, s2, c, hd);
+        if !x.demodulate_output {
+            d2.fill(1.0);
+        }
         // forward values of this patch
         let mut u = vec![0.0; t * hd]; // Σ_i a E (before demodulation)
         let mut h = vec![0.0; t * hd];
@@ -194,8 +204,8 @@ pub fn backward(d: Dims, x: &Inputs, dout: &[f64]) -> Inputs {
                     dh[p * hd + j] += dy * v[ch * hd + j];
                 }
             }
-            // ∂d2/∂v_{c,j} = −d2³·v_{c,j}
-            for j in 0..hd {
+            // ∂d2/∂v_{c,j} = −d2³·v_{c,j} (d2 is the constant 1 without demodulation)
+            for j in (0..hd).filter(|_| x.demodulate_output) {
                 dv[ch * hd + j] -= dd2 * d2[ch].powi(3) * v[ch * hd + j];
             }
         }
