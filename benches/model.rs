@@ -327,7 +327,7 @@ fn main() -> Result<()> {
         let batch = batch_override.unwrap_or(default_batch);
         let cfg = TrainConfig {
             batch,
-            ..TrainConfig::default()
+            ..TrainConfig::paper()
         };
         let trainer = std::cell::RefCell::new(Trainer::new(&bench.gpu, &model, &cfg)?);
         let s = model.image_size;

@@ -41,14 +41,15 @@ Every log line is also appended to OUT/metrics.jsonl (one JSON object per line: 
 logits and ranking accuracy, gradient norms, D's attention per block, and SWD/KID with their
 real-vs-real floor and untrained-generator values at evaluation steps).
 
-Hyperparameters (paper values by default):
+Hyperparameters (defaults: the measured recipe, see the README; the paper's values are
+--bcr 10 --aug-prob 0.8 --inr-demod on):
   --batch N            images per batch                             [default: 32 tiny, 128 others]
   --lr X               learning rate of both G and D                         [default: 0.002]
   --lr-g X / --lr-d X  learning rate of G / of D
   --beta1 X --beta2 X  Adam betas                                            [default: 0 and 0.99]
-  --bcr X              bCR weight λ for real and fake (0 disables)           [default: 10]
+  --bcr X              bCR weight λ for real and fake (0 disables)           [default: 0]
   --lecam X            LeCam regularisation weight (0 disables)              [default: 0]
-  --aug-prob X         DiffAugment probability per op (0 disables)           [default: 0.8]
+  --aug-prob X         DiffAugment probability per op (0 disables)           [default: 0]
   --ema X              EMA decay of G's weights, ramped up early         [default: 0.999]
   --seed N             seed for init, latents, augmentation, data order      [default: 0]
   --warmup N           linear learning-rate warm-up steps                    [default: 0]
@@ -63,7 +64,7 @@ Model switches (the paper's ablations and init):
   --d-query-gain X     multiplier on D's initial query weights (sets how peaked D's
                        attention starts)                                     [default: 1]
   --equalised-affines B  on | off: G's style affines with equalised lr     [default: off]
-  --inr-demod B        on | off: demodulate the INR decoder's output layer   [default: on]
+  --inr-demod B        on | off: demodulate the INR decoder's output layer   [default: off]
 
 Device:
   --adapter NAME       pick the adapter whose name contains NAME (env VITGAN_ADAPTER)

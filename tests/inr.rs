@@ -429,14 +429,15 @@ fn output_layer_modulated_only() {
         let dout = random_dout(d, seed + 7);
         let reference = common::inr::backward(d, &x, &dout);
         let numeric = common::inr::numeric_backward(d, &x, &dout, 1e-6);
-        for k in 0..7 {
-            let (r, nu) = (reference.fields()[k], numeric.fields()[k]);
+        for (name, (r, nu)) in NAMES
+            .iter()
+            .zip(reference.fields().into_iter().zip(numeric.fields()))
+        {
             let scale = nu.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             for (a, b) in r.iter().zip(nu) {
                 assert!(
                     (a - b).abs() < 1e-6 * scale,
-                    "d{} reference vs FD {a} {b}",
-                    NAMES[k]
+                    "d{name} reference vs FD {a} {b}"
                 );
             }
         }

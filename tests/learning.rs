@@ -12,13 +12,16 @@ use vitgan::tensor::Tensor;
 use vitgan::train::evaluate::SampleEvaluator;
 use vitgan::train::{TrainConfig, Trainer};
 
-/// Training steps of the test run (batch 32, `tiny`).
-const STEPS: u64 = 400;
+/// Training steps of the test run (batch 32, `tiny`): about 75 s on lavapipe on 2 cores.
+const STEPS: u64 = 100;
 /// Samples per evaluation.
 const EVAL_N: usize = 512;
-/// The trained SWD must be below this fraction of the untrained generator's. Measured on lavapipe
-/// (2 cores, seed 0): see `learning_margin` in the README's recipe section.
-const MAX_FRACTION_OF_UNTRAINED: f64 = 0.5;
+/// The trained SWD must be below this fraction of the untrained generator's. Measured with the
+/// trainer (lavapipe, 2 cores, seed 0, 1,024 samples): SWD 424.6 untrained → 308.5 after 100 steps
+/// (0.73), 275.5 after 200, 167.8 after 400; KID 0.064 → 0.016 (0.25) after 100.
+const MAX_FRACTION_OF_UNTRAINED: f64 = 0.85;
+/// The trained KID must be below this fraction of the untrained generator's.
+const MAX_KID_FRACTION_OF_UNTRAINED: f64 = 0.5;
 
 #[test]
 fn default_recipe_learns_the_synthetic_shapes() {
@@ -56,8 +59,8 @@ fn default_recipe_learns_the_synthetic_shapes() {
         untrained.swd
     );
     assert!(
-        trained.kid.mean < untrained.kid.mean,
-        "KID {} did not improve on the untrained {}",
+        trained.kid.mean < MAX_KID_FRACTION_OF_UNTRAINED * untrained.kid.mean,
+        "KID {} is not below {MAX_KID_FRACTION_OF_UNTRAINED} × the untrained {}",
         trained.kid,
         untrained.kid
     );

@@ -91,7 +91,7 @@ fn training_separates_real_from_fake_and_moves_samples_toward_data() {
     let cfg = TrainConfig {
         batch: 8,
         seed: 3,
-        ..TrainConfig::default()
+        ..TrainConfig::paper()
     };
     let mut trainer = Trainer::new(&g, &model, &cfg).unwrap();
     let z = trainer.latents(32, 999, 9).unwrap();
@@ -141,7 +141,7 @@ fn resume_equals_continue() {
         batch: 4,
         seed: 11,
         lecam: 0.1,
-        ..TrainConfig::default()
+        ..TrainConfig::paper()
     };
     let real = Tensor::from_slice(&g, &real_batch(4, 0), &[4, 8, 8, 3]).unwrap();
     let mut a = Trainer::new(&g, &micro(), &cfg).unwrap();

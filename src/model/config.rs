@@ -102,7 +102,8 @@ impl ModelConfig {
             g_decoder: PatchDecoder::Implicit,
             d_query_gain: 1.0,
             g_equalised_affines: false,
-            inr_demodulate_output: true,
+            // measured: demodulating the output layer paints colour speckle (README, Recipe)
+            inr_demodulate_output: false,
         }
     }
 
