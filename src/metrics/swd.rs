@@ -78,29 +78,24 @@ fn mirror(i: isize, n: usize) -> usize {
     (if m < n { m } else { period - m }) as usize
 }
 
-/// Separable `[1 4 6 4 1]/16 · gain` blur of a `size × size × c` image, mirrored borders.
+/// Separable `[1 4 6 4 1]/16 · gain` blur of a `size × size × c` image, mirrored borders: the
+/// filter along x, then along y (`gain` applies per pass).
 fn blur(img: &[f32], size: usize, c: usize, gain: f32) -> Vec<f32> {
-    let mut tmp = vec![0f32; img.len()];
-    for y in 0..size {
-        for x in 0..size {
-            for ch in 0..c {
-                let mut s = 0f32;
-                for (k, t) in TAPS.iter().enumerate() {
-                    let xx = mirror(x as isize + k as isize - 2, size);
-                    s += t * img[(y * size + xx) * c + ch];
-                }
-                tmp[(y * size + x) * c + ch] = s * gain;
-            }
-        }
-    }
+    blur_axis(&blur_axis(img, size, c, gain, 1), size, c, gain, size)
+}
+
+/// The 5-tap filter along one axis; `step` is the index distance of neighbours (1: x, `size`: y).
+fn blur_axis(img: &[f32], size: usize, c: usize, gain: f32, step: usize) -> Vec<f32> {
     let mut out = vec![0f32; img.len()];
     for y in 0..size {
         for x in 0..size {
+            let along = if step == 1 { x } else { y };
+            let base = (y * size + x) - along * step;
             for ch in 0..c {
                 let mut s = 0f32;
                 for (k, t) in TAPS.iter().enumerate() {
-                    let yy = mirror(y as isize + k as isize - 2, size);
-                    s += t * tmp[(yy * size + x) * c + ch];
+                    let i = mirror(along as isize + k as isize - 2, size);
+                    s += t * img[(base + i * step) * c + ch];
                 }
                 out[(y * size + x) * c + ch] = s * gain;
             }
