@@ -370,7 +370,13 @@ fn run() -> Result<()> {
     let mut jsonl = open_append("metrics.jsonl")?;
 
     // sample quality: reference points first, so every report can be read against them
-    let evaluator = if args.eval_n > 0 {
+    let evaluator = if args.eval_n > 0 && data.len / 2 < 16 {
+        eprintln!(
+            "eval: skipped — SWD/KID need at least 32 training images (the data has {})",
+            data.len
+        );
+        None
+    } else if args.eval_n > 0 {
         let ev = SampleEvaluator::new(&gpu, &data, args.eval_n.min(data.len / 2), train.seed)?;
         let t = Instant::now();
         let floor = ev.real_vs_real()?;
