@@ -19,13 +19,21 @@ fn upload_inputs(d: Dims, x: &Inputs) -> Vec<Tensor> {
         .collect()
 }
 
-fn weights(t: &[Tensor]) -> InrWeights<'_> {
+fn weights(t: &[Tensor], demodulate_output: bool) -> InrWeights<'_> {
     InrWeights {
         w1: &t[3],
         b1: &t[4],
         w2: &t[5],
         b2: &t[6],
-        demodulate_output: true,
+        demodulate_output,
+    }
+}
+
+/// Every input's gradient `got` (in the order of [`NAMES`]) against `want`.
+#[track_caller]
+fn assert_grads_close(got: &[Vec<f32>], want: &Inputs, rel: f64, what: &str) {
+    for (k, g) in got.iter().enumerate() {
+        assert_scaled_close(g, want.fields()[k], rel, &format!("d{} {what}", NAMES[k]));
     }
 }
 
@@ -49,7 +57,7 @@ fn random_dout(d: Dims, seed: u64) -> Vec<f64> {
 fn check_forward(d: Dims, seed: u64) {
     let x = Inputs::random(d, seed);
     let t = upload_inputs(d, &x);
-    let out = inr_forward(&t[0], &t[1], &t[2], &weights(&t)).unwrap();
+    let out = inr_forward(&t[0], &t[1], &t[2], &weights(&t, x.demodulate_output)).unwrap();
     assert_eq!(out.shape(), d.output_shape().as_slice());
     let want = common::inr::forward(d, &x);
     assert_close(
@@ -111,8 +119,15 @@ fn gpu_backward(d: Dims, x: &Inputs, dout: &[f64], max_groups: Option<usize>) ->
     let dout32: Vec<f32> = dout.iter().map(|&v| v as f32).collect();
     let g = upload(&dout32, &d.output_shape());
     let grads = match max_groups {
-        Some(m) => inr_backward_in_groups(&t[0], &t[1], &t[2], &weights(&t), &g, m),
-        None => inr_backward(&t[0], &t[1], &t[2], &weights(&t), &g),
+        Some(m) => inr_backward_in_groups(
+            &t[0],
+            &t[1],
+            &t[2],
+            &weights(&t, x.demodulate_output),
+            &g,
+            m,
+        ),
+        None => inr_backward(&t[0], &t[1], &t[2], &weights(&t, x.demodulate_output), &g),
     }
     .unwrap();
     grads_in_order(&grads)
@@ -137,14 +152,7 @@ fn backward_matches_finite_differences() {
         let numeric = common::inr::numeric_backward(d, &x, &dout, 1e-5);
         for groups in [None, Some(2)] {
             let got = gpu_backward(d, &x, &dout, groups);
-            for k in 0..7 {
-                assert_scaled_close(
-                    &got[k],
-                    numeric.fields()[k],
-                    2e-4,
-                    &format!("d{} {d:?} groups {groups:?}", NAMES[k]),
-                );
-            }
+            assert_grads_close(&got, &numeric, 2e-4, &format!("{d:?} groups {groups:?}"));
         }
     }
 }
@@ -261,7 +269,7 @@ fn shape_errors_are_values() {
     let d = Dims::new(2, 4, 5, 6, 3);
     let x = Inputs::random(d, 1);
     let t = upload_inputs(d, &x);
-    let w = weights(&t);
+    let w = weights(&t, true);
     let err = |r: vitgan::Result<Tensor>| match r {
         Err(vitgan::Error::Shape { op, .. }) => op,
         Err(e) => panic!("expected a shape error, got {e}"),
@@ -388,14 +396,7 @@ fn backward_past_the_loop_cap() {
     let dout = random_dout(d, 78);
     let want = common::inr::backward(d, &x, &dout);
     let got = gpu_backward(d, &x, &dout, Some(1));
-    for k in 0..7 {
-        assert_scaled_close(
-            &got[k],
-            want.fields()[k],
-            1e-4,
-            &format!("d{} {d:?} in one group", NAMES[k]),
-        );
-    }
+    assert_grads_close(&got, &want, 1e-4, &format!("{d:?} in one group"));
 }
 
 /// The output layer modulated but not demodulated (StyleGAN2's toRGB): forward and backward of the
@@ -410,11 +411,7 @@ fn output_layer_modulated_only() {
         let mut x = Inputs::random(d, seed);
         x.demodulate_output = false;
         let t = upload_inputs(d, &x);
-        let w = InrWeights {
-            demodulate_output: false,
-            ..weights(&t)
-        };
-        let out = inr_forward(&t[0], &t[1], &t[2], &w)
+        let out = inr_forward(&t[0], &t[1], &t[2], &weights(&t, false))
             .unwrap()
             .to_vec()
             .unwrap();
@@ -441,19 +438,12 @@ fn output_layer_modulated_only() {
                 );
             }
         }
-        let g = upload(
-            &dout.iter().map(|v| *v as f32).collect::<Vec<_>>(),
-            &d.output_shape(),
+        assert_grads_close(
+            &gpu_backward(d, &x, &dout, None),
+            &reference,
+            2e-4,
+            &format!("backward {d:?}"),
         );
-        let grads = inr_backward(&t[0], &t[1], &t[2], &w, &g).unwrap();
-        for (k, got) in grads_in_order(&grads).iter().enumerate() {
-            assert_scaled_close(
-                &got.to_vec().unwrap(),
-                reference.fields()[k],
-                2e-4,
-                &format!("backward d{} {d:?}", NAMES[k]),
-            );
-        }
         let dout32: Vec<f32> = dout.iter().map(|v| *v as f32).collect();
         let (y_fused, g_fused) = tape_run(d, &x, &dout32, true);
         let (y_unfused, g_unfused) = tape_run(d, &x, &dout32, false);

@@ -29,23 +29,14 @@ const CASES: [(&str, &str, usize); 2] = [("tiny_b32", "tiny", 32), ("cifar32_b8"
 /// Gradient entries compared per parameter tensor.
 const ENTRIES_PER_TENSOR: usize = 4;
 
-/// The training config of every parity case: the paper's recipe (bCR λ = 10, augmentation p = 0.8,
-/// Adam lr 0.002, β = (0, 0.99)), pinned here so later recipe changes do not move the fixtures.
+/// The training config of every parity case: [`TrainConfig::paper`] (bCR λ = 10, augmentation
+/// p = 0.8, Adam lr 0.002, β = (0, 0.99)), not the default, so changes of the default recipe do not
+/// move the fixtures.
 fn parity_config(batch: usize) -> TrainConfig {
     TrainConfig {
         batch,
-        lr_g: 0.002,
-        lr_d: 0.002,
-        beta1: 0.0,
-        beta2: 0.99,
-        bcr_real: 10.0,
-        bcr_fake: 10.0,
-        lecam: 0.0,
-        aug_prob: 0.8,
-        ema_decay: 0.999,
         seed: 7,
-        warmup_steps: 0,
-        mapping_lr_mult: 1.0,
+        ..TrainConfig::paper()
     }
 }
 
