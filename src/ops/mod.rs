@@ -4,13 +4,16 @@
 pub mod adam;
 pub mod attention;
 pub mod augment;
+pub mod conv;
 pub mod elementwise;
 pub mod inr;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod patches;
+pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod softmax;
 pub mod spectral_norm;
 

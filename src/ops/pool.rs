@@ -1,0 +1,65 @@
+//! Max and average pooling of NHWC images (`shaders/pool.wgsl`), forward only:
+//! `max_pool[b, oy, ox, c] = max_{(y, x) ∈ window ∩ image} img[b, y, x, c]` and
+//! `avg_pool[b, oy, ox, c] = Σ_{(y, x) ∈ window ∩ image} img[b, y, x, c] / |window ∩ image|`, the
+//! window of output `(oy, ox)` starting at `(oy·sy − py, ox·sx − px)`: PyTorch's `max_pool2d` and
+//! `avg_pool2d(count_include_pad=False)` (padding never enters a maximum or a count).
+
+use super::conv::{Window2d, WindowParams, check_index_range};
+use super::patches::image_dims;
+use super::{fits_loop_budget, grid_1d, shader};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Shader};
+use crate::tensor::Tensor;
+
+pub static SHADER: Shader = shader!("pool");
+
+/// How the window's values combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    Max,
+    /// The mean over the window's pixels inside the image.
+    Average,
+}
+
+/// `[B, H, W, C]` → `[B, OH, OW, C]` pooled over the windows of `win`.
+pub fn pool2d(img: &Tensor, win: &Window2d, pool: Pool) -> Result<Tensor> {
+    let op = match pool {
+        Pool::Max => "max_pool",
+        Pool::Average => "avg_pool",
+    };
+    let dims = image_dims(op, img)?;
+    let [b, h, w, c] = dims;
+    let out = win.output_size(op, h, w)?;
+    if win.pad[0] >= win.kernel[0] || win.pad[1] >= win.kernel[1] {
+        // a window wholly in the padding would have no pixel to pool
+        return Err(Error::shape(
+            op,
+            format!(
+                "padding {:?} must be smaller than the window {:?}",
+                win.pad, win.kernel
+            ),
+        ));
+    }
+    // each output loops over its window (one CPU-loop-budget check, no split needed for pooling)
+    if !fits_loop_budget(win.kernel[0] * win.kernel[1]) {
+        return Err(Error::shape(
+            op,
+            format!("a {:?} window is too large for one invocation", win.kernel),
+        ));
+    }
+    let shape = [b, out[0], out[1], c];
+    check_index_range(op, shape.iter().product())?;
+    let pooled = Tensor::empty(img.gpu(), &shape)?;
+    img.gpu().dispatch(
+        &SHADER,
+        op,
+        &[],
+        bytemuck::bytes_of(&WindowParams::new(dims, win, out, pooled.numel())),
+        &[
+            (img.buffer(), Access::Read),
+            (pooled.buffer(), Access::ReadWrite),
+        ],
+        grid_1d(pooled.numel(), 256),
+    )?;
+    Ok(pooled)
+}
