@@ -8,6 +8,7 @@
 //! given, else on the host; every sum that decides a result is taken in f64.
 
 pub mod features;
+pub mod inception;
 pub mod kid;
 pub mod swd;
 
