@@ -5,7 +5,8 @@
 //! - LayerNorm / self-modulated LayerNorm vs a plain copy of the same tensor (bandwidth ratio);
 //! - the INR patch decoder fused vs unfused (128×64 patches of 4×4 pixels);
 //! - G and D forward and forward+backward time per image at the `cifar32` preset;
-//! - a full training step (G and D, bCR and augmentation on) in images/s at `cifar32` and `tiny`.
+//! - a full training step (G and D, bCR and augmentation on) in images/s at `cifar32` and `tiny`;
+//! - InceptionV3 (pytorch-fid's network, closed-form weights: same work) forward in images/s.
 //!
 //! Batches default to the paper's 128 on GPUs and to smaller ones on CPU adapters (lavapipe), where
 //! one cifar32 step at batch 128 takes minutes; `VITGAN_BENCH_BATCH` overrides. Timing, output and
@@ -17,6 +18,7 @@ use harness::{Bench, Work};
 use vitgan::autodiff::Tape;
 use vitgan::autodiff::attention::attention_unfused;
 use vitgan::autodiff::inr::inr_decode_unfused;
+use vitgan::metrics::inception::{FormulaWeights, INPUT_SIZE, InceptionV3};
 use vitgan::model::ModelConfig;
 use vitgan::nn::Init;
 use vitgan::ops::attention::AttentionKind;
@@ -338,6 +340,30 @@ fn main() -> Result<()> {
         })?;
         let label = format!("{preset} batch {batch} (bCR, aug 0.8)");
         bench.report(&name, &label, Work::Images(batch as f64), &m, None, None)?;
+    }
+
+    // ---- InceptionV3 (FID features): resize to 299² + the whole network, per image
+    if bench.selected("inception") {
+        let net = InceptionV3::new(&bench.gpu, &FormulaWeights)?;
+        let batch = batch_override.unwrap_or(if cpu { net.batch_size() } else { 50 });
+        let x = bench.random_tensor(&[batch, INPUT_SIZE, INPUT_SIZE, 3])?;
+        let m = bench.measure(&|| {
+            net.forward(&x)?;
+            Ok(())
+        })?;
+        let label = format!("batch {batch}, 299x299");
+        bench.report(
+            "inception_v3",
+            &label,
+            Work::Images(batch as f64),
+            &m,
+            None,
+            None,
+        )?;
+        println!(
+            "    FID-10k needs {:.1} min of Inception on this adapter (one reference set more if not cached)",
+            1e4 / (batch as f64 / m.median_ms * 1e3) / 60.0
+        );
     }
     Ok(())
 }

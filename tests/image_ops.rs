@@ -139,6 +139,10 @@ fn conv_cases() -> Vec<([usize; 4], Window2d, usize)> {
         ([3, 5, 6, 9], window([1, 1], [1, 1], [0, 0]), 11),
         ([1, 13, 13, 2], window([3, 3], [2, 2], [1, 1]), 3),
         ([2, 3, 3, 1901], window([3, 3], [1, 1], [0, 0]), 3),
+        // channels in multiples of 4 take the vec4 gather
+        ([2, 9, 7, 8], window([3, 3], [2, 2], [1, 1]), 5),
+        ([1, 6, 9, 12], window([1, 3], [1, 1], [0, 1]), 4),
+        ([1, 3, 3, 1904], window([3, 3], [1, 1], [0, 0]), 2),
     ]
 }
 
@@ -149,7 +153,7 @@ fn im2col_lays_out_every_window() {
         let cols = im2col(&upload(&x, &dims), &win).unwrap();
         // im2col against the identity weight: the conv reference with C_out = kh·kw·C one-hot filters
         let rows = win.kernel[0] * win.kernel[1] * dims[3];
-        if rows > 64 {
+        if rows > 128 {
             continue;
         }
         let eye: Vec<f64> = (0..rows * rows)
@@ -244,6 +248,9 @@ fn pooling_matches_reference() {
         ([2, 7, 6, 4], Window2d::square(3, 2, 1)),
         ([1, 6, 5, 2], window([2, 3], [2, 1], [1, 1])),
         ([1, 3, 3, 7], Window2d::square(3, 1, 1)),
+        // channels in multiples of 4 take the vec4 kernels
+        ([2, 9, 9, 8], Window2d::square(3, 2, 0)),
+        ([1, 5, 7, 12], Window2d::square(3, 1, 1)),
     ];
     for (i, (dims, win)) in cases.into_iter().enumerate() {
         // negative values everywhere for max: padding must never win

@@ -10,7 +10,7 @@
 
 use super::matmul::{Activation, MatmulOptions, matmul_fused};
 use super::patches::image_dims;
-use super::{grid_1d, shader};
+use super::{fits_loop_budget, grid_1d, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -122,16 +122,25 @@ pub fn im2col(img: &Tensor, win: &Window2d) -> Result<Tensor> {
     let shape = [b * out[0] * out[1], win.kernel[0] * win.kernel[1] * c];
     check_index_range(OP, shape[0] * shape[1])?;
     let cols = Tensor::empty(img.gpu(), &shape)?;
+    // channels in multiples of 4: one invocation per window tap copies the pixel's C/4 vec4s
+    // (C/4 ≤ the loop budget checked below); else one invocation per element
+    let lanes = if c % 4 == 0 && fits_loop_budget(c / 4) { 4 } else { 1 };
+    let vec_dims = [b, h, w, c / lanes];
+    let items = if lanes == 4 {
+        shape[0] * win.kernel[0] * win.kernel[1]
+    } else {
+        cols.numel()
+    };
     img.gpu().dispatch(
         &SHADER,
-        "im2col",
+        if lanes == 4 { "im2col_vec4" } else { "im2col" },
         &[],
-        bytemuck::bytes_of(&WindowParams::new(dims, win, out, cols.numel())),
+        bytemuck::bytes_of(&WindowParams::new(vec_dims, win, out, items)),
         &[
             (img.buffer(), Access::Read),
             (cols.buffer(), Access::ReadWrite),
         ],
-        grid_1d(cols.numel(), 256),
+        grid_1d(items, 256),
     )?;
     Ok(cols)
 }

@@ -41,7 +41,8 @@ pub fn pool2d(img: &Tensor, win: &Window2d, pool: Pool) -> Result<Tensor> {
         ));
     }
     // each output loops over its window (one CPU-loop-budget check, no split needed for pooling)
-    if !fits_loop_budget(win.kernel[0] * win.kernel[1]) {
+    let taps = win.kernel[0] * win.kernel[1];
+    if !fits_loop_budget(taps) {
         return Err(Error::shape(
             op,
             format!("a {:?} window is too large for one invocation", win.kernel),
@@ -50,16 +51,28 @@ pub fn pool2d(img: &Tensor, win: &Window2d, pool: Pool) -> Result<Tensor> {
     let shape = [b, out[0], out[1], c];
     check_index_range(op, shape.iter().product())?;
     let pooled = Tensor::empty(img.gpu(), &shape)?;
+    // channels in multiples of 4: one invocation per output pixel loops over its C/4 vec4s
+    let lanes = if c % 4 == 0 && fits_loop_budget(taps * c / 4) { 4 } else { 1 };
+    let items = if lanes == 4 {
+        b * out[0] * out[1]
+    } else {
+        pooled.numel()
+    };
+    let entry = match (pool, lanes) {
+        (Pool::Max, 4) => "max_pool_vec4",
+        (Pool::Average, 4) => "avg_pool_vec4",
+        _ => op,
+    };
     img.gpu().dispatch(
         &SHADER,
-        op,
+        entry,
         &[],
-        bytemuck::bytes_of(&WindowParams::new(dims, win, out, pooled.numel())),
+        bytemuck::bytes_of(&WindowParams::new([b, h, w, c / lanes], win, out, items)),
         &[
             (img.buffer(), Access::Read),
             (pooled.buffer(), Access::ReadWrite),
         ],
-        grid_1d(pooled.numel(), 256),
+        grid_1d(items, 256),
     )?;
     Ok(pooled)
 }
