@@ -212,7 +212,10 @@ fn weight_file_errors_say_what_to_do() {
 }
 
 /// Records every tensor the network asks for, so a test can write them as a weights file.
-struct Recording(std::cell::RefCell<Vec<(String, Vec<usize>, Vec<f32>)>>);
+/// (name, shape, values) of one tensor.
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+struct Recording(std::cell::RefCell<Vec<NamedTensor>>);
 
 impl WeightSource for Recording {
     fn tensor(&self, name: &str, shape: &[usize]) -> vitgan::Result<Vec<f32>> {
