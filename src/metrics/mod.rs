@@ -1,6 +1,9 @@
 //! Sample-quality metrics that need no download: the multi-scale sliced Wasserstein distance of
 //! Karras et al. 2018 ([`swd`]) and the kernel inception distance's estimator (unbiased polynomial
-//! MMD², [`kid`]) over a fixed random convolutional feature map ([`features`]).
+//! MMD², [`kid`]) over a fixed random convolutional feature map ([`features`]); and the statistics
+//! behind the Inception-based metrics, which consume the outputs of pytorch-fid's InceptionV3 run on
+//! the engine ([`inception`]; its weights are a download): the Fréchet distance of feature means and
+//! covariances ([`fid`]) and the Inception score of logits ([`inception_score`]).
 //!
 //! Images are NHWC `f32` in [-1, 1] on the host (`n · size · size · channels` values), as
 //! `Trainer::sample_ema` reads back and `data::Batcher::fill_batch` writes. The large products
@@ -8,7 +11,9 @@
 //! given, else on the host; every sum that decides a result is taken in f64.
 
 pub mod features;
+pub mod fid;
 pub mod inception;
+pub mod inception_score;
 pub mod kid;
 pub mod swd;
 
