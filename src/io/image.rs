@@ -1,4 +1,5 @@
-//! PNG outputs: sample grids and loss plots, drawn by hand into an RGB8 canvas.
+//! PNG outputs: single images, sample grids and loss plots (drawn by hand into an RGB8 canvas),
+//! and the f32 → byte conversion they share.
 
 use super::write_atomically;
 use crate::error::{Error, Result};
@@ -85,25 +86,7 @@ impl Canvas {
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        let (width, height) = (u32::try_from(self.width), u32::try_from(self.height));
-        let (Ok(width), Ok(height)) = (width, height) else {
-            return Err(Error::Other(format!(
-                "{}: a {}×{} image is too large for PNG",
-                path.display(),
-                self.width,
-                self.height
-            )));
-        };
-        write_atomically(path, |writer| {
-            let mut encoder = png::Encoder::new(writer, width, height);
-            encoder.set_color(png::ColorType::Rgb);
-            encoder.set_depth(png::BitDepth::Eight);
-            let mut png_writer = encoder.write_header().map_err(std::io::Error::other)?;
-            png_writer
-                .write_image_data(&self.pixels)
-                .map_err(std::io::Error::other)?;
-            png_writer.finish().map_err(std::io::Error::other)
-        })
+        save_png(path, &self.pixels, self.width, self.height, 3)
     }
 
     /// Width in pixels of `text` drawn at `scale`.
@@ -167,9 +150,69 @@ fn glyph(ch: char) -> [u8; 5] {
     }
 }
 
-/// `v ∈ [-1, 1]` → byte `round((v + 1) · 127.5)`, clamped to 0..=255 (NaN → 0).
-fn to_byte(v: f32) -> u8 {
-    ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
+/// `v ∈ [-1, 1]` → byte `⌊(v + 1)/2 · 255 + ½⌋` (round half up, computed exactly in f64),
+/// clamped to 0..=255; NaN → 0, −∞ → 0, +∞ → 255.
+pub fn to_byte(v: f32) -> u8 {
+    let x = (f64::from(v) + 1.0) * 127.5;
+    if x.is_nan() {
+        0
+    } else {
+        (x + 0.5).floor().clamp(0.0, 255.0) as u8
+    }
+}
+
+/// [`to_byte`] of every value: NHWC f32 images in [-1, 1] → NHWC bytes.
+pub fn to_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().map(|&v| to_byte(v)).collect()
+}
+
+/// Writes one `width × height` image of 8-bit `pixels` (row-major, `channels` interleaved) as a
+/// PNG: 1 channel grey, 2 grey + alpha, 3 RGB, 4 RGBA. Written atomically.
+pub fn save_png(
+    path: &Path,
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+) -> Result<()> {
+    let colour = match channels {
+        1 => png::ColorType::Grayscale,
+        2 => png::ColorType::GrayscaleAlpha,
+        3 => png::ColorType::Rgb,
+        4 => png::ColorType::Rgba,
+        _ => {
+            return Err(Error::shape(
+                "save_png",
+                format!("{channels} channels per pixel; a PNG holds 1, 2, 3 or 4"),
+            ));
+        }
+    };
+    if pixels.len() != width * height * channels {
+        return Err(Error::shape(
+            "save_png",
+            format!(
+                "{} bytes given for a {width}×{height}×{channels} image ({} bytes)",
+                pixels.len(),
+                width * height * channels
+            ),
+        ));
+    }
+    let (Ok(w), Ok(h)) = (u32::try_from(width), u32::try_from(height)) else {
+        return Err(Error::Other(format!(
+            "{}: a {width}×{height} image is too large for PNG",
+            path.display()
+        )));
+    };
+    write_atomically(path, |writer| {
+        let mut encoder = png::Encoder::new(writer, w, h);
+        encoder.set_color(colour);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut png_writer = encoder.write_header().map_err(std::io::Error::other)?;
+        png_writer
+            .write_image_data(pixels)
+            .map_err(std::io::Error::other)?;
+        png_writer.finish().map_err(std::io::Error::other)
+    })
 }
 
 /// Writes `n` NHWC images (`images.len() = n · size · size · channels`, values in [-1, 1], clamped)

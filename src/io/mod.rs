@@ -1,10 +1,12 @@
-//! Files the trainer writes and reads: safetensors checkpoints, PNG sample grids and loss plots.
+//! Files the trainer writes and reads: safetensors checkpoints, PNG images, sample grids and loss
+//! plots, `.npy` arrays of generated images.
 //!
 //! Every writer is atomic: it writes `<path>.tmp` in the same directory, fsyncs it, and renames it
 //! over `<path>`, so a crash leaves either the old file or the new one, never a torn one.
 
 pub mod checkpoint;
 pub mod image;
+pub mod npy;
 
 use crate::error::{Error, Result};
 use std::fs::File;

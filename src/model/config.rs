@@ -285,3 +285,99 @@ impl ModelConfig {
         f
     }
 }
+
+impl ModelConfig {
+    /// The config [`ModelConfig::fields`] wrote: the preset `preset` with every `config.<name>`
+    /// entry of `fields` applied over it (keys without the `config.` prefix are ignored), then
+    /// validated. Fields missing from `fields` keep the preset's value.
+    ///
+    /// Errors: an unknown preset, a `config.*` key that is not a model field (the trainer's
+    /// `config.batch` and `config.seed` included: remove them first), or a value that does not
+    /// parse, each an [`Error::Config`] naming the key.
+    pub fn from_fields(
+        preset: &str,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Result<ModelConfig> {
+        use crate::io::checkpoint::CONFIG_PREFIX;
+        let mut m = ModelConfig::preset(preset)?;
+        for (key, value) in fields {
+            let Some(name) = key.strip_prefix(CONFIG_PREFIX) else {
+                continue;
+            };
+            let bad = |expected: &str| Error::Config {
+                field: key.clone(),
+                detail: format!("`{value}` is not {expected}"),
+            };
+            let count = || value.parse::<usize>().map_err(|_| bad("a whole number"));
+            let flag = || value.parse::<bool>().map_err(|_| bad("`true` or `false`"));
+            let pick = |choices: &[&str]| -> Result<usize> {
+                choices
+                    .iter()
+                    .position(|c| c == value)
+                    .ok_or_else(|| bad(&format!("one of {}", choices.join(", "))))
+            };
+            if let Some((who, leaf)) = name.split_once('.') {
+                let net = match who {
+                    "generator" => &mut m.generator,
+                    "discriminator" => &mut m.discriminator,
+                    _ => return Err(unknown_field(key)),
+                };
+                let slot = match leaf {
+                    "patch" => &mut net.patch,
+                    "depth" => &mut net.depth,
+                    "width" => &mut net.width,
+                    "heads" => &mut net.heads,
+                    "mlp_hidden" => &mut net.mlp_hidden,
+                    _ => return Err(unknown_field(key)),
+                };
+                *slot = count()?;
+                continue;
+            }
+            match name {
+                "image_size" => m.image_size = count()?,
+                "channels" => m.channels = count()?,
+                "latent_dim" => m.latent_dim = count()?,
+                "mapping_layers" => m.mapping_layers = count()?,
+                "inr_hidden" => m.inr_hidden = count()?,
+                "d_attention" => {
+                    m.d_attention = [AttentionKind::Dot, AttentionKind::L2][pick(&["Dot", "L2"])?]
+                }
+                "d_weight_norm" => {
+                    m.d_weight_norm = [
+                        WeightNorm::None,
+                        WeightNorm::Spectral,
+                        WeightNorm::ImprovedSpectral,
+                    ][pick(&["None", "Spectral", "ImprovedSpectral"])?]
+                }
+                "d_overlapping_patches" => m.d_overlapping_patches = flag()?,
+                "g_style" => {
+                    m.g_style = [
+                        StyleInjection::SelfModulatedLayerNorm,
+                        StyleInjection::AddToTokens,
+                    ][pick(&["SelfModulatedLayerNorm", "AddToTokens"])?]
+                }
+                "g_decoder" => {
+                    m.g_decoder = [PatchDecoder::Implicit, PatchDecoder::Linear]
+                        [pick(&["Implicit", "Linear"])?]
+                }
+                "d_query_gain" => {
+                    m.d_query_gain = value.parse().map_err(|_| bad("a number"))?;
+                }
+                "g_equalised_affines" => m.g_equalised_affines = flag()?,
+                "inr_demodulate_output" => m.inr_demodulate_output = flag()?,
+                _ => return Err(unknown_field(key)),
+            }
+        }
+        m.validate()?;
+        Ok(m)
+    }
+}
+
+fn unknown_field(key: &str) -> Error {
+    Error::Config {
+        field: key.into(),
+        detail: "not a model config field; the checkpoint was written by another version of \
+                 vitgan"
+            .into(),
+    }
+}

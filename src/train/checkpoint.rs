@@ -2,9 +2,11 @@
 //! LeCam averages, step counters and the config, in one safetensors file. The random streams are
 //! pure functions of (seed, step), so the step is the whole RNG state.
 
-use super::Trainer;
+use super::{TrainConfig, Trainer};
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
+use crate::model::ModelConfig;
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,13 +64,54 @@ impl Trainer {
         self.to_checkpoint()?.save(path)
     }
 
+    /// A trainer rebuilt from `ckpt` alone (no dataset needed): the model is the checkpoint's
+    /// `preset` with its `config.*` fields ([`ModelConfig::from_fields`]), the batch and seed are
+    /// the checkpoint's, and every tensor (G, its EMA, D, Adam moments) and counter is restored.
+    /// The other hyperparameters (learning rates, β, bCR, …) are not stored in a checkpoint: they
+    /// are [`TrainConfig::default`]'s, which matters only if training continues. `source` names
+    /// the checkpoint in error messages.
+    pub fn from_checkpoint(gpu: &Gpu, ckpt: &Checkpoint, source: &str) -> Result<Trainer> {
+        check_format(ckpt, source)?;
+        let preset = ckpt.metadata.get("preset").ok_or_else(|| {
+            Error::Other(format!(
+                "{source} has no `preset` entry in its metadata; it was not written by the vitgan \
+                 trainer"
+            ))
+        })?;
+        let mut fields = ckpt.metadata.clone();
+        // the trainer's own entries; the rest of `config.*` is the model
+        let mut number = |key: &str| -> Result<u64> {
+            let value = fields.remove(key).ok_or_else(|| Error::Config {
+                field: key.into(),
+                detail: format!(
+                    "{source} has no such entry; it is not a complete vitgan checkpoint"
+                ),
+            })?;
+            value.parse().map_err(|_| Error::Config {
+                field: key.into(),
+                detail: format!("`{value}` in {source} is not a whole number"),
+            })
+        };
+        let train = TrainConfig {
+            batch: number("config.batch")? as usize,
+            seed: number("config.seed")?,
+            ..TrainConfig::default()
+        };
+        let model = ModelConfig::from_fields(preset, &fields).map_err(|e| match e {
+            Error::Config { field, detail } => Error::Config {
+                field,
+                detail: format!("{detail} (in {source})"),
+            },
+            other => other,
+        })?;
+        let mut trainer = Trainer::new(gpu, &model, &train)?;
+        trainer.load_checkpoint(ckpt, source)?;
+        Ok(trainer)
+    }
+
     /// Restore a run from `ckpt`; refuses a checkpoint from another config, naming the field.
     pub fn load_checkpoint(&mut self, ckpt: &Checkpoint, source: &str) -> Result<()> {
-        if ckpt.metadata.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(Error::Other(format!(
-                "{source} is not a vitgan training checkpoint (format tag missing)"
-            )));
-        }
+        check_format(ckpt, source)?;
         ckpt.check_config(&self.checkpoint_config())?;
         let number = |key: &str| -> Result<u64> {
             ckpt.metadata
@@ -112,4 +155,15 @@ impl Trainer {
         self.opt_d.steps = d_steps;
         Ok(())
     }
+}
+
+/// Refuses a checkpoint without this crate's format tag.
+pub(crate) fn check_format(ckpt: &Checkpoint, source: &str) -> Result<()> {
+    if ckpt.metadata.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(Error::Other(format!(
+            "{source} is not a vitgan training checkpoint (its metadata has no `format: {FORMAT}` \
+             entry); give a checkpoint.safetensors written by the trainer"
+        )));
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod diagnostics;
 pub mod evaluate;
+pub mod generate;
 pub mod optimizer;
 
 use crate::autodiff::{ParamStore, Tape, Var};
