@@ -215,26 +215,34 @@ fn kid_matches_the_full_sample_estimate() {
         .map(|(i, v)| if i % d == 0 { 1.3 * v + 0.8 } else { *v })
         .collect();
     let x2 = normals(3, n * d);
+    // subsets of 500 of 1,500: each subset's own Gram matrices; of 750: the full Gram matrices once
+    for subset_size in [500, 750] {
+        let o = KidOptions {
+            subsets: 100,
+            subset_size,
+            seed: 0,
+        };
+        for (other, what) in [(&y, "shifted"), (&x2, "same distribution")] {
+            let want = full_mmd2_u(&x, other, d);
+            let got = kid(Some(&gpu), &x, other, d, &o).unwrap();
+            // subsets are independent draws given the data: the mean's error is std/√subsets
+            let se = got.std / (o.subsets as f64).sqrt();
+            assert!(
+                (got.mean - want).abs() < 4.0 * se + 1e-6,
+                "{what}, subsets of {subset_size}: KID {got} vs full-sample {want}"
+            );
+            let host = kid(None, &x, other, d, &o).unwrap();
+            assert!(
+                (host.mean - got.mean).abs() < 1e-4 * want.abs().max(1e-3),
+                "{what}: host {host} vs GPU {got}"
+            );
+        }
+    }
     let o = KidOptions {
         subsets: 100,
         subset_size: 500,
         seed: 0,
     };
-    for (other, what) in [(&y, "shifted"), (&x2, "same distribution")] {
-        let want = full_mmd2_u(&x, other, d);
-        let got = kid(Some(&gpu), &x, other, d, &o).unwrap();
-        // subsets are independent draws given the data: the mean's error is std/√subsets
-        let se = got.std / (o.subsets as f64).sqrt();
-        assert!(
-            (got.mean - want).abs() < 4.0 * se + 1e-6,
-            "{what}: KID {got} vs full-sample {want}"
-        );
-        let host = kid(None, &x, other, d, &o).unwrap();
-        assert!(
-            (host.mean - got.mean).abs() < 1e-4 * want.abs().max(1e-3),
-            "{what}: host {host} vs GPU {got}"
-        );
-    }
     let shifted = kid(Some(&gpu), &x, &y, d, &o).unwrap();
     let same = kid(Some(&gpu), &x, &x2, d, &o).unwrap();
     assert!(

@@ -74,15 +74,14 @@ pub fn kid(gpu: Option<&Gpu>, x: &[f32], y: &[f32], d: usize, o: &KidOptions) ->
         });
     }
     let kernel = |g: f32| (g as f64 / d as f64 + 1.0).powi(3);
-    let (kxx, kyy, kxy) = (
-        products(gpu, x, x, d)?,
-        products(gpu, y, y, d)?,
-        products(gpu, x, y, d)?,
-    );
-    let mut rng = SplitMix64::for_stream(o.seed, 0x4b1d);
-    let mut values = Vec::with_capacity(o.subsets);
-    for _ in 0..o.subsets {
-        let (sx, sy) = (subset(&mut rng, nx, m), subset(&mut rng, ny, m));
+    // unbiased MMD² of one subset pair from its Gram matrices (row strides given), indices `sx`, `sy`
+    let estimate = |kxx: &[f32],
+                    sx: &[usize],
+                    nx: usize,
+                    kyy: &[f32],
+                    sy: &[usize],
+                    ny: usize,
+                    kxy: &[f32]| {
         let within = |k: &[f32], s: &[usize], n: usize| {
             let mut t = 0f64;
             for (a, &i) in s.iter().enumerate() {
@@ -93,12 +92,47 @@ pub fn kid(gpu: Option<&Gpu>, x: &[f32], y: &[f32], d: usize, o: &KidOptions) ->
             2.0 * t / (m * (m - 1)) as f64
         };
         let mut cross = 0f64;
-        for &i in &sx {
-            for &j in &sy {
+        for &i in sx {
+            for &j in sy {
                 cross += kernel(kxy[i * ny + j]);
             }
         }
-        values.push(within(&kxx, &sx, nx) + within(&kyy, &sy, ny) - 2.0 * cross / (m * m) as f64);
+        within(kxx, sx, nx) + within(kyy, sy, ny) - 2.0 * cross / (m * m) as f64
+    };
+    let mut rng = SplitMix64::for_stream(o.seed, 0x4b1d);
+    let mut values = Vec::with_capacity(o.subsets);
+    // Small sets: the full Gram matrices once. Large sets (n ≫ m, e.g. 10k–50k samples): the
+    // three m × m Gram matrices of each subset, so host memory stays O(m²) instead of O(n²).
+    let full = nx.max(ny) <= 2 * m;
+    let grams = if full {
+        Some((
+            products(gpu, x, x, d)?,
+            products(gpu, y, y, d)?,
+            products(gpu, x, y, d)?,
+        ))
+    } else {
+        None
+    };
+    let local: Vec<usize> = (0..m).collect();
+    for _ in 0..o.subsets {
+        let (sx, sy) = (subset(&mut rng, nx, m), subset(&mut rng, ny, m));
+        values.push(match &grams {
+            Some((kxx, kyy, kxy)) => estimate(kxx, &sx, nx, kyy, &sy, ny, kxy),
+            None => {
+                let rows = |v: &[f32], s: &[usize]| -> Vec<f32> {
+                    s.iter()
+                        .flat_map(|&i| v[i * d..(i + 1) * d].iter().copied())
+                        .collect()
+                };
+                let (xs, ys) = (rows(x, &sx), rows(y, &sy));
+                let (kxx, kyy, kxy) = (
+                    products(gpu, &xs, &xs, d)?,
+                    products(gpu, &ys, &ys, d)?,
+                    products(gpu, &xs, &ys, d)?,
+                );
+                estimate(&kxx, &local, m, &kyy, &local, m, &kxy)
+            }
+        });
     }
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
