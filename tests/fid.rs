@@ -13,7 +13,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vitgan::Error;
-use vitgan::metrics::fid::{FeatureStatistics, STATISTICS_FORMAT, frechet_distance};
+use vitgan::metrics::fid::{
+    FeatureStatistics, STATISTICS_FORMAT, frechet_distance, frechet_distance_to_features,
+};
 use vitgan::metrics::inception_score::{DEFAULT_SPLITS, InceptionScore, inception_score};
 
 // ---- the fixture formulas (scripts/fid_fixture.py) ----
@@ -583,4 +585,28 @@ fn time_statistics_and_fid_at_inception_size() {
         std::fs::metadata(&path).unwrap().len() / 1_000_000
     );
     let _ = std::fs::remove_file(&path);
+}
+
+/// The route without Σ₂ (`n < dim`: eigenvalues of `Yᵀ Σ₁ Y`) equals the full one, and with
+/// `n ≥ dim` it is the full one.
+#[test]
+fn fid_to_features_without_their_covariance_matches() {
+    let reference = FeatureStatistics::from_features(&feature_set(1, 1, 1, 300), DIM).unwrap();
+    for (n, salts) in [
+        (10, (5, 2, 3)),
+        (40, (6, 1, 1)),
+        (63, (7, 3, 2)),
+        (90, (8, 2, 2)),
+    ] {
+        let x = feature_set(salts.0, salts.1, salts.2, n);
+        let full = frechet_distance(
+            &reference,
+            &FeatureStatistics::from_features(&x, DIM).unwrap(),
+        )
+        .unwrap();
+        let fast = frechet_distance_to_features(&reference, &x, DIM).unwrap();
+        // the full route squares the condition number of a singular Σ₂ (see frechet_distance)
+        assert_rel(fast, full, 1e-6, &format!("n = {n}"));
+    }
+    assert!(frechet_distance_to_features(&reference, &[0.0; 10 * 8], 8).is_err());
 }

@@ -266,3 +266,99 @@ fn safetensors_weights_load_into_the_same_network() {
     assert_eq!(a.features, b.features);
     assert_eq!(a.logits, b.logits);
 }
+
+/// FID of a set against itself is ≈ 0, against other images clearly not; the reference features
+/// are cached and reused (no Inception pass on the second construction).
+#[test]
+fn evaluator_scores_and_caches_the_reference() {
+    use vitgan::data::{Batcher, open_dataset};
+    use vitgan::train::evaluate::InceptionEvaluator;
+    let gpu = gpu();
+    let all = open_dataset("synthetic", 16, 3, 0).unwrap();
+    let n = 6;
+    let subset = |first: usize| {
+        let mut ds = all.clone();
+        ds.images = all.images[first * all.image_len()..(first + n) * all.image_len()].to_vec();
+        ds.len = n;
+        ds
+    };
+    let reference = subset(0);
+    let cache = std::env::temp_dir().join(format!("vitgan-ref-{}.safetensors", std::process::id()));
+    std::fs::remove_file(&cache).ok();
+    let mut passes = 0;
+    let ev = InceptionEvaluator::new(
+        &gpu,
+        InceptionV3::new(&gpu, &FormulaWeights).unwrap(),
+        &reference,
+        100,
+        0,
+        Some(&cache),
+        &mut |_, _| passes += 1,
+    )
+    .unwrap();
+    assert!(passes > 0 && cache.exists());
+    assert_eq!(
+        ev.reference_n(),
+        n,
+        "a reference larger than the data uses all of it"
+    );
+    let pixels = |ds: &vitgan::data::ImageDataset| {
+        let mut out = Vec::new();
+        Batcher::fill_batch(ds, &(0..ds.len).collect::<Vec<_>>(), &mut out);
+        out
+    };
+    let same = pixels(&reference);
+    let m = ev
+        .images(&ImageSet::new(&same, n, 16, 3).unwrap(), &mut |_, _| {})
+        .unwrap();
+    let other = pixels(&subset(100));
+    let o = ev
+        .images(&ImageSet::new(&other, n, 16, 3).unwrap(), &mut |_, _| {})
+        .unwrap();
+    println!(
+        "FID same {} other {}; IS {}",
+        m.fid, o.fid, m.inception_score
+    );
+    assert!(
+        m.fid.abs() < 1e-3 * o.fid,
+        "FID(a, a) = {} vs FID(a, b) = {}",
+        m.fid,
+        o.fid
+    );
+    assert!(m.inception_score.mean >= 1.0);
+    let mut passes = 0;
+    let again = InceptionEvaluator::new(
+        &gpu,
+        InceptionV3::new(&gpu, &FormulaWeights).unwrap(),
+        &reference,
+        100,
+        0,
+        Some(&cache),
+        &mut |_, _| passes += 1,
+    )
+    .unwrap();
+    assert_eq!(passes, 0, "the cached reference is reused");
+    let m2 = again
+        .images(&ImageSet::new(&other, n, 16, 3).unwrap(), &mut |_, _| {})
+        .unwrap();
+    assert_eq!(m2.fid, o.fid);
+    // a different selection (seed) is not served from the cache
+    let mut passes = 0;
+    InceptionEvaluator::new(
+        &gpu,
+        InceptionV3::new(&gpu, &FormulaWeights).unwrap(),
+        &reference,
+        100,
+        1,
+        Some(&cache),
+        &mut |_, _| passes += 1,
+    )
+    .unwrap();
+    assert!(passes > 0);
+    let wrong = ev.images(
+        &ImageSet::new(&same[..n * 16 * 16], n, 16, 1).unwrap(),
+        &mut |_, _| {},
+    );
+    assert!(wrong.is_err(), "channels differ from the reference");
+    std::fs::remove_file(&cache).ok();
+}

@@ -436,3 +436,50 @@ impl Batcher {
         }
     }
 }
+
+/// Opens a set of generated images as written by `examples/generate.rs`: a `.npy` file of uint8
+/// NHWC `[N, S, S, C]`, or a folder of PNGs (all at the size of the first one, RGB).
+pub fn open_sample_images(path: &std::path::Path) -> Result<ImageDataset> {
+    let source = path.display().to_string();
+    if !path.exists() {
+        return Err(Error::Config {
+            field: "--images".into(),
+            detail: format!("{source} does not exist; give a folder of PNGs or a .npy file"),
+        });
+    }
+    if path.is_file() {
+        if path.extension().and_then(|e| e.to_str()) != Some("npy") {
+            return Err(Error::Config {
+                field: "--images".into(),
+                detail: format!(
+                    "{source} is a file but not a .npy array; give a folder of PNGs or a .npy file"
+                ),
+            });
+        }
+        let (shape, images) = crate::io::npy::load_npy_u8(path)?;
+        return match shape[..] {
+            [n, h, w, c] if h == w && (c == 1 || c == 3) && n > 0 => Ok(ImageDataset {
+                images,
+                len: n,
+                size: h,
+                channels: c,
+                source,
+            }),
+            _ => Err(Error::Data {
+                path: source,
+                offset: 0,
+                detail: format!(
+                    "the array has shape {shape:?}; expected [N, S, S, C] with square images and \
+                     C = 1 or 3"
+                ),
+            }),
+        };
+    }
+    let files = png_folder::png_files_in(path)?;
+    let first = files.first().ok_or_else(|| Error::Config {
+        field: "--images".into(),
+        detail: format!("{source} holds no .png file"),
+    })?;
+    let (w, h, _) = png_folder::decode_png_rgb8(first)?;
+    png_folder::load_png_folder(path, w.min(h))
+}

@@ -413,6 +413,53 @@ pub fn frechet_distance(a: &FeatureStatistics, b: &FeatureStatistics) -> Result<
     Ok(mean_term + trace1 + trace2 - 2.0 * trace_sqrt)
 }
 
+/// [`frechet_distance`] between `reference` and the statistics of `features` (`[n, dim]`
+/// row-major), without their covariance when `n < dim`: with `Y = (X − μ)ᵀ/√(n − 1)` (`dim × n`),
+/// `Σ₂ = Y Yᵀ`, the nonzero eigenvalues of `Σ₁^½ Σ₂ Σ₁^½ = (Σ₁^½ Y)(Σ₁^½ Y)ᵀ` are those of the
+/// `n × n` matrix `Yᵀ Σ₁ Y`, so `tr (Σ₁Σ₂)^½ = Σᵢ √λᵢ(Yᵀ Σ₁ Y)` and no matrix square root is
+/// needed — O(dim²·n) instead of O(dim³) (at 1,024 samples of 2,048 features: about a second
+/// instead of ~20). With `n ≥ dim` it is [`frechet_distance`] of the full statistics.
+pub fn frechet_distance_to_features(
+    reference: &FeatureStatistics,
+    features: &[f32],
+    dim: usize,
+) -> Result<f64> {
+    reference.check("reference")?;
+    if dim != reference.dim {
+        return Err(Error::shape(
+            "frechet_distance",
+            format!(
+                "{dim}-dimensional features against {}-dimensional reference statistics",
+                reference.dim
+            ),
+        ));
+    }
+    let stats = FeatureStatistics::from_features(features, dim)?;
+    let n = stats.n;
+    if n >= dim {
+        return frechet_distance(reference, &stats);
+    }
+    let scale = 1.0 / ((n - 1) as f64).sqrt();
+    let y = DMatrix::from_fn(dim, n, |r, c| {
+        (features[c * dim + r] as f64 - stats.mean[r]) * scale
+    });
+    let s1 = DMatrix::from_column_slice(dim, dim, &reference.covariance);
+    let b = y.transpose() * (&s1 * &y);
+    let b = (&b + b.transpose()) * 0.5;
+    let trace_sqrt: f64 = b
+        .symmetric_eigenvalues()
+        .iter()
+        .map(|&lambda| lambda.max(0.0).sqrt())
+        .sum();
+    let mean_term: f64 = reference
+        .mean
+        .iter()
+        .zip(&stats.mean)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    Ok(mean_term + s1.trace() + y.norm_squared() - 2.0 * trace_sqrt)
+}
+
 /// One F64 tensor, as the `safetensors` crate wants to see it.
 struct F64View<'a> {
     shape: &'a [usize],

@@ -471,6 +471,8 @@ pub struct InceptionFeatures {
 /// The FID InceptionV3 with folded weights on the GPU.
 pub struct InceptionV3 {
     gpu: Gpu,
+    /// FNV-1a of the bits of `fc.weight` and `fc.bias`: identifies the weights in cache keys.
+    fingerprint: u64,
     stem: [BasicConv; 5],
     mixed: Vec<Mixed>,
     fc_weight: Tensor,
@@ -504,13 +506,26 @@ impl InceptionV3 {
         ];
         // fc: y = x·Wᵀ + b with W [1008, 2048]
         let fc = src.tensor("fc.weight", &[CLASSES, FEATURE_DIM])?;
+        let fc_bias = src.tensor("fc.bias", &[CLASSES])?;
+        let fingerprint = fc
+            .iter()
+            .chain(&fc_bias)
+            .fold(0xCBF2_9CE4_8422_2325u64, |h, v| {
+                (h ^ v.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01B3)
+            });
         Ok(InceptionV3 {
             gpu: gpu.clone(),
+            fingerprint,
             stem,
             mixed,
             fc_weight: Tensor::from_slice(gpu, &fc, &[CLASSES, FEATURE_DIM])?,
-            fc_bias: Tensor::from_slice(gpu, &src.tensor("fc.bias", &[CLASSES])?, &[CLASSES])?,
+            fc_bias: Tensor::from_slice(gpu, &fc_bias, &[CLASSES])?,
         })
+    }
+
+    /// A hash of the classifier weights, identifying which weights computed a cached result.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Loads pytorch-fid's weights from a converted safetensors file.

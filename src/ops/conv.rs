@@ -124,7 +124,11 @@ pub fn im2col(img: &Tensor, win: &Window2d) -> Result<Tensor> {
     let cols = Tensor::empty(img.gpu(), &shape)?;
     // channels in multiples of 4: one invocation per window tap copies the pixel's C/4 vec4s
     // (C/4 ≤ the loop budget checked below); else one invocation per element
-    let lanes = if c % 4 == 0 && fits_loop_budget(c / 4) { 4 } else { 1 };
+    let lanes = if c % 4 == 0 && fits_loop_budget(c / 4) {
+        4
+    } else {
+        1
+    };
     let vec_dims = [b, h, w, c / lanes];
     let items = if lanes == 4 {
         shape[0] * win.kernel[0] * win.kernel[1]

@@ -52,7 +52,11 @@ pub fn pool2d(img: &Tensor, win: &Window2d, pool: Pool) -> Result<Tensor> {
     check_index_range(op, shape.iter().product())?;
     let pooled = Tensor::empty(img.gpu(), &shape)?;
     // channels in multiples of 4: one invocation per output pixel loops over its C/4 vec4s
-    let lanes = if c % 4 == 0 && fits_loop_budget(taps * c / 4) { 4 } else { 1 };
+    let lanes = if c % 4 == 0 && fits_loop_budget(taps * c / 4) {
+        4
+    } else {
+        1
+    };
     let items = if lanes == 4 {
         b * out[0] * out[1]
     } else {
