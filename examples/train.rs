@@ -8,10 +8,11 @@ use std::time::Instant;
 use vitgan::data::Batcher;
 use vitgan::gpu::Readback;
 use vitgan::io::image::{grid_scale, save_image_grid_scaled, save_loss_plot};
+use vitgan::metrics::inception::InceptionV3;
 use vitgan::model::ModelConfig;
 use vitgan::ops::layout;
 use vitgan::train::diagnostics::{AttentionStats, LogitStats};
-use vitgan::train::evaluate::{SampleEvaluator, SampleMetrics};
+use vitgan::train::evaluate::{InceptionEvaluator, SampleEvaluator, SampleMetrics};
 use vitgan::train::{StepOutput, TrainConfig, Trainer};
 use vitgan::{Error, Gpu, GpuOptions, Result, Tensor};
 
@@ -36,6 +37,11 @@ Run length and logging:
   --checkpoint-every N checkpoint interval in steps                           [default: 1000]
   --eval-every N       SWD + KID of the EMA generator interval (0 = only at the end)  [default: 500]
   --eval-n N           samples per evaluation (and real images compared with)  [default: 1024]
+  --fid-every N        FID, KID and IS (InceptionV3) of the EMA generator every N steps and at the
+                       end (0 = only at the end); needs --inception             [default: 0]
+  --fid-n N            samples per FID evaluation, and real images in its reference [default: 10000]
+  --inception PATH     pytorch-fid's weights converted to safetensors (see the README); the
+                       reference features are cached in OUT/fid_reference.safetensors
 
 Every log line is also appended to OUT/metrics.jsonl (one JSON object per line: losses, D's
 logits and ranking accuracy, gradient norms, D's attention per block, and SWD/KID with their
@@ -142,6 +148,9 @@ struct Args {
     checkpoint_every: u64,
     eval_every: u64,
     eval_n: usize,
+    fid_every: u64,
+    fid_n: usize,
+    inception: Option<PathBuf>,
     channels: Option<usize>,
     batch: Option<usize>,
     train: TrainConfig,
@@ -161,6 +170,9 @@ fn parse_args() -> Result<Option<Args>> {
         checkpoint_every: 1000,
         eval_every: 500,
         eval_n: 1024,
+        fid_every: 0,
+        fid_n: 10_000,
+        inception: None,
         channels: None,
         batch: None,
         train: TrainConfig::default(),
@@ -247,6 +259,9 @@ fn parse_args() -> Result<Option<Args>> {
             }
             "--eval-every" => a.eval_every = num(&flag, value()?)?,
             "--eval-n" => a.eval_n = num(&flag, value()?)?,
+            "--fid-every" => a.fid_every = num(&flag, value()?)?,
+            "--fid-n" => a.fid_n = num(&flag, value()?)?,
+            "--inception" => a.inception = Some(value()?.into()),
             "--channels" => a.channels = Some(num(&flag, value()?)?),
             "--batch" => a.batch = Some(num(&flag, value()?)?),
             "--lr" => {
@@ -304,6 +319,24 @@ fn run() -> Result<()> {
     let steps = args
         .steps
         .unwrap_or(if model.name == "tiny" { 1000 } else { 100_000 });
+    if args.fid_every > 0 && args.inception.is_none() {
+        return Err(Error::Config {
+            field: "--fid-every".into(),
+            detail: "needs --inception PATH (pytorch-fid's weights converted to safetensors; see \
+                     the README)"
+                .into(),
+        });
+    }
+    if let Some(p) = &args.inception {
+        // refused before any work: the message says where the weights come from
+        vitgan::metrics::inception::SafetensorsWeights::open(p)?;
+        if args.fid_n < 2 {
+            return Err(Error::Config {
+                field: "--fid-n".into(),
+                detail: "must be at least 2".into(),
+            });
+        }
+    }
     let gpu = Gpu::new(args.gpu.clone())?;
     eprintln!("adapter: {}", gpu.describe());
     let decode_start = Instant::now();
@@ -395,6 +428,30 @@ fn run() -> Result<()> {
         None
     };
 
+    let fid = match &args.inception {
+        Some(path) => {
+            let t = Instant::now();
+            let cache = args.out.join("fid_reference.safetensors");
+            let ev = InceptionEvaluator::new(
+                &gpu,
+                InceptionV3::load(&gpu, path)?,
+                &data,
+                args.fid_n,
+                train.seed,
+                Some(&cache),
+                &mut inception_progress("FID reference"),
+            )?;
+            eprintln!(
+                "FID reference: {} real images ({:.1} s; cached in {})",
+                ev.reference_n(),
+                t.elapsed().as_secs_f64(),
+                cache.display()
+            );
+            Some(ev)
+        }
+        None => None,
+    };
+
     let start = Instant::now();
     let progress = Progress {
         steps,
@@ -453,6 +510,46 @@ fn run() -> Result<()> {
                     .push((trainer.step, floor.swd.mean as f32));
             }
         }
+        if let Some(ev) = &fid {
+            let due = args.fid_every > 0 && trainer.step % args.fid_every == 0;
+            if due || finished {
+                let t = Instant::now();
+                let m = ev.ema_generator(
+                    &trainer,
+                    args.fid_n,
+                    train.seed,
+                    &mut inception_progress("FID samples"),
+                )?;
+                let line = format!(
+                    "fid step {}: FID {:.4}  KID {:.5} ± {:.5}  IS {:.3} ± {:.3}   [{} samples, {} real; {:.1} s]",
+                    trainer.step,
+                    m.fid,
+                    m.kid.mean,
+                    m.kid.std,
+                    m.inception_score.mean,
+                    m.inception_score.std,
+                    m.n,
+                    m.reference_n,
+                    t.elapsed().as_secs_f64()
+                );
+                progress.print_line(&line);
+                let _ = writeln!(log, "{line}");
+                let _ = writeln!(
+                    jsonl,
+                    "{{\"step\": {}, \"fid\": {:.6}, \"fid_n\": {}, \"fid_reference_n\": {}, \
+                     \"kid_inception\": {:.6}, \"kid_inception_std\": {:.6}, \"is\": {:.4}, \"is_std\": {:.4}}}",
+                    trainer.step,
+                    m.fid,
+                    m.n,
+                    m.reference_n,
+                    m.kid.mean,
+                    m.kid.std,
+                    m.inception_score.mean,
+                    m.inception_score.std
+                );
+                history.fid.push((trainer.step, m.fid as f32));
+            }
+        }
         if trainer.step % args.sample_every == 0 || finished {
             write_samples(&trainer, &fixed_z, &args.out, &history)?;
         }
@@ -501,6 +598,7 @@ struct History {
     ranking: Vec<(u64, f32)>,
     swd: Vec<(u64, f32)>,
     swd_floor: Vec<(u64, f32)>,
+    fid: Vec<(u64, f32)>,
 }
 
 /// A logged step whose values are still on their way back from the GPU.
@@ -719,7 +817,32 @@ fn write_samples(trainer: &Trainer, z: &Tensor, out: &Path, history: &History) -
             360,
         )?;
     }
+    if !history.fid.is_empty() {
+        save_loss_plot(
+            &out.join("fid.png"),
+            &[("FID EMA G", &history.fid)],
+            640,
+            360,
+        )?;
+    }
     Ok(())
+}
+
+/// Progress of an Inception pass on stderr, every tenth of the work.
+fn inception_progress(what: &'static str) -> impl FnMut(usize, usize) {
+    let start = Instant::now();
+    let mut last_tenth = 0;
+    move |done, total| {
+        let tenth = done * 10 / total.max(1);
+        if tenth > last_tenth || done == total {
+            last_tenth = tenth;
+            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "{what}: {done}/{total} images through InceptionV3, {rate:.1} images/s, ETA {}",
+                format_duration((total - done) as f64 / rate.max(1e-9))
+            );
+        }
+    }
 }
 
 fn format_duration(secs: f64) -> String {
