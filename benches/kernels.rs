@@ -24,7 +24,7 @@ use vitgan::ops::elementwise::{self, Unary};
 use vitgan::ops::matmul::{
     Activation, MatmulOptions, SUBGROUP_KERNEL_MIN_FLOPS, TileConfig, matmul_fused,
 };
-use vitgan::ops::{layout, reduce, softmax};
+use vitgan::ops::{conv, layout, pool, reduce, resize, softmax};
 use vitgan::{Result, Tensor};
 
 mod harness;
@@ -360,6 +360,48 @@ fn main() -> Result<()> {
     bench.bandwidth_case("sum_axis1", &[&tokens], f * (n + tokens[0] as f64), |x| {
         reduce::sum_axis(&x[0], 1, false)
     })?;
+
+    // InceptionV3's image kernels at a batch of 4: the im2col gather of its 3×3 convolution over
+    // 147×147×32, that convolution whole (gather + matmul), the 3×3 average pool of Mixed_5b's
+    // input, and the 16×16 → 299×299 resize of its input
+    let img = [4usize, 147, 147, 32];
+    let win = conv::Window2d::square(3, 1, 1);
+    let cols = (img[0] * img[1] * img[2] * 9 * img[3]) as f64;
+    bench.bandwidth_case(
+        "im2col_3x3",
+        &[&img],
+        f * (cols + (img.iter().product::<usize>()) as f64),
+        |x| conv::im2col(&x[0], &win),
+    )?;
+    if bench.selected("conv2d_3x3") {
+        let x = bench.random_tensor(&img)?;
+        let w = bench.random_tensor(&[9 * 32, 64])?;
+        let m = bench.measure(&|| {
+            conv::conv2d(&x, &w, None, &win, Activation::Relu)?;
+            Ok(())
+        })?;
+        let flops = 2.0 * (img[0] * img[1] * img[2]) as f64 * (9 * 32 * 64) as f64;
+        bench.report(
+            "conv2d_3x3",
+            &format!("{img:?} → 64"),
+            Work::Flops(flops),
+            &m,
+            None,
+            None,
+        )?;
+    }
+    let pooled = [4usize, 35, 35, 192];
+    let n_pool = pooled.iter().product::<usize>() as f64;
+    bench.bandwidth_case("avg_pool_3x3", &[&pooled], 2.0 * f * n_pool, |x| {
+        pool::pool2d(&x[0], &conv::Window2d::square(3, 1, 1), pool::Pool::Average)
+    })?;
+    let small = [4usize, 16, 16, 3];
+    bench.bandwidth_case(
+        "resize_299",
+        &[&small],
+        f * (4 * 299 * 299 * 3 + 4 * 16 * 16 * 3) as f64,
+        |x| resize::resize_bilinear(&x[0], 299, 299),
+    )?;
 
     // --- dispatch overhead ------------------------------------------------------------------------
     if bench.selected("dispatch") {
