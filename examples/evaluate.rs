@@ -125,7 +125,7 @@ fn main() {
 }
 
 /// A progress reporter for `what`: in place on a terminal, every tenth of the work otherwise.
-fn progress(what: &'static str) -> impl FnMut(usize, usize) {
+fn progress(what: &'static str) -> impl FnMut(usize, usize) -> bool {
     let start = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let mut last_tenth = 0;
@@ -143,6 +143,7 @@ fn progress(what: &'static str) -> impl FnMut(usize, usize) {
             last_tenth = tenth;
             eprintln!("{line}");
         }
+        true
     }
 }
 
@@ -170,10 +171,9 @@ fn run() -> Result<()> {
             });
         }
     }
-    if let Some(p) = &args.inception
-        && !p.exists()
-    {
-        // refused before any work: the message says where the weights come from
+    if let Some(p) = &args.inception {
+        // a missing, .pth or corrupt file is refused before any work, saying where the weights
+        // come from
         vitgan::metrics::inception::SafetensorsWeights::open(p)?;
     }
     let checkpoint = args

@@ -295,16 +295,28 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(a))
 }
 
+/// How a run ended without an error.
+enum Ended {
+    /// All steps done (or only `--help`).
+    Finished,
+    /// Ctrl-C: a checkpoint was written; exit with 130 (128 + SIGINT), as shells expect.
+    Interrupted,
+}
+
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("\nerror: {e}");
-        std::process::exit(1);
+    match run() {
+        Ok(Ended::Finished) => {}
+        Ok(Ended::Interrupted) => std::process::exit(130),
+        Err(e) => {
+            eprintln!("\nerror: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run() -> Result<()> {
+fn run() -> Result<Ended> {
     let Some(args) = parse_args()? else {
-        return Ok(());
+        return Ok(Ended::Finished);
     };
     let mut model = ModelConfig::preset(&args.preset)?;
     if let Some(c) = args.channels {
@@ -316,6 +328,17 @@ fn run() -> Result<()> {
     train.batch = args
         .batch
         .unwrap_or(if model.name == "tiny" { 32 } else { 128 });
+    // refused before the GPU starts or any file is touched
+    train.validate()?;
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(Error::Config {
+            field: "--out".into(),
+            detail: format!(
+                "{} is a file; --out names a directory (samples, checkpoints and logs go into it)",
+                args.out.display()
+            ),
+        });
+    }
     let steps = args
         .steps
         .unwrap_or(if model.name == "tiny" { 1000 } else { 100_000 });
@@ -432,15 +455,21 @@ fn run() -> Result<()> {
         Some(path) => {
             let t = Instant::now();
             let cache = args.out.join("fid_reference.safetensors");
-            let ev = InceptionEvaluator::new(
+            let ev = match InceptionEvaluator::new(
                 &gpu,
                 InceptionV3::load(&gpu, path)?,
                 &data,
                 args.fid_n,
                 train.seed,
                 Some(&cache),
-                &mut inception_progress("FID reference"),
-            )?;
+                &mut inception_progress("FID reference", &interrupted),
+            ) {
+                Err(Error::Stopped(_)) => {
+                    eprintln!("\ninterrupted before training started; nothing to save");
+                    return Ok(Ended::Interrupted);
+                }
+                other => other?,
+            };
             eprintln!(
                 "FID reference: {} real images ({:.1} s; cached in {})",
                 ev.reference_n(),
@@ -514,40 +543,46 @@ fn run() -> Result<()> {
             let due = args.fid_every > 0 && trainer.step % args.fid_every == 0;
             if due || finished {
                 let t = Instant::now();
-                let m = ev.ema_generator(
+                let m = match ev.ema_generator(
                     &trainer,
                     args.fid_n,
                     train.seed,
-                    &mut inception_progress("FID samples"),
-                )?;
-                let line = format!(
-                    "fid step {}: FID {:.4}  KID {:.5} ± {:.5}  IS {:.3} ± {:.3}   [{} samples, {} real; {:.1} s]",
-                    trainer.step,
-                    m.fid,
-                    m.kid.mean,
-                    m.kid.std,
-                    m.inception_score.mean,
-                    m.inception_score.std,
-                    m.n,
-                    m.reference_n,
-                    t.elapsed().as_secs_f64()
-                );
-                progress.print_line(&line);
-                let _ = writeln!(log, "{line}");
-                let _ = writeln!(
-                    jsonl,
-                    "{{\"step\": {}, \"fid\": {:.6}, \"fid_n\": {}, \"fid_reference_n\": {}, \
+                    &mut inception_progress("FID samples", &interrupted),
+                ) {
+                    // Ctrl-C during the pass: no FID for this step; the checkpoint below is written
+                    Err(Error::Stopped(_)) => None,
+                    other => Some(other?),
+                };
+                if let Some(m) = m {
+                    let line = format!(
+                        "fid step {}: FID {:.4}  KID {:.5} ± {:.5}  IS {:.3} ± {:.3}   [{} samples, {} real; {:.1} s]",
+                        trainer.step,
+                        m.fid,
+                        m.kid.mean,
+                        m.kid.std,
+                        m.inception_score.mean,
+                        m.inception_score.std,
+                        m.n,
+                        m.reference_n,
+                        t.elapsed().as_secs_f64()
+                    );
+                    progress.print_line(&line);
+                    let _ = writeln!(log, "{line}");
+                    let _ = writeln!(
+                        jsonl,
+                        "{{\"step\": {}, \"fid\": {:.6}, \"fid_n\": {}, \"fid_reference_n\": {}, \
                      \"kid_inception\": {:.6}, \"kid_inception_std\": {:.6}, \"is\": {:.4}, \"is_std\": {:.4}}}",
-                    trainer.step,
-                    m.fid,
-                    m.n,
-                    m.reference_n,
-                    m.kid.mean,
-                    m.kid.std,
-                    m.inception_score.mean,
-                    m.inception_score.std
-                );
-                history.fid.push((trainer.step, m.fid as f32));
+                        trainer.step,
+                        m.fid,
+                        m.n,
+                        m.reference_n,
+                        m.kid.mean,
+                        m.kid.std,
+                        m.inception_score.mean,
+                        m.inception_score.std
+                    );
+                    history.fid.push((trainer.step, m.fid as f32));
+                }
             }
         }
         if trainer.step % args.sample_every == 0 || finished {
@@ -567,9 +602,14 @@ fn run() -> Result<()> {
                 );
             }
         }
-        if stop {
+        if stop && !finished {
+            if let Some(p) = pending.take() {
+                let record = p.finish(&progress, trainer.step, &mut history)?;
+                let _ = writeln!(log, "{}", record.line);
+                let _ = writeln!(jsonl, "{}", record.json);
+            }
             eprintln!("interrupted; resume with --resume {}", ckpt_path.display());
-            return Ok(());
+            return Ok(Ended::Interrupted);
         }
     }
     if let Some(p) = pending.take() {
@@ -585,7 +625,7 @@ fn run() -> Result<()> {
     for (kernel, n, ms) in gpu.profile_report().iter().take(25) {
         eprintln!("{kernel:<45} {n:>7} dispatches {ms:>10.1} ms");
     }
-    Ok(())
+    Ok(Ended::Finished)
 }
 
 /// Logged values over the run, for the plots.
@@ -753,10 +793,19 @@ impl Progress {
         if d.is_finite() && g.is_finite() {
             return Ok(());
         }
+        let checkpoint = if self.checkpoint.exists() {
+            format!(
+                "The last good checkpoint is {} (not overwritten)",
+                self.checkpoint.display()
+            )
+        } else {
+            format!(
+                "No checkpoint was written ({} does not exist)",
+                self.checkpoint.display()
+            )
+        };
         Err(Error::Other(format!(
-            "non-finite loss at step {step} (D {d}, G {g}); stopping. The last good checkpoint is {} \
-             (not overwritten); try a lower --lr",
-            self.checkpoint.display()
+            "non-finite loss at step {step} (D {d}, G {g}); stopping. {checkpoint}; try a lower --lr"
         )))
     }
 
@@ -828,10 +877,14 @@ fn write_samples(trainer: &Trainer, z: &Tensor, out: &Path, history: &History) -
     Ok(())
 }
 
-/// Progress of an Inception pass on stderr, every tenth of the work.
-fn inception_progress(what: &'static str) -> impl FnMut(usize, usize) {
+/// Progress of an Inception pass on stderr, every tenth of the work; stops the pass on Ctrl-C.
+fn inception_progress(
+    what: &'static str,
+    interrupted: &Arc<AtomicBool>,
+) -> impl FnMut(usize, usize) -> bool {
     let start = Instant::now();
     let mut last_tenth = 0;
+    let interrupted = interrupted.clone();
     move |done, total| {
         let tenth = done * 10 / total.max(1);
         if tenth > last_tenth || done == total {
@@ -842,6 +895,7 @@ fn inception_progress(what: &'static str) -> impl FnMut(usize, usize) {
                 format_duration((total - done) as f64 / rate.max(1e-9))
             );
         }
+        !interrupted.load(Ordering::SeqCst)
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Error {
     },
     /// A configuration field is invalid.
     Config { field: String, detail: String },
+    /// A long pass was stopped because its progress callback asked it to (e.g. on Ctrl-C).
+    Stopped(String),
     /// Anything else the user can act on.
     Other(String),
 }
@@ -72,6 +74,7 @@ impl fmt::Display for Error {
             Error::Config { field, detail } => {
                 write!(f, "invalid config field `{field}`: {detail}")
             }
+            Error::Stopped(what) => write!(f, "{what} was stopped before it finished"),
             Error::Other(m) => write!(f, "{m}"),
         }
     }

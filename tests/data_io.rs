@@ -763,3 +763,37 @@ fn channel_conversion() {
     );
     assert!(rgb.with_channels(2).is_err());
 }
+
+/// Sample folders read back with the channels they were written with: grey PNGs as 1 channel,
+/// colour as RGB; a `.npy` keeps its C; other files are refused.
+#[test]
+fn sample_images_keep_their_channels() {
+    use vitgan::data::open_sample_images;
+    use vitgan::io::image::save_png;
+    let dir = std::env::temp_dir().join(format!("vitgan-samples-{}", std::process::id()));
+    let (grey, colour) = (dir.join("grey"), dir.join("colour"));
+    std::fs::create_dir_all(&grey).unwrap();
+    std::fs::create_dir_all(&colour).unwrap();
+    for i in 0..3u8 {
+        let g: Vec<u8> = (0..16).map(|k| k * 9 + i).collect();
+        save_png(&grey.join(format!("{i:06}.png")), &g, 4, 4, 1).unwrap();
+        let c: Vec<u8> = (0..48).map(|k| k * 3 + i).collect();
+        save_png(&colour.join(format!("{i:06}.png")), &c, 4, 4, 3).unwrap();
+    }
+    let g = open_sample_images(&grey).unwrap();
+    assert_eq!((g.len, g.size, g.channels), (3, 4, 1));
+    assert_eq!(g.image(1), (0..16).map(|k| k * 9 + 1).collect::<Vec<u8>>());
+    let c = open_sample_images(&colour).unwrap();
+    assert_eq!((c.len, c.size, c.channels), (3, 4, 3));
+    let npy = dir.join("s.npy");
+    vitgan::io::npy::save_npy_u8(&npy, &[2, 4, 4, 1], &[7; 32]).unwrap();
+    let n = open_sample_images(&npy).unwrap();
+    assert_eq!((n.len, n.size, n.channels), (2, 4, 1));
+    vitgan::io::npy::save_npy_u8(&npy, &[2, 4, 3, 1], &[7; 24]).unwrap();
+    assert!(open_sample_images(&npy).is_err(), "not square");
+    let txt = dir.join("x.txt");
+    std::fs::write(&txt, b"x").unwrap();
+    assert!(open_sample_images(&txt).is_err());
+    assert!(open_sample_images(&dir.join("missing")).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -143,6 +143,9 @@ fn conv_cases() -> Vec<([usize; 4], Window2d, usize)> {
         ([2, 9, 7, 8], window([3, 3], [2, 2], [1, 1]), 5),
         ([1, 6, 9, 12], window([1, 3], [1, 1], [0, 1]), 4),
         ([1, 3, 3, 1904], window([3, 3], [1, 1], [0, 0]), 2),
+        // 65,540 channels: the vec4 gather would loop 16,385 times per tap, past the CPU loop
+        // budget, so the launcher falls back to one invocation per element
+        ([1, 2, 2, 65_540], window([1, 1], [2, 2], [0, 0]), 2),
     ]
 }
 
@@ -251,6 +254,9 @@ fn pooling_matches_reference() {
         // channels in multiples of 4 take the vec4 kernels
         ([2, 9, 9, 8], Window2d::square(3, 2, 0)),
         ([1, 5, 7, 12], Window2d::square(3, 1, 1)),
+        // 8,000 channels: the vec4 loop (2,000 · (1 + 3 + 9) trips) is past the CPU loop budget,
+        // so the launcher falls back to one invocation per element
+        ([1, 3, 3, 8000], Window2d::square(3, 1, 1)),
     ];
     for (i, (dims, win)) in cases.into_iter().enumerate() {
         // negative values everywhere for max: padding must never win

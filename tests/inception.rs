@@ -261,8 +261,8 @@ fn safetensors_weights_load_into_the_same_network() {
         .map(|i| ((i * 7919) % 256) as f32 / 127.5 - 1.0)
         .collect();
     let set = ImageSet::new(&img, 1, 16, 3).unwrap();
-    let a = direct.run(&set, |_, _| {}).unwrap();
-    let b = loaded.run(&set, |_, _| {}).unwrap();
+    let a = direct.run(&set, |_, _| true).unwrap();
+    let b = loaded.run(&set, |_, _| true).unwrap();
     assert_eq!(a.features, b.features);
     assert_eq!(a.logits, b.logits);
 }
@@ -293,7 +293,10 @@ fn evaluator_scores_and_caches_the_reference() {
         100,
         0,
         Some(&cache),
-        &mut |_, _| passes += 1,
+        &mut |_, _| {
+            passes += 1;
+            true
+        },
     )
     .unwrap();
     assert!(passes > 0 && cache.exists());
@@ -309,11 +312,11 @@ fn evaluator_scores_and_caches_the_reference() {
     };
     let same = pixels(&reference);
     let m = ev
-        .images(&ImageSet::new(&same, n, 16, 3).unwrap(), &mut |_, _| {})
+        .images(&ImageSet::new(&same, n, 16, 3).unwrap(), &mut |_, _| true)
         .unwrap();
     let other = pixels(&subset(100));
     let o = ev
-        .images(&ImageSet::new(&other, n, 16, 3).unwrap(), &mut |_, _| {})
+        .images(&ImageSet::new(&other, n, 16, 3).unwrap(), &mut |_, _| true)
         .unwrap();
     println!(
         "FID same {} other {}; IS {}",
@@ -334,12 +337,15 @@ fn evaluator_scores_and_caches_the_reference() {
         100,
         0,
         Some(&cache),
-        &mut |_, _| passes += 1,
+        &mut |_, _| {
+            passes += 1;
+            true
+        },
     )
     .unwrap();
     assert_eq!(passes, 0, "the cached reference is reused");
     let m2 = again
-        .images(&ImageSet::new(&other, n, 16, 3).unwrap(), &mut |_, _| {})
+        .images(&ImageSet::new(&other, n, 16, 3).unwrap(), &mut |_, _| true)
         .unwrap();
     assert_eq!(m2.fid, o.fid);
     // a different selection (seed) is not served from the cache
@@ -351,13 +357,16 @@ fn evaluator_scores_and_caches_the_reference() {
         100,
         1,
         Some(&cache),
-        &mut |_, _| passes += 1,
+        &mut |_, _| {
+            passes += 1;
+            true
+        },
     )
     .unwrap();
     assert!(passes > 0);
     let wrong = ev.images(
         &ImageSet::new(&same[..n * 16 * 16], n, 16, 1).unwrap(),
-        &mut |_, _| {},
+        &mut |_, _| true,
     );
     assert!(wrong.is_err(), "channels differ from the reference");
     std::fs::remove_file(&cache).ok();

@@ -185,5 +185,17 @@ fn resume_equals_continue() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("generator.depth"), "{msg}");
+    // a checkpoint of another preset is refused naming the preset, not the first differing field
+    let mut renamed = micro();
+    renamed.name = "cifar32".into();
+    let mut d = Trainer::new(&g, &renamed, &cfg).unwrap();
+    let msg = d
+        .load_checkpoint(&ckpt, "test checkpoint")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("--preset") && msg.contains(&format!("`{}`", micro().name)),
+        "{msg}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -438,7 +438,8 @@ impl Batcher {
 }
 
 /// Opens a set of generated images as written by `examples/generate.rs`: a `.npy` file of uint8
-/// NHWC `[N, S, S, C]`, or a folder of PNGs (all at the size of the first one, RGB).
+/// NHWC `[N, S, S, C]`, or a folder of PNGs (resized to the size of the first one; 1 channel when
+/// every pixel is grey, else RGB).
 pub fn open_sample_images(path: &std::path::Path) -> Result<ImageDataset> {
     let source = path.display().to_string();
     if !path.exists() {
@@ -481,5 +482,15 @@ pub fn open_sample_images(path: &std::path::Path) -> Result<ImageDataset> {
         detail: format!("{source} holds no .png file"),
     })?;
     let (w, h, _) = png_folder::decode_png_rgb8(first)?;
-    png_folder::load_png_folder(path, w.min(h))
+    let rgb = png_folder::load_png_folder(path, w.min(h))?;
+    // grey PNGs (as generate writes for 1-channel models) are read back as 1 channel
+    if rgb
+        .images
+        .chunks_exact(3)
+        .all(|p| p[0] == p[1] && p[1] == p[2])
+    {
+        rgb.with_channels(1)
+    } else {
+        Ok(rgb)
+    }
 }

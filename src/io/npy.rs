@@ -198,7 +198,10 @@ pub fn load_npy_u8(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
         .map(|d| d.parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| corrupt(header_start, format!("the shape ({tuple}) is not numbers")))?;
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, d| n.checked_mul(*d))
+        .ok_or_else(|| corrupt(header_start, format!("the shape {shape:?} overflows")))?;
     if bytes.len() - data_start != count {
         return Err(corrupt(
             data_start,

@@ -434,14 +434,39 @@ pub fn frechet_distance_to_features(
             ),
         ));
     }
-    let stats = FeatureStatistics::from_features(features, dim)?;
-    let n = stats.n;
-    if n >= dim {
-        return frechet_distance(reference, &stats);
+    if dim == 0 || !features.len().is_multiple_of(dim) || features.len() / dim >= dim {
+        // n ≥ dim (or malformed input, which from_features reports): the full statistics
+        return frechet_distance(reference, &FeatureStatistics::from_features(features, dim)?);
     }
+    let n = features.len() / dim;
+    if n < 2 {
+        return Err(Error::shape(
+            "frechet_distance",
+            format!("{n} feature rows; FID needs at least 2 samples"),
+        ));
+    }
+    if let Some(i) = features.iter().position(|v| !v.is_finite()) {
+        return Err(Error::shape(
+            "frechet_distance",
+            format!(
+                "feature row {}, column {} is {}",
+                i / dim,
+                i % dim,
+                features[i]
+            ),
+        ));
+    }
+    let mut mean = vec![0f64; dim];
+    for row in features.chunks_exact(dim) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += *v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let stats_mean = mean;
     let scale = 1.0 / ((n - 1) as f64).sqrt();
     let y = DMatrix::from_fn(dim, n, |r, c| {
-        (features[c * dim + r] as f64 - stats.mean[r]) * scale
+        (features[c * dim + r] as f64 - stats_mean[r]) * scale
     });
     let s1 = DMatrix::from_column_slice(dim, dim, &reference.covariance);
     let b = y.transpose() * (&s1 * &y);
@@ -454,7 +479,7 @@ pub fn frechet_distance_to_features(
     let mean_term: f64 = reference
         .mean
         .iter()
-        .zip(&stats.mean)
+        .zip(&stats_mean)
         .map(|(x, y)| (x - y) * (x - y))
         .sum();
     Ok(mean_term + s1.trace() + y.norm_squared() - 2.0 * trace_sqrt)

@@ -178,6 +178,23 @@ impl WeightSource for FormulaWeights {
     }
 }
 
+/// A [`WeightSource`] that passes tensors through while hashing their names and values (FNV-1a).
+struct Fingerprinting<'a> {
+    inner: &'a dyn WeightSource,
+    hash: std::cell::Cell<u64>,
+}
+
+impl WeightSource for Fingerprinting<'_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let values = self.inner.tensor(name, shape)?;
+        let step = |h: u64, x: u64| (h ^ x).wrapping_mul(0x0000_0100_0000_01B3);
+        let h = name.bytes().fold(self.hash.get(), |h, b| step(h, b as u64));
+        self.hash
+            .set(values.iter().fold(h, |h, v| step(h, v.to_bits() as u64)));
+        Ok(values)
+    }
+}
+
 /// `BasicConv2d` with its BatchNorm folded in: `relu(conv(x)·W' + b')`.
 struct BasicConv {
     /// `[kh·kw·C_in, C_out]`, rows in (ky, kx, c) order.
@@ -471,7 +488,7 @@ pub struct InceptionFeatures {
 /// The FID InceptionV3 with folded weights on the GPU.
 pub struct InceptionV3 {
     gpu: Gpu,
-    /// FNV-1a of the bits of `fc.weight` and `fc.bias`: identifies the weights in cache keys.
+    /// FNV-1a over the names and values of every loaded tensor: identifies the weights in cache keys.
     fingerprint: u64,
     stem: [BasicConv; 5],
     mixed: Vec<Mixed>,
@@ -482,7 +499,12 @@ pub struct InceptionV3 {
 impl InceptionV3 {
     /// Loads the network from `src` (every tensor of pytorch-fid's state dict but
     /// `num_batches_tracked`).
-    pub fn new(gpu: &Gpu, src: &dyn WeightSource) -> Result<InceptionV3> {
+    pub fn new(gpu: &Gpu, weights: &dyn WeightSource) -> Result<InceptionV3> {
+        let hashing = Fingerprinting {
+            inner: weights,
+            hash: std::cell::Cell::new(0xCBF2_9CE4_8422_2325),
+        };
+        let src: &dyn WeightSource = &hashing;
         let l = |n: &str, io, w| BasicConv::load(gpu, src, n, io, w);
         let stem = [
             l("Conv2d_1a_3x3", (3, 32), k_valid(3, 2))?,
@@ -523,7 +545,7 @@ impl InceptionV3 {
         })
     }
 
-    /// A hash of the classifier weights, identifying which weights computed a cached result.
+    /// A hash of every weight (names and values), identifying which weights computed a cached result.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
@@ -604,14 +626,19 @@ impl InceptionV3 {
         resize_bilinear(&x, INPUT_SIZE, INPUT_SIZE)
     }
 
-    /// pool3 features and logits of every image of `set`, in batches of [`Self::batch_size`];
-    /// `progress(done, total)` is called after each batch.
+    /// pool3 features and logits of every image of `set`, in batches of [`Self::batch_size`]
+    /// (fewer when the input images are large); `progress(done, total)` is called after each batch
+    /// and returns whether to go on ([`Error::Stopped`] when it returns `false`).
     pub fn run(
         &self,
         set: &ImageSet,
-        mut progress: impl FnMut(usize, usize),
+        mut progress: impl FnMut(usize, usize) -> bool,
     ) -> Result<InceptionFeatures> {
-        let batch = self.batch_size();
+        let input_bytes = (set.size * set.size * 3 * 4) as u64;
+        let mut batch = self.batch_size();
+        while batch > 1 && !self.gpu.fits_one_buffer(input_bytes * batch as u64) {
+            batch -= 1;
+        }
         let mut features = Vec::with_capacity(set.n * FEATURE_DIM);
         let mut logits = Vec::with_capacity(set.n * CLASSES);
         for start in (0..set.n).step_by(batch) {
@@ -619,7 +646,9 @@ impl InceptionV3 {
             let out = self.forward(&self.prepare(set, start, count)?)?;
             features.extend(out.features.to_vec()?);
             logits.extend(out.logits.to_vec()?);
-            progress(start + count, set.n);
+            if !progress(start + count, set.n) {
+                return Err(Error::Stopped("the InceptionV3 pass".into()));
+            }
         }
         Ok(InceptionFeatures {
             n: set.n,

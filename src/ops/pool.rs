@@ -42,7 +42,7 @@ pub fn pool2d(img: &Tensor, win: &Window2d, pool: Pool) -> Result<Tensor> {
     }
     // each output loops over its window (one CPU-loop-budget check, no split needed for pooling)
     let taps = win.kernel[0] * win.kernel[1];
-    if !fits_loop_budget(taps) {
+    if !fits_loop_budget(1 + win.kernel[0] + taps) {
         return Err(Error::shape(
             op,
             format!("a {:?} window is too large for one invocation", win.kernel),

@@ -112,6 +112,19 @@ impl Trainer {
     /// Restore a run from `ckpt`; refuses a checkpoint from another config, naming the field.
     pub fn load_checkpoint(&mut self, ckpt: &Checkpoint, source: &str) -> Result<()> {
         check_format(ckpt, source)?;
+        // another preset differs in many fields; name the preset, not the first field that differs
+        if let Some(saved) = ckpt.metadata.get("preset")
+            && *saved != self.model.name
+        {
+            return Err(Error::Config {
+                field: "--preset".into(),
+                detail: format!(
+                    "{source} was written by a `{saved}` run, this run is `{}`; pass --preset \
+                     {saved} to resume it, or start without --resume",
+                    self.model.name
+                ),
+            });
+        }
         ckpt.check_config(&self.checkpoint_config())?;
         let number = |key: &str| -> Result<u64> {
             ckpt.metadata

@@ -182,7 +182,8 @@ impl InceptionEvaluator {
     /// The reference: `n` images of `data` (all of them if `n` is larger), a seeded selection.
     /// With `cache`, the features are read from that file when it was written for the same data,
     /// size, selection and weights, and written to it otherwise. `progress(done, total)` reports
-    /// the Inception passes.
+    /// the Inception passes and returns whether to go on ([`Error::Stopped`] when it returns
+    /// `false`).
     pub fn new(
         gpu: &Gpu,
         net: InceptionV3,
@@ -190,7 +191,7 @@ impl InceptionEvaluator {
         n: usize,
         seed: u64,
         cache: Option<&Path>,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Self> {
         let n = n.min(data.len);
         if n < 2 {
@@ -202,9 +203,18 @@ impl InceptionEvaluator {
                 ),
             });
         }
+        let order = Batcher::new(data.len, n, seed ^ 0xF1D).indices_for_step(0);
+        // the key names the selected images by content, so a changed dataset is not served stale
+        let content = order.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &i| {
+            data.image(i).iter().fold(h, |h, b| {
+                (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01B3)
+            })
+        });
         let key = format!(
-            "{} | {}x{}x{} | {n} images, seed {seed} | inception {:016x}",
+            "{} | {} images of {}x{}x{} | {n} selected with seed {seed}, content {content:016x} | \
+             inception {:016x}",
             data.source,
+            data.len,
             data.size,
             data.size,
             data.channels,
@@ -217,7 +227,6 @@ impl InceptionEvaluator {
         let reference_features = match cached {
             Some(f) => f,
             None => {
-                let order = Batcher::new(data.len, n, seed ^ 0xF1D).indices_for_step(0);
                 let mut pixels = Vec::new();
                 Batcher::fill_batch(data, &order, &mut pixels);
                 let set = ImageSet::new(&pixels, n, data.size, data.channels)?;
@@ -260,7 +269,7 @@ impl InceptionEvaluator {
     pub fn images(
         &self,
         set: &ImageSet,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<InceptionMetrics> {
         if set.size != self.size || set.channels != self.channels {
             return Err(Error::shape(
@@ -299,7 +308,7 @@ impl InceptionEvaluator {
         trainer: &Trainer,
         n: usize,
         seed: u64,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<InceptionMetrics> {
         let m = &trainer.model;
         let mut pixels = Vec::with_capacity(n * m.image_size * m.image_size * m.channels);
@@ -321,8 +330,8 @@ fn read_reference_cache(path: &Path, key: &str) -> Result<Option<Vec<f32>>> {
     let file = Checkpoint::load(path)?;
     if file.metadata.get("format").map(String::as_str) != Some(REFERENCE_CACHE_FORMAT) {
         return Err(Error::Other(format!(
-            "{} is not an Inception reference cache (format tag missing); pass another --cache \
-             path or delete the file",
+            "{} is not an Inception reference cache (format tag missing); delete it or choose \
+             another cache path",
             path.display()
         )));
     }

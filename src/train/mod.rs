@@ -85,6 +85,58 @@ impl TrainConfig {
             mapping_lr_mult: 1.0,
         }
     }
+
+    /// Refuses values no run can use, naming the trainer's flag: learning rates and the mapping
+    /// multiplier must be finite and positive, β₁, β₂ and the EMA decay in [0, 1), the augmentation
+    /// probability in [0, 1], the bCR and LeCam weights finite and ≥ 0, the batch ≥ 1.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, detail: String| {
+            Err(Error::Config {
+                field: field.into(),
+                detail,
+            })
+        };
+        for (field, v) in [
+            ("--lr-g", self.lr_g),
+            ("--lr-d", self.lr_d),
+            ("--mapping-lr-mult", self.mapping_lr_mult),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(field, format!("{v} must be a finite number above 0"));
+            }
+        }
+        for (field, v) in [
+            ("--beta1", self.beta1),
+            ("--beta2", self.beta2),
+            ("--ema", self.ema_decay),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(field, format!("{v} must be in [0, 1)"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.aug_prob) {
+            return bad(
+                "--aug-prob",
+                format!("{} must be a probability in [0, 1]", self.aug_prob),
+            );
+        }
+        for (field, v) in [
+            ("--bcr", self.bcr_real),
+            ("--bcr", self.bcr_fake),
+            ("--lecam", self.lecam),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(
+                    field,
+                    format!("{v} must be a finite weight ≥ 0 (0 disables)"),
+                );
+            }
+        }
+        if self.batch == 0 {
+            return bad("--batch", "must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// GPU-resident results of one step (read them back only when logging).
@@ -153,6 +205,7 @@ impl Trainer {
     /// Fresh networks initialised from `config.seed`.
     pub fn new(gpu: &Gpu, model: &ModelConfig, config: &TrainConfig) -> Result<Trainer> {
         model.validate()?;
+        config.validate()?;
         if config.batch == 0 {
             return Err(Error::Config {
                 field: "batch".into(),
