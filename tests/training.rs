@@ -1,31 +1,10 @@
-//! Short training runs on a micro config: D learns to separate real from fake, G's samples move
-//! toward the data distribution, and resuming from a checkpoint equals not stopping.
+//! A short training run of `tiny`: D learns to separate real from fake and G's samples move toward
+//! the data distribution (resuming from a checkpoint: `tests/resume.rs`).
 mod common;
 use common::*;
 use vitgan::Tensor;
-use vitgan::model::{ModelConfig, NetConfig};
+use vitgan::model::ModelConfig;
 use vitgan::train::{TrainConfig, Trainer};
-
-fn micro() -> ModelConfig {
-    let net = NetConfig {
-        patch: 4,
-        depth: 1,
-        width: 16,
-        heads: 2,
-        mlp_hidden: 32,
-    };
-    ModelConfig {
-        name: "micro".into(),
-        image_size: 8,
-        channels: 3,
-        latent_dim: 16,
-        mapping_layers: 1,
-        generator: net.clone(),
-        discriminator: net,
-        inr_hidden: 16,
-        ..ModelConfig::tiny()
-    }
-}
 
 /// "Real" images of `size`²: a strong colour (0.7, −0.5, 0.2) with a vertical gradient and noise.
 fn real_images(b: usize, size: usize, step: u64) -> Vec<f32> {
@@ -40,10 +19,6 @@ fn real_images(b: usize, size: usize, step: u64) -> Vec<f32> {
         }
     }
     out
-}
-
-fn real_batch(b: usize, step: u64) -> Vec<f32> {
-    real_images(b, 8, step)
 }
 
 /// Distance of the samples' per-channel means from the data's (0.7, −0.5, 0.2).
@@ -132,70 +107,4 @@ fn training_separates_real_from_fake_and_moves_samples_toward_data() {
         trained < 0.5 * untrained,
         "G did not move toward the data: {untrained} → {trained}"
     );
-}
-
-#[test]
-fn resume_equals_continue() {
-    let g = gpu();
-    let cfg = TrainConfig {
-        batch: 4,
-        seed: 11,
-        lecam: 0.1,
-        ..TrainConfig::paper()
-    };
-    let real = Tensor::from_slice(&g, &real_batch(4, 0), &[4, 8, 8, 3]).unwrap();
-    let mut a = Trainer::new(&g, &micro(), &cfg).unwrap();
-    for _ in 0..3 {
-        a.train_step(&real).unwrap();
-    }
-    let dir = std::env::temp_dir().join(format!("vitgan-resume-{}", std::process::id()));
-    let path = dir.join("ckpt.safetensors");
-    a.save_checkpoint(&path).unwrap();
-    let next_a = a.train_step(&real).unwrap();
-
-    let mut b = Trainer::new(
-        &g,
-        &micro(),
-        &TrainConfig {
-            seed: 11,
-            ..cfg.clone()
-        },
-    )
-    .unwrap();
-    let ckpt = vitgan::io::checkpoint::Checkpoint::load(&path).unwrap();
-    b.load_checkpoint(&ckpt, "test checkpoint").unwrap();
-    assert_eq!(b.step, 3);
-    let next_b = b.train_step(&real).unwrap();
-    for (x, y) in [
-        (&next_a.d_loss, &next_b.d_loss),
-        (&next_a.g_loss, &next_b.g_loss),
-    ] {
-        let (x, y) = (x.to_vec().unwrap()[0], y.to_vec().unwrap()[0]);
-        assert!(
-            (x - y).abs() <= 1e-6 * (1.0 + x.abs()),
-            "resumed loss {y} differs from continued {x}"
-        );
-    }
-    // a checkpoint from another config is refused, naming the field
-    let mut other = micro();
-    other.generator.depth = 2;
-    let mut c = Trainer::new(&g, &other, &cfg).unwrap();
-    let msg = c
-        .load_checkpoint(&ckpt, "test checkpoint")
-        .unwrap_err()
-        .to_string();
-    assert!(msg.contains("generator.depth"), "{msg}");
-    // a checkpoint of another preset is refused naming the preset, not the first differing field
-    let mut renamed = micro();
-    renamed.name = "cifar32".into();
-    let mut d = Trainer::new(&g, &renamed, &cfg).unwrap();
-    let msg = d
-        .load_checkpoint(&ckpt, "test checkpoint")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("--preset") && msg.contains(&format!("`{}`", micro().name)),
-        "{msg}"
-    );
-    let _ = std::fs::remove_dir_all(dir);
 }
