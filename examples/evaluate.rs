@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
-use vitgan::data::{Batcher, ImageDataset, open_dataset, open_sample_images};
+use vitgan::data::{Batcher, ImageDataset, open_dataset_cropped, open_sample_images};
 use vitgan::metrics::ImageSet;
 use vitgan::metrics::features::{FEATURE_DIM, RandomConvFeatures};
 use vitgan::metrics::inception::InceptionV3;
@@ -22,8 +22,11 @@ as one JSON object to --json.
 
 USAGE: cargo run --release --example evaluate -- --data REFERENCE (--images PATH | --checkpoint CK) [OPTIONS]
 
-  --data REFERENCE     the real images: anything the trainer's --data reads (CIFAR-10, IDX, a PNG
-                       folder, synthetic); resized and converted to the samples' size and channels
+  --data REFERENCE     the real images: anything the trainer's --data reads (CIFAR-10, IDX, a
+                       folder of JPEG/PNG/WebP images, synthetic); resized and converted to the
+                       samples' size and channels
+  --crop C             center:S or short-side, as the trainer's --crop (use the training run's)
+                                                                             [default: short-side]
   --images PATH        samples to evaluate: a folder of PNGs or a .npy uint8 [N, S, S, C] array (as
                        examples/generate.rs writes them)
   --checkpoint CK      or draw the samples from a trainer checkpoint's EMA generator
@@ -49,6 +52,7 @@ not comparable with the Inception values).
 
 struct Args {
     data: Option<String>,
+    crop: vitgan::data::Crop,
     images: Option<PathBuf>,
     checkpoint: Option<PathBuf>,
     n: usize,
@@ -64,6 +68,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>> {
     let mut a = Args {
         data: None,
+        crop: vitgan::data::Crop::ShortSide,
         images: None,
         checkpoint: None,
         n: 10_000,
@@ -95,6 +100,7 @@ fn parse_args() -> Result<Option<Args>> {
         }
         match flag.as_str() {
             "--data" => a.data = Some(value()?),
+            "--crop" => a.crop = vitgan::data::Crop::parse(&value()?)?,
             "--images" => a.images = Some(value()?.into()),
             "--checkpoint" => a.checkpoint = Some(value()?.into()),
             "--n" => a.n = num(&flag, value()?)?,
@@ -207,7 +213,13 @@ fn run() -> Result<()> {
         samples.channels,
         t.elapsed().as_secs_f64()
     );
-    let reference = open_dataset(&data_spec, samples.size, samples.channels, args.seed)?;
+    let reference = open_dataset_cropped(
+        &data_spec,
+        samples.size,
+        samples.channels,
+        args.seed,
+        args.crop,
+    )?;
     eprintln!(
         "reference: {} ({} images; {} used)",
         reference.source,

@@ -24,8 +24,12 @@ USAGE: cargo run --release --example train -- [OPTIONS]
 Model and data:
   --preset NAME        tiny | cifar32 | celeba64 | lsun64             [default: tiny]
   --data PATH          CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory
-                       (MNIST, Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of PNG images,
-                       or `synthetic` (built-in procedurally generated shapes)  [default: synthetic]
+                       (MNIST, Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of JPEG, PNG
+                       and WebP images (searched recursively, e.g. CelebA's img_align_celeba), or
+                       `synthetic` (built-in procedurally generated shapes)  [default: synthetic]
+  --crop C             the square cut from each image before it is resized to the preset's size:
+                       center:S (centred S×S pixels; CelebA-64 uses center:140 or center:108) or
+                       short-side (the centred square of the short side)  [default: short-side]
   --channels N         image channels (1 grey, 3 RGB); data are converted     [default: preset's, 3]
   --out DIR            samples, loss plot, checkpoints and log go here        [default: out]
   --resume PATH        continue from a checkpoint (e.g. out/checkpoint.safetensors)
@@ -140,6 +144,7 @@ struct Args {
     switches: ModelSwitches,
     preset: String,
     data: String,
+    crop: vitgan::data::Crop,
     out: PathBuf,
     resume: Option<PathBuf>,
     steps: Option<u64>,
@@ -162,6 +167,7 @@ fn parse_args() -> Result<Option<Args>> {
         switches: ModelSwitches::default(),
         preset: "tiny".into(),
         data: "synthetic".into(),
+        crop: vitgan::data::Crop::ShortSide,
         out: PathBuf::from("out"),
         resume: None,
         steps: None,
@@ -199,6 +205,7 @@ fn parse_args() -> Result<Option<Args>> {
         match flag.as_str() {
             "--preset" => a.preset = value()?,
             "--data" => a.data = value()?,
+            "--crop" => a.crop = vitgan::data::Crop::parse(&value()?)?,
             "--out" => a.out = value()?.into(),
             "--resume" => a.resume = Some(value()?.into()),
             "--steps" => a.steps = Some(num(&flag, value()?)?),
@@ -362,17 +369,28 @@ fn run() -> Result<Ended> {
     }
     let gpu = Gpu::new(args.gpu.clone())?;
     eprintln!("adapter: {}", gpu.describe());
+    if args.data != "synthetic" {
+        eprintln!("data: reading {} (crop {}) …", args.data, args.crop);
+    }
     let decode_start = Instant::now();
-    let data =
-        vitgan::data::open_dataset(&args.data, model.image_size, model.channels, train.seed)?;
+    let data = vitgan::data::open_dataset_cropped(
+        &args.data,
+        model.image_size,
+        model.channels,
+        train.seed,
+        args.crop,
+    )?;
+    let decode_s = decode_start.elapsed().as_secs_f64();
     eprintln!(
-        "data: {} ({} images, {}x{}x{}, read in {:.1} s)",
+        "data: {} ({} images, {}x{}x{}, crop {}, read in {:.1} s, {:.0} images/s)",
         data.source,
         data.len,
         data.size,
         data.size,
         data.channels,
-        decode_start.elapsed().as_secs_f64()
+        args.crop,
+        decode_s,
+        data.len as f64 / decode_s.max(1e-9)
     );
     std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
         path: args.out.display().to_string(),

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use vitgan::Error;
 use vitgan::data::cifar::{CIFAR10_RECORD_BYTES, load_cifar10};
-use vitgan::data::png_folder::load_png_folder;
+use vitgan::data::image_folder::{Crop, load_image_folder};
 use vitgan::data::synthetic::synthetic_shapes;
 use vitgan::data::{Batcher, ImageDataset};
 use vitgan::io::checkpoint::Checkpoint;
@@ -37,6 +37,11 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The PNG tests below read through the image-folder reader with the default crop.
+fn load_png_folder(dir: &Path, size: usize) -> vitgan::Result<ImageDataset> {
+    load_image_folder(dir, size, Crop::ShortSide)
 }
 
 /// One CIFAR-10 record: label, then R, G, B planes given by `pixel(channel, index)`.
@@ -185,7 +190,7 @@ fn png_folder_decodes_all_colour_types() {
         None,
         &[10, 20, 30].repeat(64),
     );
-    // B.PNG: 8×8 gray 16-bit, value 0xC8xx → 200 after stripping
+    // B.PNG: 8×8 gray 16-bit, value 0xC807 = 51207 → round(51207 / 257) = 199 (not the high byte)
     write_png(
         &dir.join("B.PNG"),
         8,
@@ -247,13 +252,13 @@ fn png_folder_decodes_all_colour_types() {
         &[90, 80, 70].repeat(16),
     );
     std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
-    std::fs::create_dir(dir.join("sub.png")).unwrap(); // a directory, ignored
+    std::fs::create_dir(dir.join("sub.png")).unwrap(); // an empty directory: searched, nothing in it
 
     let ds = load_png_folder(&dir.0, 8).unwrap();
     assert_eq!((ds.len, ds.size, ds.channels), (6, 8, 3));
     // sorted by file name: "B.PNG" < "a.png" < "c.png" < ... (byte order)
     let expected: [[u8; 3]; 6] = [
-        [200, 200, 200],
+        [199, 199, 199],
         [10, 20, 30],
         [0, 255, 0],
         [1, 2, 3],
@@ -276,7 +281,7 @@ fn png_folder_errors_name_the_file() {
     std::fs::write(dir.join("readme.txt"), "hello").unwrap();
     let err = load_png_folder(&dir.0, 8).unwrap_err().to_string();
     assert!(err.contains(&dir.0.display().to_string()), "{err}");
-    assert!(err.contains("no PNG files"), "{err}");
+    assert!(err.contains("no .png/.jpg/.jpeg/.webp image"), "{err}");
 
     write_png(
         &dir.join("good.png"),

@@ -1,5 +1,5 @@
 //! Seeded mutation fuzzing of every file reader a user can point the programs at: CIFAR-10
-//! binaries, IDX (plain and gzip), PNG, safetensors checkpoints, `.npy` arrays and cached FID
+//! binaries, IDX (plain and gzip), PNG, JPEG and WebP images, safetensors checkpoints, `.npy` arrays and cached FID
 //! statistics. Each valid file is truncated at random lengths and has random bytes overwritten
 //! (single flips, runs of 0x00 / 0xFF, header fields set to huge values); every read must return
 //! (an error or a value), never panic, and never ask the allocator for a huge block.
@@ -33,8 +33,8 @@ unsafe impl GlobalAlloc for Watching {
 #[global_allocator]
 static ALLOCATOR: Watching = Watching;
 
-/// Largest allocation a read of a small (≤ 100 KB) mutated file may make: the png crate's default
-/// decoding limit is 64 MiB, so 256 MiB means a bogus header drove an allocation.
+/// Largest allocation a read of a small (≤ 100 KB) mutated file may make: image decoding is limited
+/// to `MAX_DECODE_BYTES` (128 MiB), so 256 MiB means a bogus header drove an allocation.
 const HUGE: usize = 256 << 20;
 
 /// SplitMix64, so the mutations are the same on every machine.
@@ -195,9 +195,29 @@ fn mutated_files_give_errors_not_panics_or_huge_allocations() {
     vitgan::io::image::save_png(&p, &pixels, 12, 10, 3).unwrap();
     let png = std::fs::read(&p).unwrap();
     let r = fuzz("png", &png, &p, 300, 4, &|p| {
-        vitgan::data::png_folder::decode_png_rgb8(p).is_ok()
+        vitgan::data::image_folder::decode_image_rgb8(p).is_ok()
     });
     report.push(("png", r));
+
+    // JPEG (CelebA's format) and lossless WebP, as the `image` crate's encoders write them
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode(&pixels, 12, 10, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let p = dir.join("image.jpg");
+    let r = fuzz("jpeg", &jpeg, &p, 300, 8, &|p| {
+        vitgan::data::image_folder::decode_image_rgb8(p).is_ok()
+    });
+    report.push(("jpeg", r));
+    let mut webp = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .encode(&pixels, 12, 10, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let p = dir.join("image.webp");
+    let r = fuzz("webp", &webp, &p, 300, 9, &|p| {
+        vitgan::data::image_folder::decode_image_rgb8(p).is_ok()
+    });
+    report.push(("webp", r));
 
     // safetensors checkpoint (also the Inception weights' and reference caches' format)
     let p = dir.join("checkpoint.safetensors");
@@ -246,7 +266,8 @@ fn mutated_files_give_errors_not_panics_or_huge_allocations() {
 
     println!("mutations refused (of 300 each): {report:?}");
     // the mutations must exercise the error paths (measured: CIFAR 71, IDX 96 — pixel bytes can
-    // take any value, so most of their mutations are valid files — the others 234–296)
+    // take any value, so most of their mutations are valid files —, JPEG 151 — its decoder is
+    // lenient with damaged scan data —, the others 234–296)
     for (what, refused) in &report {
         assert!(
             *refused >= 50,

@@ -1,15 +1,17 @@
 //! Training images on the host: readers for CIFAR-10 binaries, IDX files (MNIST, Fashion-MNIST) and
-//! PNG folders, a built-in synthetic dataset, resizing, channel conversion, and seeded batching.
+//! image folders (JPEG, PNG, WebP), a built-in synthetic dataset, cropping, resizing, channel
+//! conversion, and seeded batching.
 //!
 //! Storage is `u8` NHWC (`images[((i·H + y)·W + x)·C + c]`, square images `H = W = size`); the model
 //! sees NHWC `f32` in [-1, 1] with `value = pixel / 127.5 − 1`.
 
 pub mod cifar;
 pub mod idx;
-pub mod png_folder;
+pub mod image_folder;
 pub mod synthetic;
 
 use crate::error::{Error, Result};
+pub use image_folder::Crop;
 use std::sync::Mutex;
 
 /// A set of square images, stored as bytes.
@@ -85,6 +87,40 @@ impl ImageDataset {
 }
 
 impl ImageDataset {
+    /// The centred `side × side` square of every image (offset `⌊(size − side)/2⌋` on both axes).
+    /// A side of 0 or larger than the images is an error.
+    pub fn centre_cropped(&self, side: usize) -> Result<ImageDataset> {
+        if side == 0 || side > self.size {
+            return Err(Error::Config {
+                field: "--crop".into(),
+                detail: format!(
+                    "{}: a center:{side} crop does not fit its {}×{} images",
+                    self.source, self.size, self.size
+                ),
+            });
+        }
+        if side == self.size {
+            return Ok(self.clone());
+        }
+        let offset = (self.size - side) / 2;
+        let row = self.size * self.channels;
+        let mut images = Vec::with_capacity(self.len * side * side * self.channels);
+        for i in 0..self.len {
+            let image = self.image(i);
+            for y in offset..offset + side {
+                let start = y * row + offset * self.channels;
+                images.extend_from_slice(&image[start..start + side * self.channels]);
+            }
+        }
+        Ok(ImageDataset {
+            images,
+            len: self.len,
+            size: side,
+            channels: self.channels,
+            source: self.source.clone(),
+        })
+    }
+
     /// The same images with `channels` channels: grey → RGB repeats the value; RGB(A) → grey is the
     /// luma `0.299 R + 0.587 G + 0.114 B` (ITU-R BT.601), rounded; RGBA → RGB drops alpha; any other
     /// conversion is an error.
@@ -134,13 +170,27 @@ impl ImageDataset {
 
 /// Opens what the trainer's `--data` names, as `size × size × channels` images: `synthetic` (4,096
 /// built-in shapes drawn from `seed`), a CIFAR-10 `.bin` file or directory, an IDX image file
-/// (MNIST / Fashion-MNIST, `.gz` or not) or a directory holding one, or a folder of PNG images.
-/// Images are resized (area average when shrinking) and converted to `channels`
-/// ([`ImageDataset::with_channels`]).
+/// (MNIST / Fashion-MNIST, `.gz` or not) or a directory holding one, or a folder of JPEG, PNG and
+/// WebP images (searched recursively, [`image_folder`]). Images are cut to their short side's
+/// centred square, resized (image folders with [`image_folder::RESIZE_FILTER`], the others by
+/// [`ImageDataset::resized`]) and converted to `channels` ([`ImageDataset::with_channels`]).
 pub fn open_dataset(spec: &str, size: usize, channels: usize, seed: u64) -> Result<ImageDataset> {
+    open_dataset_cropped(spec, size, channels, seed, Crop::ShortSide)
+}
+
+/// [`open_dataset`] with the square cut from each image chosen by `crop` (the trainer's `--crop`):
+/// image folders crop every decoded image before resizing; the square datasets (CIFAR, IDX,
+/// synthetic) are cropped with [`ImageDataset::centre_cropped`], then resized.
+pub fn open_dataset_cropped(
+    spec: &str,
+    size: usize,
+    channels: usize,
+    seed: u64,
+    crop: Crop,
+) -> Result<ImageDataset> {
     use std::path::Path;
-    let ds = if spec == "synthetic" {
-        synthetic::synthetic_shapes(4096, size, seed)
+    let (ds, from_folder) = if spec == "synthetic" {
+        (synthetic::synthetic_shapes(4096, size, seed), false)
     } else {
         let path = Path::new(spec);
         if !path.exists() {
@@ -148,7 +198,8 @@ pub fn open_dataset(spec: &str, size: usize, channels: usize, seed: u64) -> Resu
                 field: "--data".into(),
                 detail: format!(
                     "{spec} does not exist; give a CIFAR-10 .bin file or directory, an IDX file \
-                     or directory (MNIST, Fashion-MNIST), a PNG folder, or `synthetic`"
+                     or directory (MNIST, Fashion-MNIST), a folder of JPEG/PNG/WebP images, or \
+                     `synthetic`"
                 ),
             });
         }
@@ -171,14 +222,24 @@ pub fn open_dataset(spec: &str, size: usize, channels: usize, seed: u64) -> Resu
                     .flatten()
                     .any(|e| e.file_name().to_string_lossy().ends_with(".bin")));
         if is_idx {
-            idx::load_idx_images(path)?
+            (idx::load_idx_images(path)?, false)
         } else if is_cifar {
-            cifar::load_cifar10(path)?
+            (cifar::load_cifar10(path)?, false)
         } else {
-            png_folder::load_png_folder(path, size)?
+            (image_folder::load_image_folder(path, size, crop)?, true)
         }
     };
-    let ds = ds.with_channels(channels)?;
+    // image folders are cropped as they are decoded; the square datasets here
+    let ds = match crop {
+        Crop::Centre(side) if !from_folder => ds.centre_cropped(side)?,
+        _ => ds,
+    };
+    // (a conversion only when needed: all of CelebA at 64×64 is 2.5 GB)
+    let ds = if ds.channels != channels {
+        ds.with_channels(channels)?
+    } else {
+        ds
+    };
     Ok(if ds.size != size {
         ds.resized(size)
     } else {
@@ -223,20 +284,8 @@ fn axis_weights(in_len: usize, out_len: usize) -> Vec<Vec<(usize, f32)>> {
         .collect()
 }
 
-/// Resamples one HWC `u8` image of `width × height` to `out_width × out_height`, separably (rows,
-/// then columns) with [`axis_weights`]; results are rounded to the nearest byte.
-pub(crate) fn resample(
-    pixels: &[u8],
-    width: usize,
-    height: usize,
-    channels: usize,
-    out_width: usize,
-    out_height: usize,
-) -> Vec<u8> {
-    Resampler::new(width, height, out_width, out_height).apply(pixels, channels)
-}
-
-/// Precomputed [`axis_weights`] for resampling many images of one size.
+/// Resamples HWC `u8` images of `width × height` to `out_width × out_height`, separably (rows, then
+/// columns) with precomputed [`axis_weights`]; results are rounded to the nearest byte.
 struct Resampler {
     width: usize,
     height: usize,
@@ -438,8 +487,8 @@ impl Batcher {
 }
 
 /// Opens a set of generated images as written by `examples/generate.rs`: a `.npy` file of uint8
-/// NHWC `[N, S, S, C]`, or a folder of PNGs (resized to the size of the first one; 1 channel when
-/// every pixel is grey, else RGB).
+/// NHWC `[N, S, S, C]`, or a folder of PNGs (or any images [`image_folder`] reads; resized to the
+/// size of the first one; 1 channel when every pixel is grey, else RGB).
 pub fn open_sample_images(path: &std::path::Path) -> Result<ImageDataset> {
     let source = path.display().to_string();
     if !path.exists() {
@@ -476,13 +525,13 @@ pub fn open_sample_images(path: &std::path::Path) -> Result<ImageDataset> {
             }),
         };
     }
-    let files = png_folder::png_files_in(path)?;
+    let files = image_folder::image_files_in(path)?;
     let first = files.first().ok_or_else(|| Error::Config {
         field: "--images".into(),
         detail: format!("{source} holds no .png file"),
     })?;
-    let (w, h, _) = png_folder::decode_png_rgb8(first)?;
-    let rgb = png_folder::load_png_folder(path, w.min(h))?;
+    let (w, h, _) = image_folder::decode_image_rgb8(first)?;
+    let rgb = image_folder::load_image_folder(path, w.min(h), Crop::ShortSide)?;
     // grey PNGs (as generate writes for 1-channel models) are read back as 1 channel
     if rgb
         .images
