@@ -62,15 +62,10 @@ pub fn pool2d(img: &Tensor, win: &Window2d, pool: Pool) -> Result<Tensor> {
     } else {
         pooled.numel()
     };
-    let entry = match (pool, lanes) {
-        (Pool::Max, 4) => "max_pool_vec4",
-        (Pool::Average, 4) => "avg_pool_vec4",
-        _ => op,
-    };
     img.gpu().dispatch(
         &SHADER,
-        entry,
-        &[],
+        if lanes == 4 { "pool_vec4" } else { "pool" },
+        &[("AVERAGE", f64::from(pool == Pool::Average))],
         bytemuck::bytes_of(&WindowParams::new([b, h, w, c / lanes], win, out, items)),
         &[
             (img.buffer(), Access::Read),
