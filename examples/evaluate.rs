@@ -2,6 +2,10 @@
 //! InceptionV3 (run on the engine), plus the weight-free SWD and random-feature KID.
 //! `cargo run --release --example evaluate -- --help` lists the options.
 
+#[path = "shared/cli.rs"]
+mod cli;
+use cli::Flags;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -80,44 +84,27 @@ fn parse_args() -> Result<Option<Args>> {
         json: PathBuf::from("evaluation.jsonl"),
         gpu: GpuOptions::default(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         if flag == "--help" || flag == "-h" {
             print!("{HELP}");
             return Ok(None);
         }
-        let mut value = || {
-            it.next().ok_or_else(|| Error::Config {
-                field: flag.clone(),
-                detail: "needs a value".into(),
-            })
-        };
-        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T> {
-            v.parse().map_err(|_| Error::Config {
-                field: flag.into(),
-                detail: format!("`{v}` is not a valid whole number"),
-            })
-        }
         match flag.as_str() {
-            "--data" => a.data = Some(value()?),
-            "--crop" => a.crop = vitgan::data::Crop::parse(&value()?)?,
-            "--images" => a.images = Some(value()?.into()),
-            "--checkpoint" => a.checkpoint = Some(value()?.into()),
-            "--n" => a.n = num(&flag, value()?)?,
+            "--data" => a.data = Some(flags.value(&flag)?),
+            "--crop" => a.crop = vitgan::data::Crop::parse(&flags.value(&flag)?)?,
+            "--images" => a.images = Some(flags.value(&flag)?.into()),
+            "--checkpoint" => a.checkpoint = Some(flags.value(&flag)?.into()),
+            "--n" => a.n = flags.number(&flag)?,
             "--raw" => a.weights = Weights::Current,
-            "--seed" => a.seed = num(&flag, value()?)?,
-            "--reference-n" => a.reference_n = num(&flag, value()?)?,
-            "--inception" => a.inception = Some(value()?.into()),
-            "--cache" => a.cache = Some(value()?.into()),
-            "--json" => a.json = value()?.into(),
-            "--adapter" => a.gpu.adapter = Some(value()?),
-            "--backend" => a.gpu.backend = Some(value()?),
-            other => {
-                return Err(Error::Config {
-                    field: other.into(),
-                    detail: "unknown option; see --help".into(),
-                });
-            }
+            "--seed" => a.seed = flags.number(&flag)?,
+            "--reference-n" => a.reference_n = flags.number(&flag)?,
+            "--inception" => a.inception = Some(flags.value(&flag)?.into()),
+            "--cache" => a.cache = Some(flags.value(&flag)?.into()),
+            "--json" => a.json = flags.value(&flag)?.into(),
+            "--adapter" => a.gpu.adapter = Some(flags.value(&flag)?),
+            "--backend" => a.gpu.backend = Some(flags.value(&flag)?),
+            other => return Err(cli::unknown(other)),
         }
     }
     Ok(Some(a))

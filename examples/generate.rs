@@ -1,6 +1,10 @@
 //! Draw images from a trained ViTGAN checkpoint. `cargo run --release --example generate -- --help`
 //! lists the options.
 
+#[path = "shared/cli.rs"]
+mod cli;
+use cli::Flags;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -50,40 +54,23 @@ fn parse_args() -> Result<Option<Args>> {
         options: GenerateOptions::default(), // 64 images, seed 0, batch 64, EMA
         gpu: GpuOptions::default(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         if flag == "--help" || flag == "-h" {
             print!("{HELP}");
             return Ok(None);
         }
-        let mut value = || {
-            it.next().ok_or_else(|| Error::Config {
-                field: flag.clone(),
-                detail: "needs a value".into(),
-            })
-        };
-        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T> {
-            v.parse().map_err(|_| Error::Config {
-                field: flag.into(),
-                detail: format!("`{v}` is not a valid whole number"),
-            })
-        }
         match flag.as_str() {
-            "--checkpoint" => a.checkpoint = Some(value()?.into()),
-            "--n" => a.options.n = num(&flag, value()?)?,
-            "--out" => a.out = value()?.into(),
+            "--checkpoint" => a.checkpoint = Some(flags.value(&flag)?.into()),
+            "--n" => a.options.n = flags.number(&flag)?,
+            "--out" => a.out = flags.value(&flag)?.into(),
             "--grid" => a.grid = true,
             "--raw" => a.options.weights = Weights::Current,
-            "--seed" => a.options.seed = num(&flag, value()?)?,
-            "--batch" => a.options.batch = num(&flag, value()?)?,
-            "--adapter" => a.gpu.adapter = Some(value()?),
-            "--backend" => a.gpu.backend = Some(value()?),
-            other => {
-                return Err(Error::Config {
-                    field: other.into(),
-                    detail: "unknown option; see --help".into(),
-                });
-            }
+            "--seed" => a.options.seed = flags.number(&flag)?,
+            "--batch" => a.options.batch = flags.number(&flag)?,
+            "--adapter" => a.gpu.adapter = Some(flags.value(&flag)?),
+            "--backend" => a.gpu.backend = Some(flags.value(&flag)?),
+            other => return Err(cli::unknown(other)),
         }
     }
     Ok(Some(a))

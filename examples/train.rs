@@ -1,5 +1,9 @@
 //! Train a ViTGAN. `cargo run --release --example train -- --help` lists the options.
 
+#[path = "shared/cli.rs"]
+mod cli;
+use cli::Flags;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -184,45 +188,33 @@ fn parse_args() -> Result<Option<Args>> {
         train: TrainConfig::default(),
         gpu: GpuOptions::default(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         if flag == "--help" || flag == "-h" {
             print!("{HELP}");
             return Ok(None);
         }
-        let mut value = || {
-            it.next().ok_or_else(|| Error::Config {
-                field: flag.clone(),
-                detail: "needs a value".into(),
-            })
-        };
-        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T> {
-            v.parse().map_err(|_| Error::Config {
-                field: flag.into(),
-                detail: format!("`{v}` is not a valid number"),
-            })
-        }
         match flag.as_str() {
-            "--preset" => a.preset = value()?,
-            "--data" => a.data = value()?,
-            "--crop" => a.crop = vitgan::data::Crop::parse(&value()?)?,
-            "--out" => a.out = value()?.into(),
-            "--resume" => a.resume = Some(value()?.into()),
-            "--steps" => a.steps = Some(num(&flag, value()?)?),
-            "--log-every" => a.log_every = num::<u64>(&flag, value()?)?.max(1),
-            "--sample-every" => a.sample_every = num::<u64>(&flag, value()?)?.max(1),
-            "--checkpoint-every" => a.checkpoint_every = num::<u64>(&flag, value()?)?.max(1),
-            "--warmup" => a.train.warmup_steps = num(&flag, value()?)?,
-            "--mapping-lr-mult" => a.train.mapping_lr_mult = num(&flag, value()?)?,
-            "--d-query-gain" => a.switches.d_query_gain = Some(num(&flag, value()?)?),
+            "--preset" => a.preset = flags.value(&flag)?,
+            "--data" => a.data = flags.value(&flag)?,
+            "--crop" => a.crop = vitgan::data::Crop::parse(&flags.value(&flag)?)?,
+            "--out" => a.out = flags.value(&flag)?.into(),
+            "--resume" => a.resume = Some(flags.value(&flag)?.into()),
+            "--steps" => a.steps = Some(flags.number(&flag)?),
+            "--log-every" => a.log_every = flags.number::<u64>(&flag)?.max(1),
+            "--sample-every" => a.sample_every = flags.number::<u64>(&flag)?.max(1),
+            "--checkpoint-every" => a.checkpoint_every = flags.number::<u64>(&flag)?.max(1),
+            "--warmup" => a.train.warmup_steps = flags.number(&flag)?,
+            "--mapping-lr-mult" => a.train.mapping_lr_mult = flags.number(&flag)?,
+            "--d-query-gain" => a.switches.d_query_gain = Some(flags.number(&flag)?),
             "--d-attention" => {
                 use vitgan::ops::attention::AttentionKind as K;
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 a.switches.d_attention = Some(choice(&flag, &v, &[("l2", K::L2), ("dot", K::Dot)])?)
             }
             "--d-norm" => {
                 use vitgan::nn::WeightNorm as W;
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 a.switches.d_norm = Some(choice(
                     &flag,
                     &v,
@@ -234,21 +226,21 @@ fn parse_args() -> Result<Option<Args>> {
                 )?)
             }
             "--d-overlap" => {
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 a.switches.d_overlap = Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
             }
             "--equalised-affines" => {
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 a.switches.equalised_affines =
                     Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
             }
             "--inr-demod" => {
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 a.switches.inr_demod = Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
             }
             "--g-style" => {
                 use vitgan::model::StyleInjection as S;
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 a.switches.g_style = Some(choice(
                     &flag,
                     &v,
@@ -257,46 +249,41 @@ fn parse_args() -> Result<Option<Args>> {
             }
             "--g-decoder" => {
                 use vitgan::model::PatchDecoder as P;
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 a.switches.g_decoder = Some(choice(
                     &flag,
                     &v,
                     &[("inr", P::Implicit), ("linear", P::Linear)],
                 )?)
             }
-            "--eval-every" => a.eval_every = num(&flag, value()?)?,
-            "--eval-n" => a.eval_n = num(&flag, value()?)?,
-            "--fid-every" => a.fid_every = num(&flag, value()?)?,
-            "--fid-n" => a.fid_n = num(&flag, value()?)?,
-            "--inception" => a.inception = Some(value()?.into()),
-            "--channels" => a.channels = Some(num(&flag, value()?)?),
-            "--batch" => a.batch = Some(num(&flag, value()?)?),
+            "--eval-every" => a.eval_every = flags.number(&flag)?,
+            "--eval-n" => a.eval_n = flags.number(&flag)?,
+            "--fid-every" => a.fid_every = flags.number(&flag)?,
+            "--fid-n" => a.fid_n = flags.number(&flag)?,
+            "--inception" => a.inception = Some(flags.value(&flag)?.into()),
+            "--channels" => a.channels = Some(flags.number(&flag)?),
+            "--batch" => a.batch = Some(flags.number(&flag)?),
             "--lr" => {
-                let lr = num(&flag, value()?)?;
+                let lr = flags.number(&flag)?;
                 a.train.lr_g = lr;
                 a.train.lr_d = lr;
             }
-            "--lr-g" => a.train.lr_g = num(&flag, value()?)?,
-            "--lr-d" => a.train.lr_d = num(&flag, value()?)?,
-            "--beta1" => a.train.beta1 = num(&flag, value()?)?,
-            "--beta2" => a.train.beta2 = num(&flag, value()?)?,
+            "--lr-g" => a.train.lr_g = flags.number(&flag)?,
+            "--lr-d" => a.train.lr_d = flags.number(&flag)?,
+            "--beta1" => a.train.beta1 = flags.number(&flag)?,
+            "--beta2" => a.train.beta2 = flags.number(&flag)?,
             "--bcr" => {
-                let l = num(&flag, value()?)?;
+                let l = flags.number(&flag)?;
                 a.train.bcr_real = l;
                 a.train.bcr_fake = l;
             }
-            "--lecam" => a.train.lecam = num(&flag, value()?)?,
-            "--aug-prob" => a.train.aug_prob = num(&flag, value()?)?,
-            "--ema" => a.train.ema_decay = num(&flag, value()?)?,
-            "--seed" => a.train.seed = num(&flag, value()?)?,
-            "--adapter" => a.gpu.adapter = Some(value()?),
-            "--backend" => a.gpu.backend = Some(value()?),
-            other => {
-                return Err(Error::Config {
-                    field: other.into(),
-                    detail: "unknown option; see --help".into(),
-                });
-            }
+            "--lecam" => a.train.lecam = flags.number(&flag)?,
+            "--aug-prob" => a.train.aug_prob = flags.number(&flag)?,
+            "--ema" => a.train.ema_decay = flags.number(&flag)?,
+            "--seed" => a.train.seed = flags.number(&flag)?,
+            "--adapter" => a.gpu.adapter = Some(flags.value(&flag)?),
+            "--backend" => a.gpu.backend = Some(flags.value(&flag)?),
+            other => return Err(cli::unknown(other)),
         }
     }
     Ok(Some(a))
