@@ -25,15 +25,36 @@ pub struct Checkpoint {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// One tensor of a checkpoint, as the `safetensors` crate wants to see it.
-struct F32View<'a> {
-    shape: &'a [usize],
-    values: &'a [f32],
+/// A scalar type stored in safetensors files (f32 checkpoints, f64 FID statistics).
+pub(crate) trait Scalar: bytemuck::Pod {
+    const DTYPE: Dtype;
+    /// Little-endian bytes of one value.
+    fn le_bytes(self) -> Vec<u8>;
 }
 
-impl View for F32View<'_> {
+impl Scalar for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    fn le_bytes(self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
+}
+
+impl Scalar for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    fn le_bytes(self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
+}
+
+/// One tensor, as the `safetensors` crate wants to see it.
+pub(crate) struct TensorView<'a, T> {
+    pub shape: &'a [usize],
+    pub values: &'a [T],
+}
+
+impl<T: Scalar> View for TensorView<'_, T> {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        T::DTYPE
     }
 
     fn shape(&self) -> &[usize] {
@@ -44,12 +65,12 @@ impl View for F32View<'_> {
         if cfg!(target_endian = "little") {
             Cow::Borrowed(bytemuck::cast_slice(self.values))
         } else {
-            Cow::Owned(self.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+            Cow::Owned(self.values.iter().flat_map(|v| v.le_bytes()).collect())
         }
     }
 
     fn data_len(&self) -> usize {
-        self.values.len() * 4
+        std::mem::size_of_val(self.values)
     }
 }
 
@@ -89,7 +110,7 @@ impl Checkpoint {
         let views = self
             .tensors
             .iter()
-            .map(|(name, shape, values)| (name.as_str(), F32View { shape, values }));
+            .map(|(name, shape, values)| (name.as_str(), TensorView { shape, values }));
         let metadata: HashMap<String, String> = self
             .metadata
             .iter()

@@ -18,10 +18,10 @@
 //! [`FeatureStatistics::load_cached`].
 
 use crate::error::{Error, Result};
+use crate::io::checkpoint::TensorView;
 use crate::io::{commit_temp_file, create_parent_dir, temp_path_for};
 use nalgebra::{DMatrix, SymmetricEigen};
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
-use std::borrow::Cow;
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -183,14 +183,14 @@ impl FeatureStatistics {
         let views = [
             (
                 "mean",
-                F64View {
+                TensorView {
                     shape: &shapes[0],
                     values: &self.mean,
                 },
             ),
             (
                 "covariance",
-                F64View {
+                TensorView {
                     shape: &shapes[1],
                     values: &self.covariance,
                 },
@@ -483,32 +483,4 @@ pub fn frechet_distance_to_features(
         .map(|(x, y)| (x - y) * (x - y))
         .sum();
     Ok(mean_term + s1.trace() + y.norm_squared() - 2.0 * trace_sqrt)
-}
-
-/// One F64 tensor, as the `safetensors` crate wants to see it.
-struct F64View<'a> {
-    shape: &'a [usize],
-    values: &'a [f64],
-}
-
-impl View for F64View<'_> {
-    fn dtype(&self) -> Dtype {
-        Dtype::F64
-    }
-
-    fn shape(&self) -> &[usize] {
-        self.shape
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        if cfg!(target_endian = "little") {
-            Cow::Borrowed(bytemuck::cast_slice(self.values))
-        } else {
-            Cow::Owned(self.values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        }
-    }
-
-    fn data_len(&self) -> usize {
-        self.values.len() * 8
-    }
 }
