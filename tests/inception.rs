@@ -285,20 +285,25 @@ fn evaluator_scores_and_caches_the_reference() {
     let reference = subset(0);
     let cache = std::env::temp_dir().join(format!("vitgan-ref-{}.safetensors", std::process::id()));
     std::fs::remove_file(&cache).ok();
-    let mut passes = 0;
-    let ev = InceptionEvaluator::new(
-        &gpu,
-        InceptionV3::new(&gpu, &FormulaWeights).unwrap(),
-        &reference,
-        100,
-        0,
-        Some(&cache),
-        &mut |_, _| {
-            passes += 1;
-            true
-        },
-    )
-    .unwrap();
+    // an evaluator over `reference` with the cache, and how many Inception passes it ran
+    let build = |seed: u64| {
+        let mut passes = 0;
+        let ev = InceptionEvaluator::new(
+            &gpu,
+            InceptionV3::new(&gpu, &FormulaWeights).unwrap(),
+            &reference,
+            100,
+            seed,
+            Some(&cache),
+            &mut |_, _| {
+                passes += 1;
+                true
+            },
+        )
+        .unwrap();
+        (ev, passes)
+    };
+    let (ev, passes) = build(0);
     assert!(passes > 0 && cache.exists());
     assert_eq!(
         ev.reference_n(),
@@ -329,40 +334,14 @@ fn evaluator_scores_and_caches_the_reference() {
         o.fid
     );
     assert!(m.inception_score.mean >= 1.0);
-    let mut passes = 0;
-    let again = InceptionEvaluator::new(
-        &gpu,
-        InceptionV3::new(&gpu, &FormulaWeights).unwrap(),
-        &reference,
-        100,
-        0,
-        Some(&cache),
-        &mut |_, _| {
-            passes += 1;
-            true
-        },
-    )
-    .unwrap();
+    let (again, passes) = build(0);
     assert_eq!(passes, 0, "the cached reference is reused");
     let m2 = again
         .images(&ImageSet::new(&other, n, 16, 3).unwrap(), &mut |_, _| true)
         .unwrap();
     assert_eq!(m2.fid, o.fid);
     // a different selection (seed) is not served from the cache
-    let mut passes = 0;
-    InceptionEvaluator::new(
-        &gpu,
-        InceptionV3::new(&gpu, &FormulaWeights).unwrap(),
-        &reference,
-        100,
-        1,
-        Some(&cache),
-        &mut |_, _| {
-            passes += 1;
-            true
-        },
-    )
-    .unwrap();
+    let (_, passes) = build(1);
     assert!(passes > 0);
     let wrong = ev.images(
         &ImageSet::new(&same[..n * 16 * 16], n, 16, 1).unwrap(),
