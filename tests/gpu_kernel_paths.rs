@@ -659,3 +659,54 @@ fn generator_runs_the_same_with_the_fused_and_the_composed_inr_decoder() {
         assert_eq!(InrPath::for_problem(&g, too_big), InrPath::Fused);
     });
 }
+
+/// The tape's tied L2 attention at the `tiny` preset's head width (16): on CPU adapters it runs as the
+/// composition of primitive ops (no `attention` kernel dispatched), on GPUs and under
+/// `VITGAN_ATTENTION_KERNEL=tiled` as the fused kernels; both give the f64 reference's output and
+/// gradients (the gradient of q is the sum of its query and key roles).
+#[test]
+fn tape_attention_composes_at_small_head_widths_on_cpu_adapters() {
+    use vitgan::Tape;
+    let g = profiled_gpu(None).unwrap();
+    let (heads, l, dh) = (6, 17, 16);
+    let d = Dims::new(heads, l, dh);
+    let shape = [2, 3, l, dh];
+    let mut r = rng(1717);
+    let (q, v, dout) = (
+        random(&mut r, d.numel(), -1.0, 1.0),
+        random(&mut r, d.numel(), -1.0, 1.0),
+        random(&mut r, d.numel(), -1.0, 1.0),
+    );
+    let (q64, v64) = (to_f64(&q), to_f64(&v));
+    let (want_out, _) = attention_ref(&q64, &q64, &v64, d, AttentionKind::L2);
+    let (want_dq, want_dk, want_dv) =
+        attention_backward_ref(&q64, &q64, &v64, &to_f64(&dout), d, AttentionKind::L2);
+    let want_dq: Vec<f64> = want_dq.iter().zip(&want_dk).map(|(a, b)| a + b).collect();
+    for forced in [None, Some("tiled")] {
+        let vars: Vec<(&str, &str)> = forced
+            .map(|f| vec![("VITGAN_ATTENTION_KERNEL", f)])
+            .unwrap_or_default();
+        with_env(&vars, || {
+            let label = format!("tape L2 attention, VITGAN_ATTENTION_KERNEL={forced:?}");
+            let tape = Tape::new(&g);
+            let qv = tape.leaf(upload_to(&g, &q, &shape), true);
+            let vv = tape.leaf(upload_to(&g, &v, &shape), true);
+            let ((out, dq, dv), ran) = dispatched(&g, || {
+                let out = tape.l2_attention_tied(qv, vv).unwrap();
+                tape.backward_with(out, upload_to(&g, &dout, &shape))
+                    .unwrap();
+                let grad = |x| tape.grad(x).unwrap().to_vec().unwrap();
+                (tape.value(out).to_vec().unwrap(), grad(qv), grad(vv))
+            });
+            let fused = ran.iter().any(|k| k.contains("::attention_"));
+            assert_eq!(
+                fused,
+                forced.is_some() || !g.is_cpu(),
+                "{label}: ran {ran:?}"
+            );
+            assert_close(&out, &want_out, 2e-5, 1e-4, &format!("{label}: out"));
+            assert_close(&dq, &want_dq, 5e-5, 1e-3, &format!("{label}: dq + dk"));
+            assert_close(&dv, &want_dv, 5e-5, 1e-3, &format!("{label}: dv"));
+        });
+    }
+}

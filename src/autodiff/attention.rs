@@ -5,10 +5,18 @@ use crate::error::Result;
 use crate::ops::attention::*;
 use crate::ops::elementwise;
 use crate::ops::matmul::Activation;
+use crate::tensor::Tensor;
 
 impl Tape {
     /// Fused multi-head attention of `[B, H, L, Dh]` queries, keys and values (see [`attention_forward`]).
+    ///
+    /// On CPU adapters at head widths the subgroup kernels do not cover (the `tiny` preset's 16), the
+    /// tiled kernels are slower than the composition (scores in memory, products on the matmul
+    /// kernels), so that runs instead: see [`composes_attention`].
     pub fn attention(&self, q: Var, k: Var, v: Var, kind: AttentionKind) -> Result<Var> {
+        if composes_attention(&self.value(q)) {
+            return attention_unfused(self, q, k, v, kind);
+        }
         let (qv, kv, vv) = (self.value(q), self.value(k), self.value(v));
         let (out, lse) = attention_forward(&qv, &kv, &vv, kind)?;
         let saved_out = out.clone();
@@ -26,7 +34,11 @@ impl Tape {
 
     /// L2 attention with tied projections, `k = q`: `out_i = Σ_j softmax_j(−‖q_i − q_j‖²/√Dh) v_j`.
     /// The gradient reaching `q` is the sum of its query and key roles, `dq + dk`.
+    /// Composed from primitive ops where [`composes_attention`] says so.
     pub fn l2_attention_tied(&self, q: Var, v: Var) -> Result<Var> {
+        if composes_attention(&self.value(q)) {
+            return attention_unfused(self, q, q, v, AttentionKind::L2);
+        }
         let (qv, vv) = (self.value(q), self.value(v));
         let (out, lse) = attention_forward(&qv, &qv, &vv, AttentionKind::L2)?;
         let saved_out = out.clone();
@@ -42,6 +54,28 @@ impl Tape {
             Ok(vec![dq, need_v.then_some(dv)])
         }))
     }
+}
+
+/// Whether attention over `q` (`[B, H, L, Dh]`) runs as the composition of primitive ops rather than
+/// the fused kernels: on CPU adapters when the fused choice would be the tiled kernel, unless
+/// `VITGAN_ATTENTION_KERNEL` forces a fused one. Measured on lavapipe (2 cores) at the `tiny`
+/// preset's shape, B64 H4 L17 Dh16: tiled 20.8–31.7 ms forward and 68–103 ms forward + backward over
+/// every tile shape tried, composed 13.2–13.8 ms and 39–48 ms (`cargo bench --bench model --
+/// attention`). The composition's `[B, H, L, L]` scores must fit one binding; at larger sizes the
+/// fused kernel runs.
+pub fn composes_attention(q: &Tensor) -> bool {
+    let gpu = q.gpu();
+    let shape = q.shape();
+    let head_dim = *shape.last().unwrap_or(&0);
+    if !gpu.is_cpu() || std::env::var_os("VITGAN_ATTENTION_KERNEL").is_some() {
+        return false;
+    }
+    let [b, h, l, _] = shape[..] else {
+        return false;
+    };
+    let score_bytes = (b * h * l * l * 4) as u64;
+    AttentionKernel::for_problem(gpu, head_dim) == AttentionKernel::Tiled
+        && gpu.fits_one_buffer(score_bytes)
 }
 
 /// The same attention composed from primitive tape ops, materialising the `[B, H, L, L]` scores with a
