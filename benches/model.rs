@@ -100,17 +100,19 @@ fn main() -> Result<()> {
     // ViTGAN's length at batch 128, and L = 256. On CPU adapters L = 256 runs at batch 16 (the unfused
     // scores at batch 128, 201 MB, exceed lavapipe's 128 MiB binding), so L = 65 runs at batch 16 too
     // for a comparison at equal batch.
-    let mut cases = vec![(65usize, 128usize)];
+    // The `tiny` preset's shape too (its D at batch 32 sees 64 images: 4 heads of width 16, 17 tokens;
+    // on CPU adapters the tape composes it, see `composes_attention`). Cases are (sequence length,
+    // batch, heads, head width).
+    let mut cases = vec![(65usize, 128usize, 6usize, 64usize), (17, 64, 4, 16)];
     if cpu {
-        cases.extend([(65, 16), (256, 16)]);
+        cases.extend([(65, 16, 6, 64), (256, 16, 6, 64)]);
     } else {
-        cases.push((256, 128));
+        cases.push((256, 128, 6, 64));
     }
     if let Some(b) = batch_override {
-        cases = vec![(65, b), (256, b)];
+        cases = vec![(65, b, 6, 64), (256, b, 6, 64), (17, b, 4, 16)];
     }
-    for (len, batch) in cases {
-        let (heads, dh) = (6usize, 64usize);
+    for (len, batch, heads, dh) in cases {
         let shape = [batch, heads, len, dh];
         for kind in [AttentionKind::L2, AttentionKind::Dot] {
             let name = format!("attention_{kind:?}").to_lowercase();
@@ -139,8 +141,8 @@ fn main() -> Result<()> {
                     tape.leaf(k.clone(), backward)
                 };
                 let out = match (fused, kind) {
-                    (true, AttentionKind::L2) => tape.l2_attention_tied(qv, vv)?,
-                    (true, AttentionKind::Dot) => tape.attention(qv, kv, vv, kind)?,
+                    (true, AttentionKind::L2) => tape.l2_attention_tied_fused(qv, vv)?,
+                    (true, AttentionKind::Dot) => tape.attention_fused(qv, kv, vv, kind)?,
                     (false, _) => attention_unfused(&tape, qv, kv, vv, kind)?,
                 };
                 if backward {

@@ -279,7 +279,7 @@ fn tape_attention(
         tape.leaf(upload(v, s), true),
     );
     let out = if fused {
-        tape.attention(vq, vk, vv, kind).unwrap()
+        tape.attention_fused(vq, vk, vv, kind).unwrap()
     } else {
         attention_unfused(&tape, vq, vk, vv, kind).unwrap()
     };
@@ -349,7 +349,7 @@ fn tied_l2_gradient_sums_query_and_key_roles() {
             tape.leaf(upload(&q, &s), true),
             tape.leaf(upload(&v, &s), true),
         );
-        let out = tape.l2_attention_tied(vq, vv).unwrap();
+        let out = tape.l2_attention_tied_fused(vq, vv).unwrap();
         tape.backward_with(out, upload(&w, &s)).unwrap();
         let what = format!("tied L2 B{b} H{h} L{l} Dh{dh}");
         assert_close(
@@ -568,7 +568,7 @@ fn timing_fused_vs_unfused() {
                         tape.leaf(gv.clone(), true),
                     );
                     let out = if fused {
-                        tape.attention(vq, vk, vv, kind).unwrap()
+                        tape.attention_fused(vq, vk, vv, kind).unwrap()
                     } else {
                         attention_unfused(&tape, vq, vk, vv, kind).unwrap()
                     };

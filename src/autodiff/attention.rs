@@ -8,15 +8,19 @@ use crate::ops::matmul::Activation;
 use crate::tensor::Tensor;
 
 impl Tape {
-    /// Fused multi-head attention of `[B, H, L, Dh]` queries, keys and values (see [`attention_forward`]).
-    ///
-    /// On CPU adapters at head widths the subgroup kernels do not cover (the `tiny` preset's 16), the
-    /// tiled kernels are slower than the composition (scores in memory, products on the matmul
-    /// kernels), so that runs instead: see [`composes_attention`].
+    /// Multi-head attention of `[B, H, L, Dh]` queries, keys and values: the fused kernels
+    /// ([`Tape::attention_fused`]), or on CPU adapters at head widths the subgroup kernels do not
+    /// cover (the `tiny` preset's 16), where the tiled kernels are slower, the composition of
+    /// primitive ops ([`attention_unfused`]): see [`composes_attention`].
     pub fn attention(&self, q: Var, k: Var, v: Var, kind: AttentionKind) -> Result<Var> {
         if composes_attention(&self.value(q)) {
             return attention_unfused(self, q, k, v, kind);
         }
+        self.attention_fused(q, k, v, kind)
+    }
+
+    /// Fused multi-head attention (see [`attention_forward`]), whatever the adapter.
+    pub fn attention_fused(&self, q: Var, k: Var, v: Var, kind: AttentionKind) -> Result<Var> {
         let (qv, kv, vv) = (self.value(q), self.value(k), self.value(v));
         let (out, lse) = attention_forward(&qv, &kv, &vv, kind)?;
         let saved_out = out.clone();
@@ -34,11 +38,17 @@ impl Tape {
 
     /// L2 attention with tied projections, `k = q`: `out_i = Σ_j softmax_j(−‖q_i − q_j‖²/√Dh) v_j`.
     /// The gradient reaching `q` is the sum of its query and key roles, `dq + dk`.
-    /// Composed from primitive ops where [`composes_attention`] says so.
+    /// Composed from primitive ops where [`composes_attention`] says so, else
+    /// [`Tape::l2_attention_tied_fused`].
     pub fn l2_attention_tied(&self, q: Var, v: Var) -> Result<Var> {
         if composes_attention(&self.value(q)) {
             return attention_unfused(self, q, q, v, AttentionKind::L2);
         }
+        self.l2_attention_tied_fused(q, v)
+    }
+
+    /// Tied L2 attention on the fused kernels, whatever the adapter.
+    pub fn l2_attention_tied_fused(&self, q: Var, v: Var) -> Result<Var> {
         let (qv, vv) = (self.value(q), self.value(v));
         let (out, lse) = attention_forward(&qv, &qv, &vv, AttentionKind::L2)?;
         let saved_out = out.clone();
