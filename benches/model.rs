@@ -333,15 +333,52 @@ fn main() -> Result<()> {
             batch,
             ..TrainConfig::paper()
         };
-        let trainer = std::cell::RefCell::new(Trainer::new(&bench.gpu, &model, &cfg)?);
+        let mut first = Trainer::new(&bench.gpu, &model, &cfg)?;
         let s = model.image_size;
         let real = bench.random_tensor(&[batch, s, s, model.channels])?;
+        // the first step's inputs and losses, for the PyTorch yardstick to check it computes the same
+        let inputs = first.step_inputs(&real)?;
+        let out = first.train_step(&real)?;
+        let losses = (out.d_loss.to_vec()?[0], out.g_loss.to_vec()?[0]);
+        let trainer = std::cell::RefCell::new(first);
         let m = bench.measure(&|| {
             trainer.borrow_mut().train_step(&real)?;
             Ok(())
         })?;
         let label = format!("{preset} batch {batch} (bCR, aug 0.8)");
         bench.report(&name, &label, Work::Images(batch as f64), &m, None, None)?;
+        // what one step asks of the device
+        let gpu = &bench.gpu;
+        let before = (
+            gpu.dispatch_count(),
+            gpu.submit_count(),
+            gpu.uploaded_bytes(),
+        );
+        trainer.borrow_mut().train_step(&real)?;
+        gpu.sync()?;
+        println!(
+            "    one step: {} dispatches, {} submits, {:.1} KiB uploaded",
+            gpu.dispatch_count() - before.0,
+            gpu.submit_count() - before.1,
+            (gpu.uploaded_bytes() - before.2) as f64 / 1024.0
+        );
+        print_family_profile(gpu, || trainer.borrow_mut().train_step(&real).map(|_| ()))?;
+        match pytorch_step(&inputs, losses, &format!("{preset}_b{batch}")) {
+            Ok((torch_ms, runner)) => {
+                bench.report_external(
+                    &format!("{name}_pytorch"),
+                    &label,
+                    Work::Images(batch as f64),
+                    torch_ms,
+                    &runner,
+                )?;
+                println!(
+                    "    this crate runs the step at {:.2}x PyTorch eager's images/s",
+                    torch_ms / m.median_ms
+                );
+            }
+            Err(why) => println!("note: no PyTorch yardstick: {why}"),
+        }
     }
 
     // ---- InceptionV3 (FID features): resize to 299² + the whole network, per image
@@ -365,6 +402,113 @@ fn main() -> Result<()> {
         println!(
             "    FID-10k needs {:.1} min of Inception on this adapter (one reference set more if not cached)",
             1e4 / (batch as f64 / m.median_ms * 1e3) / 60.0
+        );
+    }
+    Ok(())
+}
+
+/// Repetitions of the PyTorch step timed by `benches/pytorch_step.py` (`VITGAN_BENCH_TORCH_REPS`).
+const TORCH_REPS: usize = 10;
+
+/// The same training step in PyTorch eager (float32, CPU, all cores) through `benches/pytorch_step.py`:
+/// it first recomputes the step `inputs` describe and must get this crate's `losses`, then times
+/// steps. Returns (median ms, a description of the runner), or why there is no yardstick.
+fn pytorch_step(
+    inputs: &vitgan::io::checkpoint::Checkpoint,
+    losses: (f32, f32),
+    case: &str,
+) -> std::result::Result<(f64, String), String> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let file = root.join(format!("target/bench-step-{case}.safetensors"));
+    inputs
+        .save(&file)
+        .map_err(|e| format!("could not write {}: {e}", file.display()))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let reps = std::env::var("VITGAN_BENCH_TORCH_REPS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(TORCH_REPS);
+    let out = std::process::Command::new("python3")
+        .arg(root.join("benches/pytorch_step.py"))
+        .arg(&file)
+        .arg(format!("--expect={},{}", losses.0, losses.1))
+        .arg(format!("--repeat={reps}"))
+        .arg(format!("--threads={threads}"))
+        .output()
+        .map_err(|e| format!("python3 could not be run ({e})"))?;
+    let _ = std::fs::remove_file(&file);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "benches/pytorch_step.py failed: {}",
+            err.lines().last().unwrap_or("").trim()
+        ));
+    }
+    // `d_loss g_loss median_ms images_per_s`
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ms = stdout
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| format!("unexpected output from benches/pytorch_step.py: {stdout}"))?;
+    let version = std::process::Command::new("python3")
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    Ok((
+        ms,
+        format!("PyTorch {version} eager, CPU, {threads} threads, x{reps}"),
+    ))
+}
+
+/// With `VITGAN_PROFILE=1` (every dispatch submitted and waited for alone, so the sum exceeds a normal
+/// step's time): ms, share and dispatches of one call of `step` per kernel family (WGSL file).
+fn print_family_profile(gpu: &vitgan::Gpu, step: impl FnOnce() -> Result<()>) -> Result<()> {
+    let totals = || -> std::collections::HashMap<String, (u64, f64)> {
+        gpu.profile_report()
+            .into_iter()
+            .map(|(k, n, ms)| (k, (n, ms)))
+            .collect()
+    };
+    let before = totals();
+    if before.is_empty() && std::env::var("VITGAN_PROFILE").as_deref() != Ok("1") {
+        return Ok(());
+    }
+    step()?;
+    // families: the WGSL files; a pipeline's shader name is its file's stem plus a variant suffix
+    let mut stems: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders"))
+        .map_err(|e| vitgan::Error::Device(format!("shaders/: {e}")))?
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".wgsl")
+                .map(String::from)
+        })
+        .collect();
+    stems.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut families: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
+    for (kernel, (n, ms)) in totals() {
+        let (n0, ms0) = before.get(&kernel).copied().unwrap_or_default();
+        let shader = kernel.split("::").next().unwrap_or(&kernel);
+        let family = stems
+            .iter()
+            .find(|s| shader.starts_with(s.as_str()))
+            .cloned()
+            .unwrap_or_else(|| shader.to_string());
+        let e = families.entry(family).or_default();
+        e.0 += n - n0;
+        e.1 += ms - ms0;
+    }
+    let total: f64 = families.values().map(|v| v.1).sum();
+    let mut rows: Vec<_> = families.into_iter().filter(|(_, v)| v.0 > 0).collect();
+    rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    println!("    profile of one step (each dispatch alone): {total:.1} ms");
+    for (family, (n, ms)) in rows {
+        println!(
+            "      {family:<14} {ms:>9.1} ms {:>5.1} %  {n:>5} dispatches",
+            100.0 * ms / total
         );
     }
     Ok(())

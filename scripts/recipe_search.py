@@ -12,6 +12,7 @@ Knobs (defaults = the crate's recipe before issue 11):
     --mapping-lr 1.0    learning-rate multiplier of G's mapping network
     --torgb-demod 1     demodulate the INR output layer (0: modulated only, as StyleGAN2's toRGB)
     --siren 0           SIREN init of the INR's hidden weights (uniform ±√(6/fan_in))
+    --inr-freq 2.0      std of the INR's Fourier-feature frequencies (patch coordinates in [-1, 1])
     --bcr-mode shift    shift (T on top of what D saw) | pair (two independent DiffAugment draws)
     --eq-affine 0       SLN γ/β and INR style layers with equalised lr (stored N(0,1), ×0.1/√fan_in)
 Prints the multi-scale SWD (x1e3, mean of levels) of 2,048 EMA samples against 2,048 real images.
@@ -161,7 +162,7 @@ def init_g(P, cfg, k):
     sln("generator.final_norm")
     hd, c = cfg["inr"], cfg["channels"]
     dec = "generator.decoder"
-    add_sine(P, dec + ".fourier", hd, 2.0)
+    add_sine(P, dec + ".fourier", hd, k.inr_freq)
     add_affine(P, dec + ".style1", d, hd, 1.0, k)
     add_affine(P, dec + ".style2", d, hd, 1.0, k)
     if k.siren:
@@ -312,6 +313,7 @@ def main():
     ap.add_argument("--mapping-lr", type=float, default=1.0)
     ap.add_argument("--torgb-demod", type=int, default=1)
     ap.add_argument("--siren", type=int, default=0)
+    ap.add_argument("--inr-freq", type=float, default=2.0)
     ap.add_argument("--eq-affine", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-n", type=int, default=2048)

@@ -60,7 +60,6 @@ DEFAULT_SWITCHES = {
     "config.g_decoder": "Implicit",
     "config.d_query_gain": "1",
     "config.g_equalised_affines": "false",
-    "config.inr_demodulate_output": "true",
 }
 
 
@@ -78,6 +77,10 @@ class Config:
                 raise SystemExit(
                     f"{k} = {got!r}: this reference implements only {want!r} (the presets' default)"
                 )
+        demod = meta.get("config.inr_demodulate_output")
+        if demod not in ("true", "false"):
+            raise SystemExit(f"config.inr_demodulate_output = {demod!r}: expected true or false")
+        self.inr_demodulate_output = demod == "true"
         i = lambda k: int(meta["config." + k])
         self.image_size = i("image_size")
         self.channels = i("channels")
@@ -260,11 +263,12 @@ def sln(store, prefix, h, w):
     return layer_norm(h, linear(store, prefix + ".gamma", w), linear(store, prefix + ".beta", w))
 
 
-def inr_decode(store, prefix, y, patch):
+def inr_decode(store, prefix, y, patch, demodulate_output=True):
     """`InrDecoder::forward` (src/nn/mod.rs, src/ops/inr.rs, src/autodiff/inr.rs): per patch n,
     pixel p: `a = W1 ⊙ s1_n` (input channels modulated), `d1 = 1/√(Σ_i a_oi² + 1e-8)`,
     `h = sin(d1 · a·E_p + b1)`; `v = W2 ⊙ s2_n`, `d2 = 1/√(Σ_j v_cj² + 1e-8)`,
-    `out = d2 · v·h + b2` (the output layer is demodulated too). y `[N, D]` → `[N, P², C]`."""
+    `out = d2 · v·h + b2` (d2 = 1 when the output layer is not demodulated,
+    `ModelConfig::inr_demodulate_output`). y `[N, D]` → `[N, P², C]`."""
     e = sine_embedding(store, prefix + ".fourier", patch, patch)  # [T, F]
     s1 = linear(store, prefix + ".style1", y)  # [N, F]
     s2 = linear(store, prefix + ".style2", y)  # [N, Hd]
@@ -273,8 +277,10 @@ def inr_decode(store, prefix, y, patch):
     d1 = 1.0 / torch.sqrt((s1 * s1) @ (w1 * w1).t() + DEMOD_EPS)  # [N, Hd]
     x = torch.einsum("pi,ni,oi->npo", e, s1, w1)  # [N, T, Hd]
     h = torch.sin(x * d1[:, None, :] + b1)
-    d2 = 1.0 / torch.sqrt((s2 * s2) @ (w2 * w2).t() + DEMOD_EPS)  # [N, C]
     out = torch.einsum("npj,nj,cj->npc", h, s2, w2)
+    if not demodulate_output:
+        return out + b2
+    d2 = 1.0 / torch.sqrt((s2 * s2) @ (w2 * w2).t() + DEMOD_EPS)  # [N, C]
     return out * d2[:, None, :] + b2
 
 
@@ -309,7 +315,8 @@ def generator_forward(G, cfg, z):
                           equalised_lr=True)
         h = h + mlp(G, b + ".mlp", sln(G, b + ".norm2", h, w), equalised_lr=True)
     y = sln(G, "generator.final_norm", h, w)
-    pix = inr_decode(G, "generator.decoder", y.reshape(B * T, D), P)  # [B·T, P², C]
+    pix = inr_decode(G, "generator.decoder", y.reshape(B * T, D), P,
+                     cfg.inr_demodulate_output)  # [B·T, P², C]
     img = patches_to_image(pix.reshape(B, T, P * P * cfg.channels), cfg.image_size, P)
     return torch.tanh(img)
 

@@ -41,30 +41,7 @@ fn parity_config(batch: usize) -> TrainConfig {
 }
 
 fn train_fields(c: &TrainConfig) -> Value {
-    // f32 → its shortest decimal, so the fixture's JSON numbers compare equal
-    let f = |x: f32| {
-        x.to_string()
-            .parse::<f64>()
-            .expect("a float prints as a number")
-    };
-    let c = &(
-        c.batch,
-        f(c.lr_g),
-        f(c.lr_d),
-        f(c.beta1),
-        f(c.beta2),
-        f(c.bcr_real),
-        f(c.bcr_fake),
-        f(c.lecam),
-        f(c.aug_prob),
-        c.seed,
-    );
-    let (batch, lr_g, lr_d, beta1, beta2, bcr_real, bcr_fake, lecam, aug_prob, seed) = *c;
-    json!({
-        "batch": batch, "lr_g": lr_g, "lr_d": lr_d, "beta1": beta1, "beta2": beta2,
-        "eps": 1e-8, "bcr_real": bcr_real, "bcr_fake": bcr_fake, "lecam": lecam,
-        "aug_prob": aug_prob, "seed": seed,
-    })
+    serde_json::from_str(&c.step_fields_json()).expect("step_fields_json writes JSON")
 }
 
 /// The fixed rule choosing which entries of an `n`-element gradient are compared.
@@ -265,25 +242,8 @@ fn dump() {
     std::fs::create_dir_all(&dir).unwrap();
     for (case, preset, batch) in CASES {
         let (mut trainer, real) = setup(preset, batch);
-        let mut ckpt = trainer.to_checkpoint().unwrap();
-        let z_d = trainer.latents(batch, 0, 0).unwrap();
-        let z_g = trainer.latents(batch, 0, 1).unwrap();
-        for (name, t) in [
-            ("parity.real", &real),
-            ("parity.z_d", &z_d),
-            ("parity.z_g", &z_g),
-        ] {
-            ckpt.tensors
-                .push((name.into(), t.shape().to_vec(), t.to_vec().unwrap()));
-        }
-        let seeds: Vec<String> = (0..5).map(|k| trainer.aug_seed(k).to_string()).collect();
-        let meta = &mut ckpt.metadata;
-        meta.insert("parity.case".into(), case.into());
-        meta.insert("parity.aug_seeds".into(), seeds.join(","));
-        meta.insert(
-            "parity.train".into(),
-            train_fields(&parity_config(batch)).to_string(),
-        );
+        let mut ckpt = trainer.step_inputs(&real).unwrap();
+        ckpt.metadata.insert("parity.case".into(), case.into());
         ckpt.save(&dir.join(format!("{case}.safetensors"))).unwrap();
         let mut result = run_step(&mut trainer, &real);
         result["preset"] = json!(preset);

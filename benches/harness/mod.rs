@@ -275,6 +275,33 @@ impl Bench {
         self.append_json(&json)
     }
 
+    /// A yardstick measured outside this crate (PyTorch): printed like [`Bench::report`] with
+    /// `runner` in place of the adapter, and appended with `"backend":"external"`.
+    pub fn report_external(
+        &self,
+        kernel: &str,
+        shape: &str,
+        work: Work,
+        median_ms: f64,
+        runner: &str,
+    ) -> Result<()> {
+        let (rate, unit, key) = match work {
+            Work::Flops(f) => (f / median_ms / 1e6, "GFLOP/s", "gflops"),
+            Work::Bytes(b) => (b / median_ms / 1e6, "GB/s", "gbps"),
+            Work::Images(n) => (n / median_ms * 1e3, "img/s", "images_per_s"),
+        };
+        println!("{kernel:<18} {shape:<22} {median_ms:>9.3} ms  {rate:>8.2} {unit:<7}  [{runner}]");
+        self.append_json(&format!(
+            "{{\"kernel\":{},\"shape\":{},\"adapter\":{},\"backend\":\"external\",\"median_ms\":{},\"{key}\":{},\"date\":{}}}",
+            json_str(kernel),
+            json_str(shape),
+            json_str(runner),
+            json_num(median_ms),
+            json_num(rate),
+            self.date
+        ))
+    }
+
     pub fn append_json(&self, line: &str) -> Result<()> {
         let write = || -> std::io::Result<()> {
             if let Some(dir) = self.results_path.parent() {

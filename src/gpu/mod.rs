@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     timing_armed: Cell<bool>,
     errors: Arc<Mutex<Vec<String>>>,
     submits: Cell<u64>,
+    dispatches: Cell<u64>,
+    uploaded_bytes: Cell<u64>,
     /// `VITGAN_PROFILE=1`: every dispatch is submitted and waited for, and its wall time accumulated.
     profile: Option<RefCell<HashMap<String, (u64, f64)>>>,
 }
@@ -185,6 +187,8 @@ impl Gpu {
             timing_armed: Cell::new(false),
             errors,
             submits: Cell::new(0),
+            dispatches: Cell::new(0),
+            uploaded_bytes: Cell::new(0),
             profile: std::env::var("VITGAN_PROFILE")
                 .is_ok_and(|v| v == "1")
                 .then(RefCell::default),
@@ -231,6 +235,15 @@ impl Gpu {
     /// Number of queue submissions so far.
     pub fn submit_count(&self) -> u64 {
         self.0.submits.get()
+    }
+    /// Number of compute dispatches recorded so far.
+    pub fn dispatch_count(&self) -> u64 {
+        self.0.dispatches.get()
+    }
+    /// Bytes of host data written to GPU buffers so far through [`Gpu::write`] (tensor uploads; the
+    /// kernels' small parameter blocks travel in the uniform arena and are not counted).
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.0.uploaded_bytes.get()
     }
     /// Release the pool's free buffers back to the device.
     pub fn trim_pool(&self) {
@@ -534,6 +547,7 @@ impl Gpu {
             bind_group,
             groups,
         });
+        self.0.dispatches.set(self.0.dispatches.get() + 1);
         if let Some(profile) = &self.0.profile {
             let start = std::time::Instant::now();
             self.sync()?;
@@ -595,6 +609,9 @@ impl Gpu {
         // queue writes land before the next submit's commands, so submit what is recorded first.
         self.flush()?;
         self.0.queue.write_buffer(dst, offset, data);
+        self.0
+            .uploaded_bytes
+            .set(self.0.uploaded_bytes.get() + data.len() as u64);
         Ok(())
     }
 

@@ -44,6 +44,31 @@ impl Trainer {
         out
     }
 
+    /// The checkpoint plus the inputs of the next step: the real batch `parity.real`, both latent
+    /// batches `parity.z_d` / `parity.z_g`, the five augmentation seeds `parity.aug_seeds` and the
+    /// training fields `parity.train` (JSON, [`TrainConfig::step_fields_json`]). What an independent
+    /// implementation needs to compute the same step (`scripts/step_parity.py`,
+    /// `benches/pytorch_step.py`).
+    pub fn step_inputs(&self, real: &Tensor) -> Result<Checkpoint> {
+        let mut ckpt = self.to_checkpoint()?;
+        let b = self.config.batch;
+        let z_d = self.latents(b, self.step, 0)?;
+        let z_g = self.latents(b, self.step, 1)?;
+        for (name, t) in [
+            ("parity.real", real),
+            ("parity.z_d", &z_d),
+            ("parity.z_g", &z_g),
+        ] {
+            ckpt.tensors
+                .push((name.into(), t.shape().to_vec(), t.to_vec()?));
+        }
+        let seeds: Vec<String> = (0..5).map(|k| self.aug_seed(k).to_string()).collect();
+        let meta = &mut ckpt.metadata;
+        meta.insert("parity.aug_seeds".into(), seeds.join(","));
+        meta.insert("parity.train".into(), self.config.step_fields_json());
+        Ok(ckpt)
+    }
+
     /// Snapshot the run (reads every tensor back from the GPU).
     pub fn to_checkpoint(&self) -> Result<Checkpoint> {
         let mut tensors = Vec::new();

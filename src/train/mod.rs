@@ -86,6 +86,32 @@ impl TrainConfig {
         }
     }
 
+    /// The fields an independent implementation of one step needs, as a JSON object: `batch`,
+    /// `lr_g`, `lr_d`, `beta1`, `beta2`, `eps` (Adam's, 1e-8), `bcr_real`, `bcr_fake`, `lecam`,
+    /// `aug_prob`, `seed`; each f32 as its shortest decimal, always with a `.` or an exponent (a
+    /// float to JSON readers). Warm-up and the mapping multiplier are left out: they do not act on
+    /// the first step of a run without warm-up.
+    pub fn step_fields_json(&self) -> String {
+        let f = |x: f32| {
+            let s = x.to_string();
+            if s.contains(['.', 'e']) { s } else { s + ".0" }
+        };
+        format!(
+            "{{\"batch\": {}, \"lr_g\": {}, \"lr_d\": {}, \"beta1\": {}, \"beta2\": {}, \"eps\": 1e-8, \
+             \"bcr_real\": {}, \"bcr_fake\": {}, \"lecam\": {}, \"aug_prob\": {}, \"seed\": {}}}",
+            self.batch,
+            f(self.lr_g),
+            f(self.lr_d),
+            f(self.beta1),
+            f(self.beta2),
+            f(self.bcr_real),
+            f(self.bcr_fake),
+            f(self.lecam),
+            f(self.aug_prob),
+            self.seed
+        )
+    }
+
     /// Refuses values no run can use, naming the trainer's flag: learning rates and the mapping
     /// multiplier must be finite and positive, β₁, β₂ and the EMA decay in [0, 1), the augmentation
     /// probability in [0, 1], the bCR and LeCam weights finite and ≥ 0, the batch ≥ 1.
