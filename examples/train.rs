@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vitgan::data::Batcher;
+use vitgan::data::image_folder::DecodeCache;
 use vitgan::gpu::Readback;
 use vitgan::io::image::{grid_scale, save_image_grid_scaled, save_loss_plot};
 use vitgan::metrics::inception::InceptionV3;
@@ -34,6 +35,9 @@ Model and data:
   --crop C             the square cut from each image before it is resized to the preset's size:
                        center:S (centred S×S pixels; CelebA-64 uses center:140 or center:108) or
                        short-side (the centred square of the short side)  [default: short-side]
+  --decode-cache DIR   image folders: decoded pixels are kept in DIR and reused by later runs over
+                       the same files, size and crop (off: decode every run)
+                                                   [default: decode-cache beside --out]
   --channels N         image channels (1 grey, 3 RGB); data are converted     [default: preset's, 3]
   --out DIR            samples, loss plot, checkpoints and log go here        [default: out]
   --resume PATH        continue from a checkpoint (e.g. out/checkpoint.safetensors)
@@ -160,6 +164,8 @@ struct Args {
     fid_every: u64,
     fid_n: usize,
     inception: Option<PathBuf>,
+    /// `None`: the default (`decode-cache` beside `--out`); `Some(None)`: off.
+    decode_cache: Option<Option<PathBuf>>,
     channels: Option<usize>,
     batch: Option<usize>,
     train: TrainConfig,
@@ -183,6 +189,7 @@ fn parse_args() -> Result<Option<Args>> {
         fid_every: 0,
         fid_n: 10_000,
         inception: None,
+        decode_cache: None,
         channels: None,
         batch: None,
         train: TrainConfig::default(),
@@ -261,6 +268,10 @@ fn parse_args() -> Result<Option<Args>> {
             "--fid-every" => a.fid_every = flags.number(&flag)?,
             "--fid-n" => a.fid_n = flags.number(&flag)?,
             "--inception" => a.inception = Some(flags.value(&flag)?.into()),
+            "--decode-cache" => {
+                let v = flags.value(&flag)?;
+                a.decode_cache = Some((v != "off").then(|| PathBuf::from(v)));
+            }
             "--channels" => a.channels = Some(flags.number(&flag)?),
             "--batch" => a.batch = Some(flags.number(&flag)?),
             "--lr" => {
@@ -360,16 +371,27 @@ fn run() -> Result<Ended> {
         eprintln!("data: reading {} (crop {}) …", args.data, args.crop);
     }
     let decode_start = Instant::now();
-    let data = vitgan::data::open_dataset_cropped(
+    let cache_dir = match &args.decode_cache {
+        Some(chosen) => chosen.clone(),
+        None => Some(default_decode_cache(&args.out)),
+    };
+    let (data, cache_use) = vitgan::data::open_dataset_cached(
         &args.data,
         model.image_size,
         model.channels,
         train.seed,
         args.crop,
+        cache_dir.as_deref(),
     )?;
     let decode_s = decode_start.elapsed().as_secs_f64();
+    let how = match &cache_use {
+        Some(DecodeCache::Reused(p)) => format!(", from the decode cache {}", p.display()),
+        Some(DecodeCache::Written(p)) => format!(", decode cache written to {}", p.display()),
+        Some(DecodeCache::NotWritten(why)) => format!(", decode cache not written: {why}"),
+        None => String::new(),
+    };
     eprintln!(
-        "data: {} ({} images, {}x{}x{}, crop {}, read in {:.1} s, {:.0} images/s)",
+        "data: {} ({} images, {}x{}x{}, crop {}, read in {:.1} s, {:.0} images/s{how})",
         data.source,
         data.len,
         data.size,
@@ -631,6 +653,15 @@ fn run() -> Result<Ended> {
         eprintln!("{kernel:<45} {n:>7} dispatches {ms:>10.1} ms");
     }
     Ok(Ended::Finished)
+}
+
+/// Where decoded image folders are cached when `--decode-cache` is not given: `decode-cache` beside
+/// the output directory (`runs/celeba` → `runs/decode-cache`), so runs with other `--out` share it.
+fn default_decode_cache(out: &std::path::Path) -> PathBuf {
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    parent
+        .unwrap_or(std::path::Path::new("."))
+        .join("decode-cache")
 }
 
 /// Logged values over the run, for the plots.

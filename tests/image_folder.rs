@@ -5,7 +5,10 @@ use image::{ExtendedColorType, ImageFormat};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vitgan::Error;
-use vitgan::data::image_folder::{Crop, decode_image_rgb8, image_files_in, load_image_folder};
+use vitgan::data::image_folder::{
+    Crop, DecodeCache, decode_image_rgb8, image_files_in, load_image_folder,
+    load_image_folder_cached,
+};
 use vitgan::data::{Batcher, ImageDataset, open_dataset_cropped};
 
 /// A fresh, empty directory under the system temp dir, removed when dropped.
@@ -430,6 +433,88 @@ fn parallel_decoding_keeps_file_order_and_reports_the_first_bad_file() {
     assert_eq!((w, h, &rgb[..3]), (8, 8, &[0u8, 0, 255][..]));
 }
 
+/// The decode cache: written on the first load, reused (same pixels, nothing decoded) on the next,
+/// and a new file, a changed file, another size or crop, or a damaged cache file each decode again;
+/// a cache that cannot be written leaves the load working.
+#[test]
+fn decode_cache_is_reused_until_the_files_change() {
+    let dir = TempDir::new("cache");
+    let images = dir.0.join("images");
+    for i in 0..5usize {
+        let name = format!("images/{i}.png");
+        write_rgb(
+            &dir.file(&name),
+            &[i as u8 * 40, 7, 200].repeat(64),
+            8,
+            8,
+            ImageFormat::Png,
+        );
+    }
+    let cache = dir.0.join("cache");
+    let load =
+        |size: usize, crop: Crop| load_image_folder_cached(&images, size, crop, &cache).unwrap();
+    let (first, used) = load(4, Crop::ShortSide);
+    let DecodeCache::Written(file) = used else {
+        panic!("first load: {used:?}")
+    };
+    assert_eq!(
+        first.images,
+        load_image_folder(&images, 4, Crop::ShortSide)
+            .unwrap()
+            .images
+    );
+    let (second, used) = load(4, Crop::ShortSide);
+    assert_eq!(used, DecodeCache::Reused(file.clone()));
+    assert_eq!(
+        (second.images, second.len, second.size),
+        (first.images.clone(), 5, 4)
+    );
+    // the reused pixels really come from the file: change them there, and the load returns them
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&file, &bytes).unwrap();
+    let (patched, used) = load(4, Crop::ShortSide);
+    assert_eq!(used, DecodeCache::Reused(file.clone()));
+    assert_ne!(patched.images, first.images);
+    // another size or crop: another key
+    assert!(matches!(load(2, Crop::ShortSide).1, DecodeCache::Written(f) if f != file));
+    assert!(matches!(load(4, Crop::Centre(6)).1, DecodeCache::Written(f) if f != file));
+    // a truncated cache file is decoded again and rewritten
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let (redone, used) = load(4, Crop::ShortSide);
+    assert_eq!(used, DecodeCache::Written(file.clone()));
+    assert_eq!(redone.images, first.images);
+    // a changed file (other content, other length) and a new file change the key
+    write_rgb(
+        &dir.file("images/3.png"),
+        &[1, 2, 3].repeat(256),
+        16,
+        16,
+        ImageFormat::Png,
+    );
+    let (changed, used) = load(4, Crop::ShortSide);
+    assert!(matches!(used, DecodeCache::Written(f) if f != file));
+    assert_eq!(&changed.image(3)[..3], &[1, 2, 3]);
+    write_rgb(
+        &dir.file("images/9.png"),
+        &[9, 9, 9].repeat(64),
+        8,
+        8,
+        ImageFormat::Png,
+    );
+    let (grown, used) = load(4, Crop::ShortSide);
+    assert!(matches!(used, DecodeCache::Written(_)));
+    assert_eq!(grown.len, 6);
+    // a cache directory that cannot be made (a file is in its way): decoded, reported, no error
+    std::fs::write(dir.0.join("blocked"), "a file").unwrap();
+    let (ds, used) =
+        load_image_folder_cached(&images, 4, Crop::ShortSide, &dir.0.join("blocked/cache"))
+            .unwrap();
+    assert_eq!(ds.len, 6);
+    assert!(matches!(used, DecodeCache::NotWritten(_)), "{used:?}");
+}
+
 /// The "done when": the `celeba64` preset trains two steps on a folder of CelebA-shaped
 /// JPEGs (178×218, centre crop 140, resized to 64), through `open_dataset` and `Trainer`.
 #[test]
@@ -538,6 +623,25 @@ fn trainer_reads_a_jpeg_folder_with_crop() {
         "{err}"
     );
     assert!(out.join("checkpoint.safetensors").exists());
+    assert!(err.contains("decode cache written to"), "{err}");
+    // a second run over the same files reads the decode cache beside --out instead of decoding
+    let again = trainer()
+        .args([
+            "--preset", "tiny", "--batch", "2", "--steps", "1", "--eval-n", "0",
+        ])
+        .args(["--crop", "center:140", "--data"])
+        .arg(dir.0.join("img_align_celeba"))
+        .arg("--out")
+        .arg(dir.0.join("run2"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{err}");
+    assert!(err.contains("from the decode cache"), "{err}");
+    assert!(
+        err.contains(&dir.0.join("decode-cache").display().to_string()),
+        "{err}"
+    );
     // a malformed --crop is refused before anything starts
     let run = trainer().args(["--crop", "middle:140"]).output().unwrap();
     let err = String::from_utf8_lossy(&run.stderr);

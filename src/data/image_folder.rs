@@ -357,3 +357,112 @@ fn decode_rgb(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
     let image = decoded.map_err(|detail| error(cursor.position(), detail))?;
     Ok(image.into_rgb8())
 }
+
+/// What [`load_image_folder_cached`] did with its cache file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeCache {
+    /// The images were read from this file: nothing was decoded.
+    Reused(PathBuf),
+    /// The images were decoded and written to this file for later runs.
+    Written(PathBuf),
+    /// The images were decoded; the cache file could not be written (why), and the run goes on.
+    NotWritten(String),
+}
+
+/// First bytes of a decode-cache file, then the format version (u32), the key (u64), the number of
+/// images, their size and channels (u64 each, little-endian), then the pixels (NHWC, u8).
+const CACHE_MAGIC: &[u8; 16] = b"vitgan-decoded\0\0";
+const CACHE_VERSION: u32 = 1;
+const CACHE_HEADER: usize = 16 + 4 + 8 * 4;
+
+/// FNV-1a (64-bit) of `bytes`, continuing from `h`.
+fn fnv1a64(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
+/// The cache key of a folder at `size` and `crop`: FNV-1a over the format version, the folder's
+/// canonical path, the size and crop, and every image file's path, length and modification time, so
+/// that adding, removing, replacing or touching a file (or asking for another size or crop) gives
+/// another key.
+fn cache_key(dir: &Path, files: &[PathBuf], size: usize, crop: Crop) -> Result<u64> {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut h = fnv1a64(0xCBF2_9CE4_8422_2325, &CACHE_VERSION.to_le_bytes());
+    h = fnv1a64(h, canonical.to_string_lossy().as_bytes());
+    h = fnv1a64(h, format!("\0{size}\0{crop}\0").as_bytes());
+    for file in files {
+        let meta = std::fs::metadata(file).map_err(|source| Error::Io {
+            path: file.display().to_string(),
+            source,
+        })?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        h = fnv1a64(h, file.to_string_lossy().as_bytes());
+        h = fnv1a64(h, &meta.len().to_le_bytes());
+        h = fnv1a64(h, &modified.to_le_bytes());
+    }
+    Ok(h)
+}
+
+/// The images of a cache file, when it is one for `key` and complete; `None` otherwise (a missing,
+/// truncated, foreign or stale file is decoded again and rewritten, never an error).
+fn read_cache(path: &Path, key: u64, len: usize, size: usize) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    let (header, pixels) = bytes.split_at_checked(CACHE_HEADER)?;
+    let u64_at = |i: usize| u64::from_le_bytes(header[20 + 8 * i..28 + 8 * i].try_into().unwrap());
+    let fits = &header[..16] == CACHE_MAGIC
+        && header[16..20] == CACHE_VERSION.to_le_bytes()
+        && u64_at(0) == key
+        && u64_at(1) == len as u64
+        && u64_at(2) == size as u64
+        && u64_at(3) == 3
+        && pixels.len() == len * size * size * 3;
+    fits.then(|| pixels.to_vec())
+}
+
+/// [`load_image_folder`] through a cache of the decoded pixels in `cache_dir`
+/// (`<cache_dir>/<key>.u8`, key from [`cache_key`]): a later run over the same files at the same size
+/// and crop reads that file instead of decoding (CelebA's 202,599 JPEGs at 64×64: a 2.5 GB read
+/// instead of minutes of decoding). A cache that cannot be written is reported in the result, not an
+/// error.
+pub fn load_image_folder_cached(
+    dir: &Path,
+    size: usize,
+    crop: Crop,
+    cache_dir: &Path,
+) -> Result<(ImageDataset, DecodeCache)> {
+    let files = image_files_in(dir)?;
+    let key = cache_key(dir, &files, size, crop)?;
+    let path = cache_dir.join(format!("{key:016x}.u8"));
+    if size > 0
+        && let Some(images) = read_cache(&path, key, files.len(), size)
+    {
+        let ds = ImageDataset {
+            images,
+            len: files.len(),
+            size,
+            channels: 3,
+            source: dir.display().to_string(),
+        };
+        return Ok((ds, DecodeCache::Reused(path)));
+    }
+    let ds = load_image_folder(dir, size, crop)?;
+    let written = crate::io::write_atomically(&path, |w| {
+        use std::io::Write;
+        w.write_all(CACHE_MAGIC)?;
+        w.write_all(&CACHE_VERSION.to_le_bytes())?;
+        for v in [key, ds.len as u64, size as u64, 3] {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        w.write_all(&ds.images)
+    });
+    let outcome = match written {
+        Ok(()) => DecodeCache::Written(path),
+        Err(e) => DecodeCache::NotWritten(e.to_string()),
+    };
+    Ok((ds, outcome))
+}

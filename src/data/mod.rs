@@ -188,7 +188,23 @@ pub fn open_dataset_cropped(
     seed: u64,
     crop: Crop,
 ) -> Result<ImageDataset> {
+    Ok(open_dataset_cached(spec, size, channels, seed, crop, None)?.0)
+}
+
+/// [`open_dataset_cropped`], with image folders decoded through a cache of decoded pixels in
+/// `cache_dir` when one is given ([`image_folder::load_image_folder_cached`]; the trainer's
+/// `--decode-cache`); also returns what was done with the cache (`None` for other datasets, which
+/// are binary files read as fast as a cache would be).
+pub fn open_dataset_cached(
+    spec: &str,
+    size: usize,
+    channels: usize,
+    seed: u64,
+    crop: Crop,
+    cache_dir: Option<&std::path::Path>,
+) -> Result<(ImageDataset, Option<image_folder::DecodeCache>)> {
     use std::path::Path;
+    let mut cache_use = None;
     let (ds, from_folder) = if spec == "synthetic" {
         (synthetic::synthetic_shapes(4096, size, seed), false)
     } else {
@@ -225,6 +241,10 @@ pub fn open_dataset_cropped(
             (idx::load_idx_images(path)?, false)
         } else if is_cifar {
             (cifar::load_cifar10(path)?, false)
+        } else if let Some(cache_dir) = cache_dir {
+            let (ds, used) = image_folder::load_image_folder_cached(path, size, crop, cache_dir)?;
+            cache_use = Some(used);
+            (ds, true)
         } else {
             (image_folder::load_image_folder(path, size, crop)?, true)
         }
@@ -240,11 +260,12 @@ pub fn open_dataset_cropped(
     } else {
         ds
     };
-    Ok(if ds.size != size {
+    let ds = if ds.size != size {
         ds.resized(size)
     } else {
         ds
-    })
+    };
+    Ok((ds, cache_use))
 }
 
 /// For each output index along one axis, the input indices it reads and their weights (summing to 1).
