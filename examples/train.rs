@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use vitgan::data::Batcher;
 use vitgan::data::image_folder::DecodeCache;
+use vitgan::data::{Batcher, Prefetcher};
 use vitgan::gpu::Readback;
 use vitgan::io::image::{grid_scale, save_image_grid_scaled, save_loss_plot};
 use vitgan::metrics::inception::InceptionV3;
@@ -428,7 +428,8 @@ fn run() -> Result<Ended> {
             .map_err(|e| Error::Other(format!("cannot install the Ctrl-C handler: {e}")))?;
     }
 
-    let batcher = Batcher::new(data.len, train.batch, train.seed);
+    let data = std::sync::Arc::new(data);
+    let batcher = std::sync::Arc::new(Batcher::new(data.len, train.batch, train.seed));
     let shape = [
         train.batch,
         model.image_size,
@@ -437,7 +438,6 @@ fn run() -> Result<Ended> {
     ];
     let real = Tensor::zeros(&gpu, &shape)?;
     let fixed_z = trainer.latents(64, u64::MAX, 7)?; // the same latents for every sample grid
-    let mut host_batch = Vec::new();
     let open_append = |name: &str| {
         let path = args.out.join(name);
         std::fs::OpenOptions::new()
@@ -519,10 +519,14 @@ fn run() -> Result<Ended> {
     };
     let mut history = History::default();
     let mut pending: Option<Pending> = None;
+    // batches are prepared on a background thread, two steps ahead
+    let mut prefetch = Prefetcher::start(data.clone(), batcher.clone(), trainer.step, 2);
     while trainer.step < steps {
         let step = trainer.step;
-        Batcher::fill_batch(&data, &batcher.indices_for_step(step), &mut host_batch);
+        let (batch_step, host_batch) = prefetch.next()?;
+        debug_assert_eq!(batch_step, step);
         real.write(&host_batch)?;
+        prefetch.recycle(host_batch);
         let log_now = step % args.log_every == 0 || step + 1 == steps;
         let out = if log_now && pending.is_none() {
             trainer.train_step_diagnosed(&real)?
@@ -645,9 +649,11 @@ fn run() -> Result<Ended> {
         let _ = writeln!(jsonl, "{}", record.json);
     }
     eprintln!(
-        "\ndone: {} steps; samples, plots and metrics.jsonl in {}",
+        "\ndone: {} steps; samples, plots and metrics.jsonl in {}; the loop waited {:.2} s for \
+         batches in all",
         trainer.step,
-        args.out.display()
+        args.out.display(),
+        prefetch.waited.as_secs_f64()
     );
     for (kernel, n, ms) in gpu.profile_report().iter().take(25) {
         eprintln!("{kernel:<45} {n:>7} dispatches {ms:>10.1} ms");

@@ -802,3 +802,29 @@ fn sample_images_keep_their_channels() {
     assert!(open_sample_images(&dir.join("missing")).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The background prefetcher yields, in order, exactly the batches the training loop would fill
+/// itself (across an epoch boundary, with recycled buffers), from any first step (a resumed run),
+/// and dropping it ends its thread.
+#[test]
+fn prefetched_batches_equal_the_batches_filled_in_the_loop() {
+    use std::sync::Arc;
+    use vitgan::data::Prefetcher;
+    let data = Arc::new(synthetic_shapes(37, 8, 3));
+    let batcher = Arc::new(Batcher::new(data.len, 5, 11));
+    for first in [0u64, 6] {
+        let mut prefetch = Prefetcher::start(data.clone(), batcher.clone(), first, 2);
+        // 20 steps of 5 over 37 images: three epochs (three permutations)
+        for step in first..first + 20 {
+            let (got_step, got) = prefetch.next().unwrap();
+            let mut want = Vec::new();
+            Batcher::fill_batch(&data, &batcher.indices_for_step(step), &mut want);
+            assert_eq!(got_step, step);
+            assert_eq!(got, want, "step {step}");
+            prefetch.recycle(got);
+        }
+    }
+    // both prefetchers were dropped at the end of their iteration: their threads ended (a thread
+    // still running would hold a reference to the data)
+    assert_eq!(Arc::strong_count(&data), 1);
+}

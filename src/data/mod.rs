@@ -564,3 +564,72 @@ pub fn open_sample_images(path: &std::path::Path) -> Result<ImageDataset> {
         Ok(rgb)
     }
 }
+
+/// Batches prepared on a background thread ahead of the training loop: the host side of the data
+/// (indices for the step, u8 → f32 conversion of every image) runs while the GPU works on earlier
+/// steps, `depth` batches ahead. Batch `k` it yields is exactly what
+/// `Batcher::fill_batch(data, &batcher.indices_for_step(first_step + k), ..)` gives.
+pub struct Prefetcher {
+    batches: Option<std::sync::mpsc::Receiver<(u64, Vec<f32>)>>,
+    spent: std::sync::mpsc::SyncSender<Vec<f32>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Time [`Prefetcher::next`] spent waiting for a batch that was not ready yet.
+    pub waited: std::time::Duration,
+}
+
+impl Prefetcher {
+    /// Start preparing the batches of steps `first_step`, `first_step + 1`, … (`depth` ≥ 1 ahead).
+    pub fn start(
+        data: std::sync::Arc<ImageDataset>,
+        batcher: std::sync::Arc<Batcher>,
+        first_step: u64,
+        depth: usize,
+    ) -> Prefetcher {
+        let depth = depth.max(1);
+        let (send, batches) = std::sync::mpsc::sync_channel(depth);
+        // buffers handed back by the loop are refilled instead of allocating per step
+        let (spent, recycled) = std::sync::mpsc::sync_channel::<Vec<f32>>(depth + 1);
+        let thread = std::thread::spawn(move || {
+            for step in first_step.. {
+                let mut host = recycled.try_recv().unwrap_or_default();
+                Batcher::fill_batch(&data, &batcher.indices_for_step(step), &mut host);
+                if send.send((step, host)).is_err() {
+                    return; // the loop is gone
+                }
+            }
+        });
+        Prefetcher {
+            batches: Some(batches),
+            spent,
+            thread: Some(thread),
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The next batch and its step, waiting when it is not ready yet.
+    pub fn next(&mut self) -> Result<(u64, Vec<f32>)> {
+        let t = std::time::Instant::now();
+        let got = self.batches.as_ref().and_then(|b| b.recv().ok());
+        self.waited += t.elapsed();
+        got.ok_or_else(|| Error::Data {
+            path: "(batch prefetch thread)".into(),
+            offset: 0,
+            detail: "the thread preparing batches stopped".into(),
+        })
+    }
+
+    /// Hand a batch's buffer back for reuse (optional).
+    pub fn recycle(&self, buffer: Vec<f32>) {
+        let _ = self.spent.try_send(buffer);
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        // closing the channel makes the thread's next send fail, so it returns
+        drop(self.batches.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
