@@ -523,7 +523,7 @@ fn run() -> Result<Ended> {
     let mut prefetch = Prefetcher::start(data.clone(), batcher.clone(), trainer.step, 2);
     while trainer.step < steps {
         let step = trainer.step;
-        let (batch_step, host_batch) = prefetch.next()?;
+        let (batch_step, host_batch) = prefetch.next_batch()?;
         debug_assert_eq!(batch_step, step);
         real.write(&host_batch)?;
         prefetch.recycle(host_batch);

@@ -816,7 +816,7 @@ fn prefetched_batches_equal_the_batches_filled_in_the_loop() {
         let mut prefetch = Prefetcher::start(data.clone(), batcher.clone(), first, 2);
         // 20 steps of 5 over 37 images: three epochs (three permutations)
         for step in first..first + 20 {
-            let (got_step, got) = prefetch.next().unwrap();
+            let (got_step, got) = prefetch.next_batch().unwrap();
             let mut want = Vec::new();
             Batcher::fill_batch(&data, &batcher.indices_for_step(step), &mut want);
             assert_eq!(got_step, step);

@@ -573,7 +573,7 @@ pub struct Prefetcher {
     batches: Option<std::sync::mpsc::Receiver<(u64, Vec<f32>)>>,
     spent: std::sync::mpsc::SyncSender<Vec<f32>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Time [`Prefetcher::next`] spent waiting for a batch that was not ready yet.
+    /// Time [`Prefetcher::next_batch`] spent waiting for a batch that was not ready yet.
     pub waited: std::time::Duration,
 }
 
@@ -607,7 +607,7 @@ impl Prefetcher {
     }
 
     /// The next batch and its step, waiting when it is not ready yet.
-    pub fn next(&mut self) -> Result<(u64, Vec<f32>)> {
+    pub fn next_batch(&mut self) -> Result<(u64, Vec<f32>)> {
         let t = std::time::Instant::now();
         let got = self.batches.as_ref().and_then(|b| b.recv().ok());
         self.waited += t.elapsed();
