@@ -39,7 +39,11 @@ Model and data:
                        the same files, size and crop (off: decode every run)
                                                    [default: decode-cache beside --out]
   --channels N         image channels (1 grey, 3 RGB); data are converted     [default: preset's, 3]
-  --out DIR            samples, loss plot, checkpoints and log go here        [default: out]
+  --out DIR            samples, loss plot, checkpoints, log and config.toml go here [default: out]
+  --config FILE        settings from a TOML file: the flags' names without `--` (`lr = 0.001`,
+                       `data = 'synthetic'`); flags on the command line override it. Every run
+                       writes OUT/config.toml, its settings in effect, and records them in
+                       its checkpoints
   --resume PATH        continue from a checkpoint (e.g. out/checkpoint.safetensors)
 
 Run length and logging:
@@ -172,6 +176,132 @@ struct Args {
     gpu: GpuOptions,
 }
 
+/// The flags of a `--config` TOML file, in the file's order: `key = value` becomes `--key value`
+/// (strings as written, numbers in decimal, booleans `on` / `off`). Errors name the file and key.
+fn config_flags(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let bad = |detail: String| Error::Config {
+        field: "--config".into(),
+        detail: format!("{}: {detail}", path.display()),
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| bad(format!("not valid TOML: {e}")))?;
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => (if b { "on" } else { "off" }).to_string(),
+            other => {
+                return Err(bad(format!(
+                    "`{key}` holds a value of type {}; expected a string, number or boolean",
+                    other.type_str()
+                )));
+            }
+        };
+        if matches!(key.as_str(), "config" | "help" | "h") {
+            return Err(bad(format!("`{key}` cannot be set in a config file")));
+        }
+        flags.push(format!("--{key}"));
+        flags.push(value);
+    }
+    Ok(flags)
+}
+
+/// The run's settings as a `--config` file: every flag that shapes training, with the value in
+/// effect (defaults resolved), so `--config OUT/config.toml` repeats the run. `--out`, `--resume`
+/// and the device flags are left out.
+fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps: u64) -> String {
+    use toml::Value;
+    // an f32 as its shortest decimal (0.002, not 0.0020000000949949026)
+    let float = |x: f32| Value::Float(x.to_string().parse().unwrap_or(x as f64));
+    let int = |x: u64| Value::Integer(x.min(i64::MAX as u64) as i64);
+    let text = |s: &str| Value::String(s.to_string());
+    let on_off = |b: bool| text(if b { "on" } else { "off" });
+    let mut t = toml::Table::new();
+    let mut set = |k: &str, v: Value| {
+        t.insert(k.to_string(), v);
+    };
+    set("preset", text(&model.name));
+    set("data", text(&args.data));
+    set("crop", text(&args.crop.to_string()));
+    set("channels", int(model.channels as u64));
+    set("steps", int(steps));
+    set("batch", int(train.batch as u64));
+    set("lr-g", float(train.lr_g));
+    set("lr-d", float(train.lr_d));
+    set("beta1", float(train.beta1));
+    set("beta2", float(train.beta2));
+    set("bcr", float(train.bcr_real));
+    set("lecam", float(train.lecam));
+    set("aug-prob", float(train.aug_prob));
+    set("ema", float(train.ema_decay));
+    set("seed", int(train.seed));
+    set("warmup", int(train.warmup_steps));
+    set("mapping-lr-mult", float(train.mapping_lr_mult));
+    use vitgan::model::{PatchDecoder, StyleInjection};
+    use vitgan::nn::WeightNorm;
+    use vitgan::ops::attention::AttentionKind;
+    set(
+        "d-attention",
+        text(match model.d_attention {
+            AttentionKind::L2 => "l2",
+            AttentionKind::Dot => "dot",
+        }),
+    );
+    set(
+        "d-norm",
+        text(match model.d_weight_norm {
+            WeightNorm::ImprovedSpectral => "isn",
+            WeightNorm::Spectral => "sn",
+            WeightNorm::None => "none",
+        }),
+    );
+    set("d-overlap", on_off(model.d_overlapping_patches));
+    set(
+        "g-style",
+        text(match model.g_style {
+            StyleInjection::SelfModulatedLayerNorm => "sln",
+            StyleInjection::AddToTokens => "add",
+        }),
+    );
+    set(
+        "g-decoder",
+        text(match model.g_decoder {
+            PatchDecoder::Implicit => "inr",
+            PatchDecoder::Linear => "linear",
+        }),
+    );
+    set("d-query-gain", float(model.d_query_gain));
+    set("equalised-affines", on_off(model.g_equalised_affines));
+    set("inr-demod", on_off(model.inr_demodulate_output));
+    set("log-every", int(args.log_every));
+    set("sample-every", int(args.sample_every));
+    set("checkpoint-every", int(args.checkpoint_every));
+    set("eval-every", int(args.eval_every));
+    set("eval-n", int(args.eval_n as u64));
+    set("fid-every", int(args.fid_every));
+    set("fid-n", int(args.fid_n as u64));
+    if let Some(p) = &args.inception {
+        set("inception", text(&p.display().to_string()));
+    }
+    if let Some(cache) = &args.decode_cache {
+        let v = cache
+            .as_ref()
+            .map_or("off".into(), |p| p.display().to_string());
+        set("decode-cache", text(&v));
+    }
+    format!(
+        "# the settings of a vitgan training run: repeat it with\n\
+         #   cargo run --release --example train -- --config THIS_FILE --out NEW_DIR\n{t}"
+    )
+}
+
 fn parse_args() -> Result<Option<Args>> {
     let mut a = Args {
         switches: ModelSwitches::default(),
@@ -195,13 +325,40 @@ fn parse_args() -> Result<Option<Args>> {
         train: TrainConfig::default(),
         gpu: GpuOptions::default(),
     };
-    let mut flags = Flags::from_env();
+    // --config FILE: the file's settings first, then the command line's flags, which win
+    let cli: Vec<String> = std::env::args().skip(1).collect();
+    let config = cli
+        .windows(2)
+        .rev()
+        .find(|w| w[0] == "--config")
+        .map(|w| PathBuf::from(&w[1]));
+    if let Some(path) = &config {
+        let from_file = Flags::from_list(config_flags(path)?);
+        apply_flags(&mut a, from_file).map_err(|e| match e {
+            Error::Config { field, detail } => Error::Config {
+                field: format!("{field} (in {})", path.display()),
+                detail,
+            },
+            other => other,
+        })?;
+    }
+    if !apply_flags(&mut a, Flags::from_list(cli))? {
+        return Ok(None);
+    }
+    Ok(Some(a))
+}
+
+/// Reads `flags` into `a`; `false` when `--help` was printed (nothing to run).
+fn apply_flags(a: &mut Args, mut flags: Flags) -> Result<bool> {
     while let Some(flag) = flags.next_flag() {
         if flag == "--help" || flag == "-h" {
             print!("{HELP}");
-            return Ok(None);
+            return Ok(false);
         }
         match flag.as_str() {
+            "--config" => {
+                flags.value(&flag)?; // read before the other flags (parse_args)
+            }
             "--preset" => a.preset = flags.value(&flag)?,
             "--data" => a.data = flags.value(&flag)?,
             "--crop" => a.crop = vitgan::data::Crop::parse(&flags.value(&flag)?)?,
@@ -297,7 +454,7 @@ fn parse_args() -> Result<Option<Args>> {
             other => return Err(cli::unknown(other)),
         }
     }
-    Ok(Some(a))
+    Ok(true)
 }
 
 /// How a run ended without an error.
@@ -407,6 +564,14 @@ fn run() -> Result<Ended> {
     })?;
 
     let mut trainer = Trainer::new(&gpu, &model, &train)?;
+    // the settings in effect, for repeating the run: beside the outputs and in every checkpoint
+    let run_config = run_config_toml(&args, &model, &train, steps);
+    let config_path = args.out.join("config.toml");
+    std::fs::write(&config_path, &run_config).map_err(|e| Error::Io {
+        path: config_path.display().to_string(),
+        source: e,
+    })?;
+    trainer.run_config = Some(run_config);
     eprintln!(
         "model: {} — G {:.2}M parameters, D {:.2}M parameters, batch {}",
         model.name,

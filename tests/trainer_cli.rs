@@ -144,3 +144,73 @@ fn ctrl_c_writes_a_checkpoint_and_exits_130() {
     assert!(dir.join("checkpoint.safetensors").exists(), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--config FILE` sets flags (the command line wins), every run writes `OUT/config.toml` with the
+/// settings in effect and records them in its checkpoint, and that file repeats the run exactly:
+/// the second run's checkpoint holds the same tensors, bit for bit. A bad file is refused, naming it.
+#[test]
+fn a_run_repeats_exactly_from_its_config_file() {
+    use vitgan::io::checkpoint::Checkpoint;
+    let dir = scratch("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("settings.toml");
+    std::fs::write(
+        &file,
+        "steps = 2\nbatch = 4\nlr = 0.001\nseed = 3\nsample-every = 100\nd-overlap = false\n",
+    )
+    .unwrap();
+    let run = |config: &std::path::Path, extra: &[&str], out: &str| {
+        let o = trainer()
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(0), "{err}");
+    };
+    run(&file, &["--seed", "5"], "first");
+    let written = std::fs::read_to_string(dir.join("first/config.toml")).unwrap();
+    for line in [
+        "steps = 2",
+        "batch = 4",
+        "lr-g = 0.001",
+        "lr-d = 0.001",
+        "seed = 5", // the command line's, not the file's 3
+        "d-overlap = \"off\"",
+        "preset = \"tiny\"",
+    ] {
+        assert!(written.lines().any(|l| l == line), "{line} in\n{written}");
+    }
+    let first = Checkpoint::load(&dir.join("first/checkpoint.safetensors")).unwrap();
+    assert_eq!(first.metadata.get("run.config"), Some(&written));
+
+    run(&dir.join("first/config.toml"), &[], "second");
+    let again = std::fs::read_to_string(dir.join("second/config.toml")).unwrap();
+    assert_eq!(again, written);
+    let second = Checkpoint::load(&dir.join("second/checkpoint.safetensors")).unwrap();
+    assert_eq!(first.tensors.len(), second.tensors.len());
+    for ((n1, s1, v1), (n2, s2, v2)) in first.tensors.iter().zip(&second.tensors) {
+        assert_eq!((n1, s1), (n2, s2));
+        let same = v1.iter().zip(v2).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{n1} differs between the run and its repeat");
+    }
+
+    // refused, naming the file: a value of the wrong type, an unknown key, a value a flag rejects
+    for (text, want) in [
+        ("lr = [1]\n", "`lr` holds a value of type array"),
+        ("learning-rate = 1\n", "--learning-rate"),
+        ("lr = \"fast\"\n", "`fast` is not a valid number"),
+        ("steps = \n", "not valid TOML"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let o = trainer().arg("--config").arg(&file).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{text}: {err}");
+        assert!(err.contains(want), "{text}: {err}");
+        assert!(err.contains(&file.display().to_string()), "{text}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

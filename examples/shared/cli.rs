@@ -3,12 +3,19 @@
 
 use vitgan::{Error, Result};
 
-/// The command line after the program name.
-pub struct Flags(std::iter::Skip<std::env::Args>);
+/// The command line after the program name (or any list of flags and values).
+pub struct Flags(std::vec::IntoIter<String>);
 
 impl Flags {
+    #[allow(dead_code)] // generate's and evaluate's; the trainer reads its list itself
     pub fn from_env() -> Flags {
-        Flags(std::env::args().skip(1))
+        Flags::from_list(std::env::args().skip(1).collect())
+    }
+
+    /// Flags and values in order, e.g. the settings of a `--config` file.
+    #[allow(dead_code)] // the trainer's; generate and evaluate share the file
+    pub fn from_list(list: Vec<String>) -> Flags {
+        Flags(list.into_iter())
     }
 
     /// The next flag, `None` at the end.

@@ -81,6 +81,9 @@ impl Trainer {
         metadata.insert("step".into(), self.step.to_string());
         metadata.insert("adam_g.steps".into(), self.opt_g.steps.to_string());
         metadata.insert("adam_d.steps".into(), self.opt_d.steps.to_string());
+        if let Some(run) = &self.run_config {
+            metadata.insert("run.config".into(), run.clone());
+        }
         Ok(Checkpoint { tensors, metadata })
     }
 
@@ -131,6 +134,7 @@ impl Trainer {
         })?;
         let mut trainer = Trainer::new(gpu, &model, &train)?;
         trainer.load_checkpoint(ckpt, source)?;
+        trainer.run_config = ckpt.metadata.get("run.config").cloned();
         Ok(trainer)
     }
 

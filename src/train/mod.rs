@@ -224,6 +224,9 @@ pub struct Trainer {
     /// LeCam's moving averages of D's outputs on real and fake images, `[1]` each.
     pub lecam_real: Tensor,
     pub lecam_fake: Tensor,
+    /// The settings of the run as the trainer's `--config` TOML, kept in checkpoints as `run.config`
+    /// so a run can be repeated from its checkpoint (`None`: not recorded).
+    pub run_config: Option<String>,
     tape: Tape,
 }
 
@@ -267,6 +270,7 @@ impl Trainer {
             step: 0,
             lecam_real: Tensor::zeros(gpu, &[1])?,
             lecam_fake: Tensor::zeros(gpu, &[1])?,
+            run_config: None,
             tape: Tape::new(gpu),
         })
     }
