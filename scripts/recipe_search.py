@@ -15,6 +15,8 @@ Knobs (defaults = the crate's recipe before issue 11):
     --inr-freq 2.0      std of the INR's Fourier-feature frequencies (patch coordinates in [-1, 1])
     --bcr-mode shift    shift (T on top of what D saw) | pair (two independent DiffAugment draws)
     --eq-affine 0       SLN γ/β and INR style layers with equalised lr (stored N(0,1), ×0.1/√fan_in)
+    --threads 2         PyTorch's CPU threads (another count changes reduction orders, i.e. rounding:
+                        a way to see how far two runs of one recipe drift apart)
 Prints the multi-scale SWD (x1e3, mean of levels) of 2,048 EMA samples against 2,048 real images.
 """
 
@@ -318,7 +320,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-n", type=int, default=2048)
     ap.add_argument("--save", default=None)
+    ap.add_argument("--threads", type=int, default=2)
     k = ap.parse_args()
+    torch.set_num_threads(k.threads)
     torch.manual_seed(k.seed)
     cfg = dict(size=16, channels=3, latent=64, mapping=2, patch=4, depth=2, width=64, heads=4,
                mlp=128, inr=32)
