@@ -14,7 +14,9 @@ use vitgan::data::{Batcher, Prefetcher};
 use vitgan::gpu::Readback;
 use vitgan::io::image::{grid_scale, save_image_grid_scaled, save_loss_plot};
 use vitgan::metrics::inception::InceptionV3;
-use vitgan::model::ModelConfig;
+use vitgan::model::{ModelConfig, PatchDecoder, StyleInjection};
+use vitgan::nn::WeightNorm;
+use vitgan::ops::attention::AttentionKind;
 use vitgan::ops::layout;
 use vitgan::train::diagnostics::{AttentionStats, LogitStats};
 use vitgan::train::evaluate::{InceptionEvaluator, SampleEvaluator, SampleMetrics};
@@ -138,6 +140,32 @@ impl ModelSwitches {
 }
 
 /// `value` as one of `choices` (`(name, value)`), or an error listing them.
+/// The values of the switch flags by name: parsed with [`choice`], written back with [`name_of`].
+const ON_OFF: [(&str, bool); 2] = [("on", true), ("off", false)];
+const D_ATTENTION: [(&str, AttentionKind); 2] =
+    [("l2", AttentionKind::L2), ("dot", AttentionKind::Dot)];
+const D_NORM: [(&str, WeightNorm); 3] = [
+    ("isn", WeightNorm::ImprovedSpectral),
+    ("sn", WeightNorm::Spectral),
+    ("none", WeightNorm::None),
+];
+const G_STYLE: [(&str, StyleInjection); 2] = [
+    ("sln", StyleInjection::SelfModulatedLayerNorm),
+    ("add", StyleInjection::AddToTokens),
+];
+const G_DECODER: [(&str, PatchDecoder); 2] = [
+    ("inr", PatchDecoder::Implicit),
+    ("linear", PatchDecoder::Linear),
+];
+
+/// The flag value naming `value` in `choices` (the inverse of [`choice`]).
+fn name_of<T: PartialEq>(choices: &[(&'static str, T)], value: &T) -> &'static str {
+    choices
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or("?", |c| c.0)
+}
+
 fn choice<T: Copy>(flag: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
     choices
         .iter()
@@ -222,7 +250,6 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
     let float = |x: f32| Value::Float(x.to_string().parse().unwrap_or(x as f64));
     let int = |x: u64| Value::Integer(x.min(i64::MAX as u64) as i64);
     let text = |s: &str| Value::String(s.to_string());
-    let on_off = |b: bool| text(if b { "on" } else { "off" });
     let mut t = toml::Table::new();
     let mut set = |k: &str, v: Value| {
         t.insert(k.to_string(), v);
@@ -244,42 +271,26 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
     set("seed", int(train.seed));
     set("warmup", int(train.warmup_steps));
     set("mapping-lr-mult", float(train.mapping_lr_mult));
-    use vitgan::model::{PatchDecoder, StyleInjection};
-    use vitgan::nn::WeightNorm;
-    use vitgan::ops::attention::AttentionKind;
     set(
         "d-attention",
-        text(match model.d_attention {
-            AttentionKind::L2 => "l2",
-            AttentionKind::Dot => "dot",
-        }),
+        text(name_of(&D_ATTENTION, &model.d_attention)),
     );
+    set("d-norm", text(name_of(&D_NORM, &model.d_weight_norm)));
     set(
-        "d-norm",
-        text(match model.d_weight_norm {
-            WeightNorm::ImprovedSpectral => "isn",
-            WeightNorm::Spectral => "sn",
-            WeightNorm::None => "none",
-        }),
+        "d-overlap",
+        text(name_of(&ON_OFF, &model.d_overlapping_patches)),
     );
-    set("d-overlap", on_off(model.d_overlapping_patches));
-    set(
-        "g-style",
-        text(match model.g_style {
-            StyleInjection::SelfModulatedLayerNorm => "sln",
-            StyleInjection::AddToTokens => "add",
-        }),
-    );
-    set(
-        "g-decoder",
-        text(match model.g_decoder {
-            PatchDecoder::Implicit => "inr",
-            PatchDecoder::Linear => "linear",
-        }),
-    );
+    set("g-style", text(name_of(&G_STYLE, &model.g_style)));
+    set("g-decoder", text(name_of(&G_DECODER, &model.g_decoder)));
     set("d-query-gain", float(model.d_query_gain));
-    set("equalised-affines", on_off(model.g_equalised_affines));
-    set("inr-demod", on_off(model.inr_demodulate_output));
+    set(
+        "equalised-affines",
+        text(name_of(&ON_OFF, &model.g_equalised_affines)),
+    );
+    set(
+        "inr-demod",
+        text(name_of(&ON_OFF, &model.inr_demodulate_output)),
+    );
     set("log-every", int(args.log_every));
     set("sample-every", int(args.sample_every));
     set("checkpoint-every", int(args.checkpoint_every));
@@ -372,53 +383,23 @@ fn apply_flags(a: &mut Args, mut flags: Flags) -> Result<bool> {
             "--mapping-lr-mult" => a.train.mapping_lr_mult = flags.number(&flag)?,
             "--d-query-gain" => a.switches.d_query_gain = Some(flags.number(&flag)?),
             "--d-attention" => {
-                use vitgan::ops::attention::AttentionKind as K;
-                let v = flags.value(&flag)?;
-                a.switches.d_attention = Some(choice(&flag, &v, &[("l2", K::L2), ("dot", K::Dot)])?)
+                a.switches.d_attention = Some(choice(&flag, &flags.value(&flag)?, &D_ATTENTION)?)
             }
-            "--d-norm" => {
-                use vitgan::nn::WeightNorm as W;
-                let v = flags.value(&flag)?;
-                a.switches.d_norm = Some(choice(
-                    &flag,
-                    &v,
-                    &[
-                        ("isn", W::ImprovedSpectral),
-                        ("sn", W::Spectral),
-                        ("none", W::None),
-                    ],
-                )?)
-            }
+            "--d-norm" => a.switches.d_norm = Some(choice(&flag, &flags.value(&flag)?, &D_NORM)?),
             "--d-overlap" => {
-                let v = flags.value(&flag)?;
-                a.switches.d_overlap = Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
+                a.switches.d_overlap = Some(choice(&flag, &flags.value(&flag)?, &ON_OFF)?)
             }
             "--equalised-affines" => {
-                let v = flags.value(&flag)?;
-                a.switches.equalised_affines =
-                    Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
+                a.switches.equalised_affines = Some(choice(&flag, &flags.value(&flag)?, &ON_OFF)?)
             }
             "--inr-demod" => {
-                let v = flags.value(&flag)?;
-                a.switches.inr_demod = Some(choice(&flag, &v, &[("on", true), ("off", false)])?)
+                a.switches.inr_demod = Some(choice(&flag, &flags.value(&flag)?, &ON_OFF)?)
             }
             "--g-style" => {
-                use vitgan::model::StyleInjection as S;
-                let v = flags.value(&flag)?;
-                a.switches.g_style = Some(choice(
-                    &flag,
-                    &v,
-                    &[("sln", S::SelfModulatedLayerNorm), ("add", S::AddToTokens)],
-                )?)
+                a.switches.g_style = Some(choice(&flag, &flags.value(&flag)?, &G_STYLE)?)
             }
             "--g-decoder" => {
-                use vitgan::model::PatchDecoder as P;
-                let v = flags.value(&flag)?;
-                a.switches.g_decoder = Some(choice(
-                    &flag,
-                    &v,
-                    &[("inr", P::Implicit), ("linear", P::Linear)],
-                )?)
+                a.switches.g_decoder = Some(choice(&flag, &flags.value(&flag)?, &G_DECODER)?)
             }
             "--eval-every" => a.eval_every = flags.number(&flag)?,
             "--eval-n" => a.eval_n = flags.number(&flag)?,

@@ -605,17 +605,20 @@ fn trainer_reads_a_jpeg_folder_with_crop() {
             ExtendedColorType::Rgb8,
         );
     }
+    let train_into = |out: &Path| {
+        trainer()
+            .args([
+                "--preset", "tiny", "--batch", "2", "--steps", "1", "--eval-n", "0",
+            ])
+            .args(["--crop", "center:140", "--data"])
+            .arg(dir.0.join("img_align_celeba"))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
     let out = dir.0.join("run");
-    let run = trainer()
-        .args([
-            "--preset", "tiny", "--batch", "2", "--steps", "1", "--eval-n", "0",
-        ])
-        .args(["--crop", "center:140", "--data"])
-        .arg(dir.0.join("img_align_celeba"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = train_into(&out);
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{err}");
     assert!(
@@ -625,16 +628,7 @@ fn trainer_reads_a_jpeg_folder_with_crop() {
     assert!(out.join("checkpoint.safetensors").exists());
     assert!(err.contains("decode cache written to"), "{err}");
     // a second run over the same files reads the decode cache beside --out instead of decoding
-    let again = trainer()
-        .args([
-            "--preset", "tiny", "--batch", "2", "--steps", "1", "--eval-n", "0",
-        ])
-        .args(["--crop", "center:140", "--data"])
-        .arg(dir.0.join("img_align_celeba"))
-        .arg("--out")
-        .arg(dir.0.join("run2"))
-        .output()
-        .unwrap();
+    let again = train_into(&dir.0.join("run2"));
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(0), "{err}");
     assert!(err.contains("from the decode cache"), "{err}");
