@@ -101,7 +101,7 @@ fn main() -> Result<()> {
     // scores at batch 128, 201 MB, exceed lavapipe's 128 MiB binding), so L = 65 runs at batch 16 too
     // for a comparison at equal batch.
     // The `tiny` preset's shape too (its D at batch 32 sees 64 images: 4 heads of width 16, 17 tokens;
-    // on CPU adapters the tape composes it, see `composes_attention`). Cases are (sequence length,
+    // `VITGAN_ATTENTION_KERNEL=composed` runs it as the unfused rows). Cases are (sequence length,
     // batch, heads, head width).
     let mut cases = vec![(65usize, 128usize, 6usize, 64usize), (17, 64, 4, 16)];
     if cpu {

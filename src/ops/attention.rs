@@ -141,14 +141,15 @@ impl AttentionKernel {
             return Ok(());
         };
         let detail = match v.as_str() {
-            "tiled" => return Ok(()),
+            // composed: the tape composes attention from primitive ops instead (autodiff)
+            "tiled" | "composed" => return Ok(()),
             "subgroup" if chosen == AttentionKernel::Subgroup => return Ok(()),
             "subgroup" => format!(
                 "`subgroup` needs head width {SUBGROUP_HEAD_DIM} and subgroups of at least 8 lanes \
                  ({}); unset it to choose automatically",
                 gpu.describe()
             ),
-            _ => format!("`{v}`: expected tiled or subgroup"),
+            _ => format!("`{v}`: expected tiled, subgroup or composed"),
         };
         Err(Error::Config {
             field: "VITGAN_ATTENTION_KERNEL".into(),
