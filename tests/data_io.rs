@@ -1,7 +1,9 @@
 //! Dataset readers, batching, checkpoints and PNG outputs (host only, no GPU).
 
+mod common;
+use common::TempDir;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use vitgan::Error;
 use vitgan::data::cifar::{CIFAR10_RECORD_BYTES, load_cifar10};
 use vitgan::data::image_folder::{Crop, load_image_folder};
@@ -9,35 +11,6 @@ use vitgan::data::synthetic::synthetic_shapes;
 use vitgan::data::{Batcher, ImageDataset};
 use vitgan::io::checkpoint::Checkpoint;
 use vitgan::io::image::{save_image_grid, save_loss_plot};
-
-/// A fresh, empty directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let unique = format!(
-            "vitgan-data-io-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(unique);
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The PNG tests below read through the image-folder reader with the default crop.
 fn load_png_folder(dir: &Path, size: usize) -> vitgan::Result<ImageDataset> {

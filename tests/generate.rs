@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use vitgan::io::checkpoint::Checkpoint;
 use vitgan::io::image::{grid_scale, to_byte, to_bytes};
 use vitgan::io::npy::{NpyU8Writer, load_npy_u8, npy_u8_header, save_npy_u8};
@@ -16,28 +16,6 @@ use vitgan::train::generate::{
 };
 use vitgan::train::{TrainConfig, Trainer};
 use vitgan::{Error, Tensor};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("vitgan-generate-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The `tiny` preset shrunk to 8×8 images and width 16 (every field is in the checkpoint, so the
 /// rebuilt config is this one, not `tiny`'s sizes).

@@ -1,6 +1,8 @@
 //! Image folders (JPEG, PNG, WebP; CelebA as downloaded): discovery, decoding, `--crop`, errors, and
 //! the `celeba64` preset training on a JPEG folder through the library.
 
+mod common;
+use common::TempDir;
 use image::{ExtendedColorType, ImageFormat};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,38 +12,6 @@ use vitgan::data::image_folder::{
     load_image_folder_cached,
 };
 use vitgan::data::{Batcher, ImageDataset, open_dataset_cropped};
-
-/// A fresh, empty directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let unique = format!(
-            "vitgan-image-folder-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(unique);
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    /// `dir/name`, creating the folders on the way.
-    fn file(&self, name: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A smooth RGB test image (`width × height`), different for each `k`: JPEG keeps it within a few
 /// levels.
@@ -523,16 +493,7 @@ fn celeba64_trains_two_steps_on_a_jpeg_folder() {
     use vitgan::train::{TrainConfig, Trainer};
     use vitgan::{Gpu, Tensor};
     let dir = TempDir::new("celeba64");
-    for k in 0..4 {
-        let name = format!("img_align_celeba/{:06}.jpg", k + 1);
-        write_jpeg(
-            &dir.file(&name),
-            &smooth_rgb(178, 218, k),
-            178,
-            218,
-            ExtendedColorType::Rgb8,
-        );
-    }
+    write_celeba_jpegs(&dir, 4);
     let start = Instant::now();
     let model = ModelConfig::preset("celeba64").unwrap();
     let data = open_dataset_cropped(
@@ -577,34 +538,23 @@ fn celeba64_trains_two_steps_on_a_jpeg_folder() {
     );
 }
 
-/// `target/<profile>/examples/train`, next to this test's `deps/` directory (built by `cargo test`).
 fn trainer() -> std::process::Command {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("train{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --release --example train` first",
-        path.display()
-    );
-    std::process::Command::new(path)
+    common::example_binary("train")
+}
+
+/// `n` smooth 178×218 JPEGs in CelebA's layout: `dir/img_align_celeba/000001.jpg` …
+fn write_celeba_jpegs(dir: &TempDir, n: usize) {
+    for k in 0..n {
+        let name = format!("img_align_celeba/{:06}.jpg", k + 1);
+        let pixels = smooth_rgb(178, 218, k);
+        write_jpeg(&dir.file(&name), &pixels, 178, 218, ExtendedColorType::Rgb8);
+    }
 }
 
 #[test]
 fn trainer_reads_a_jpeg_folder_with_crop() {
     let dir = TempDir::new("cli");
-    for k in 0..3 {
-        let name = format!("img_align_celeba/{:06}.jpg", k + 1);
-        write_jpeg(
-            &dir.file(&name),
-            &smooth_rgb(178, 218, k),
-            178,
-            218,
-            ExtendedColorType::Rgb8,
-        );
-    }
+    write_celeba_jpegs(&dir, 3);
     let train_into = |out: &Path| {
         trainer()
             .args([

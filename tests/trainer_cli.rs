@@ -1,24 +1,14 @@
 //! The trainer binary's messages and exit codes (`examples/train.rs`, built by `cargo test`):
 //! `--out` naming a file, a loss that is not finite before any checkpoint exists, and Ctrl-C.
 
+mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/examples/train`, next to this test's `deps/` directory.
+/// The trainer binary, with evaluation off and a log line per step.
 fn trainer() -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("train{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is not built: a full `cargo test --release` builds the examples (or run `cargo build \
-         --release --example train` first)",
-        path.display()
-    );
-    let mut c = Command::new(path);
+    let mut c = common::example_binary("train");
     c.args(["--eval-n", "0", "--log-every", "1"]);
     c
 }

@@ -175,12 +175,7 @@ pub fn load_image_folder(dir: &Path, size: usize, crop: Crop) -> Result<ImageDat
 
 /// Decodes `file`, crops it and resizes it into `out` (`size · size · 3` bytes).
 fn load_image(file: &Path, size: usize, crop: Crop, out: &mut [u8]) -> Result<()> {
-    let name = file.display().to_string();
-    let bytes = std::fs::read(file).map_err(|source| Error::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let rgb = decode_rgb(&bytes, &name)?;
+    let rgb = read_rgb(file)?;
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
     let Some((x0, y0, side)) = crop.window(width, height) else {
         return Err(Error::Other(format!(
@@ -285,14 +280,19 @@ pub fn image_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 /// an [`Error::Data`] naming it: offset 0 when the format is not recognised, otherwise how far the
 /// decoder had read (decoders read ahead, so the bad byte is at or before that offset).
 pub fn decode_image_rgb8(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+    let rgb = read_rgb(path)?;
+    let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+    Ok((width, height, rgb.into_raw()))
+}
+
+/// Reads the file at `path` and decodes it to RGB8 ([`decode_rgb`]); errors name the file.
+fn read_rgb(path: &Path) -> Result<image::RgbImage> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: name.clone(),
         source,
     })?;
-    let rgb = decode_rgb(&bytes, &name)?;
-    let (width, height) = (rgb.width() as usize, rgb.height() as usize);
-    Ok((width, height, rgb.into_raw()))
+    decode_rgb(&bytes, &name)
 }
 
 /// [`decode_image_rgb8`] of a file's bytes; `name` is the file named in errors.

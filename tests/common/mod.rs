@@ -147,3 +147,58 @@ pub mod inr;
 pub mod layer_norm;
 pub mod patches;
 pub mod spectral_norm;
+
+/// A fresh, empty directory under the system temp dir (unique per process and call), removed when
+/// dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let unique = format!(
+            "vitgan-test-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(unique);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// `dir/name`.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// `dir/name`, creating the folders on the way.
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `target/<profile>/examples/<name>`, next to the running test's `deps/` directory (a full
+/// `cargo test --release` builds the examples).
+pub fn example_binary(name: &str) -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is not built: a full `cargo test --release` builds the examples (or run `cargo build \
+         --release --example {name}` first)",
+        path.display()
+    );
+    std::process::Command::new(path)
+}
