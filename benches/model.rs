@@ -501,6 +501,22 @@ fn print_family_profile(gpu: &vitgan::Gpu, step: impl FnOnce() -> Result<()>) ->
         e.0 += n - n0;
         e.1 += ms - ms0;
     }
+    let mut kernels: Vec<(String, u64, f64)> = totals()
+        .into_iter()
+        .map(|(k, (n, ms))| {
+            let (n0, ms0) = before.get(&k).copied().unwrap_or_default();
+            (k, n - n0, ms - ms0)
+        })
+        .filter(|r| r.1 > 0)
+        .collect();
+    kernels.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!("    slowest kernels of one step (each dispatch alone):");
+    for (kernel, n, ms) in kernels.iter().take(20) {
+        println!(
+            "      {kernel:<48} {ms:>9.1} ms {n:>5} dispatches {:>7.3} ms each",
+            ms / *n as f64
+        );
+    }
     let total: f64 = families.values().map(|v| v.1).sum();
     let mut rows: Vec<_> = families.into_iter().filter(|(_, v)| v.0 > 0).collect();
     rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));

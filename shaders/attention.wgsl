@@ -13,14 +13,15 @@
 //   dq_i = α Σ_j dS_ij k_j           (for L2 the −q_i Σ_j dS_ij term vanishes: Σ_j dS_ij = D_i − D_i = 0)
 //   dk_j = α (Σ_i dS_ij q_i − [L2] k_j Σ_i dS_ij)
 //
-// Three kernels, each in two versions that compute the same thing (the launcher picks one):
+// Three kernels, each in three versions that compute the same thing (the launcher picks one):
 //   attention_forward          out and lse, online softmax (running max and sum) over key blocks
 //   attention_backward_dq      dq, and D (saved for the next kernel)
 //   attention_backward_dkdv    dk and dv (needs D)
 // Tiled (any HEAD_DIM; GPUs, and CPU adapters otherwise): each invocation owns one row (a query, or a
 // key in dkdv) held in registers as vec4s; the other side streams through workgroup memory in blocks
-// of BLOCK rows. `_subgroup` (CPU adapters with subgroups, HEAD_DIM = 64): see the section at the end,
-// which the launcher drops from the source on adapters without subgroups.
+// of BLOCK rows. `_subgroup` (CPU adapters with subgroups, HEAD_DIM = 64) and `_lanes` (the same,
+// HEAD_DIM = 16): see the sections at the end, which the launcher drops from the source on adapters
+// without subgroups.
 
 struct Params {
     heads: u32,       // batch · heads
@@ -1155,5 +1156,212 @@ fn attention_backward_dkdv_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     store_dk_rows(hb, r0 + 12u, 2u * lane + 1u, alpha * dk.b[3] - scale_rows(kb.m[3], k_term3), ok);
     store_dv_rows(hb, r0 + 12u, 2u * lane, dv.a[3], ok);
     store_dv_rows(hb, r0 + 12u, 2u * lane + 1u, dv.b[3], ok);
+}
+// --- narrow heads: one row per lane ---------------------------------------------------------------
+//
+// `_lanes` kernels (CPU adapters with subgroups, HEAD_DIM = 16): a workgroup is one subgroup of 8
+// lanes; lane l owns row first_row + l (a query; a key in dk/dv), all 16 dims of it in registers as
+// a mat4x4 (column c = dims 4c..4c+4). The other side walks in steps of 8 rows: lane l loads row
+// step + l, and each of the 8 rows reaches every lane by `subgroupShuffle`, so no two lanes load the
+// same row and there is no workgroup memory or barrier. The 4 × 4 blocks of the kernels above would
+// leave 3 of 4 lanes idle at this width. Rows past L are clamped to the last row when loading; their
+// scores are masked and their outputs dropped. One loop per kernel, ⌈L / 8⌉ trips.
+
+const LN_D4: u32 = 4u;    // vec4s per row: HEAD_DIM = 16
+const LN_ROWS: u32 = 8u;  // rows per workgroup = lanes
+
+// vec4 index of d-quad c of `row` (clamped to the sequence) in a head starting at vec4 `hb`
+fn ln_at(hb: u32, row: u32, c: u32) -> u32 {
+    return hb + min(row, p.seq_len - 1u) * LN_D4 + c;
+}
+
+// one row of 16 as a mat4x4, column c = d-quad c
+fn q_row(hb: u32, row: u32) -> mat4x4<f32> {
+    return mat4x4(q4_at(ln_at(hb, row, 0u)), q4_at(ln_at(hb, row, 1u)), q4_at(ln_at(hb, row, 2u)),
+                  q4_at(ln_at(hb, row, 3u)));
+}
+fn k_row(hb: u32, row: u32) -> mat4x4<f32> {
+    return mat4x4(k4_at(ln_at(hb, row, 0u)), k4_at(ln_at(hb, row, 1u)), k4_at(ln_at(hb, row, 2u)),
+                  k4_at(ln_at(hb, row, 3u)));
+}
+fn v_row(hb: u32, row: u32) -> mat4x4<f32> {
+    return mat4x4(v4_at(ln_at(hb, row, 0u)), v4_at(ln_at(hb, row, 1u)), v4_at(ln_at(hb, row, 2u)),
+                  v4_at(ln_at(hb, row, 3u)));
+}
+fn dout_row(hb: u32, row: u32) -> mat4x4<f32> {
+    return mat4x4(dout4_at(ln_at(hb, row, 0u)), dout4_at(ln_at(hb, row, 1u)),
+                  dout4_at(ln_at(hb, row, 2u)), dout4_at(ln_at(hb, row, 3u)));
+}
+fn out_row(hb: u32, row: u32) -> mat4x4<f32> {
+    return mat4x4(out4_at(ln_at(hb, row, 0u)), out4_at(ln_at(hb, row, 1u)),
+                  out4_at(ln_at(hb, row, 2u)), out4_at(ln_at(hb, row, 3u)));
+}
+
+// a·b over all 16 dims
+fn row_dot(a: mat4x4<f32>, b: mat4x4<f32>) -> f32 {
+    return dot(a[0], b[0]) + dot(a[1], b[1]) + dot(a[2], b[2]) + dot(a[3], b[3]);
+}
+
+fn ln_place(wid: vec3<u32>, nwg: vec3<u32>) -> Place {
+    let group = wid.y * nwg.x + wid.x;
+    let head = group / p.row_blocks;
+    return Place(min(head, p.heads - 1u), (group % p.row_blocks) * LN_ROWS, head < p.heads);
+}
+
+// scores of the own row (qa = α q) against the step's rows t0..t0+4 (kl: lane t's row; bl: lane t's
+// score bias b_t, MASKED past the sequence)
+fn ln_scores4(qa: mat4x4<f32>, kl: mat4x4<f32>, bl: f32, t0: u32) -> vec4<f32> {
+    return vec4(row_dot(qa, sg_lane_mat(kl, t0)) + subgroupShuffle(bl, t0),
+                row_dot(qa, sg_lane_mat(kl, t0 + 1u)) + subgroupShuffle(bl, t0 + 1u),
+                row_dot(qa, sg_lane_mat(kl, t0 + 2u)) + subgroupShuffle(bl, t0 + 2u),
+                row_dot(qa, sg_lane_mat(kl, t0 + 3u)) + subgroupShuffle(bl, t0 + 3u));
+}
+
+// Σ_u w[u] · (lane t0 + u's row of m)
+fn ln_weighted4(m: mat4x4<f32>, w: vec4<f32>, t0: u32) -> mat4x4<f32> {
+    return w.x * sg_lane_mat(m, t0) + w.y * sg_lane_mat(m, t0 + 1u) + w.z * sg_lane_mat(m, t0 + 2u)
+        + w.w * sg_lane_mat(m, t0 + 3u);
+}
+
+// own row · (lane t0 + u's row of m), u = 0..4
+fn ln_dots4(own: mat4x4<f32>, m: mat4x4<f32>, t0: u32) -> vec4<f32> {
+    return vec4(row_dot(own, sg_lane_mat(m, t0)), row_dot(own, sg_lane_mat(m, t0 + 1u)),
+                row_dot(own, sg_lane_mat(m, t0 + 2u)), row_dot(own, sg_lane_mat(m, t0 + 3u)));
+}
+
+// lane t0 + u's value of x, u = 0..4
+fn ln_lanes4(x: f32, t0: u32) -> vec4<f32> {
+    return vec4(subgroupShuffle(x, t0), subgroupShuffle(x, t0 + 1u), subgroupShuffle(x, t0 + 2u),
+                subgroupShuffle(x, t0 + 3u));
+}
+
+// the score bias of `row`: b = −c‖row‖² (L2) or 0, MASKED past the sequence
+fn ln_bias(m: mat4x4<f32>, row: u32) -> f32 {
+    return select(MASKED, l2_bias(row_dot(m, m)), row < p.seq_len);
+}
+
+fn ln_store(hb: u32, row: u32, m: mat4x4<f32>) {
+    let at = hb + row * LN_D4;
+    out4_w[at] = m[0];
+    out4_w[at + 1u] = m[1];
+    out4_w[at + 2u] = m[2];
+    out4_w[at + 3u] = m[3];
+}
+
+@compute @workgroup_size(8)
+fn attention_forward_lanes(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(subgroup_invocation_id) lane: u32) {
+    let pl = ln_place(wid, nwg);
+    let row = pl.first_row + lane;
+    let hb = pl.head * p.seq_len * LN_D4;
+    let qi = q_row(hb, row);
+    let qa = dot_factor() * qi;
+    var o = mat4x4<f32>();
+    var run_max = MASKED;
+    var run_sum = 0.0;
+    for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + LN_ROWS) {
+        let kl = k_row(hb, step0 + lane);
+        let vl = v_row(hb, step0 + lane);
+        let bl = ln_bias(kl, step0 + lane);
+        let s_lo = ln_scores4(qa, kl, bl, 0u);
+        let s_hi = ln_scores4(qa, kl, bl, 4u);
+        let m4 = max(s_lo, s_hi);
+        let new_max = max(run_max, max(max(m4.x, m4.y), max(m4.z, m4.w)));
+        let rescale = exp(run_max - new_max);
+        let p_lo = exp(s_lo - new_max);
+        let p_hi = exp(s_hi - new_max);
+        run_sum = run_sum * rescale + dot(p_lo + p_hi, vec4(1.0));
+        o = rescale * o + ln_weighted4(vl, p_lo, 0u) + ln_weighted4(vl, p_hi, 4u);
+        run_max = new_max;
+    }
+    if (pl.valid_group && row < p.seq_len) {
+        ln_store(hb, row, (1.0 / run_sum) * o);
+        lse_w[pl.head * p.seq_len + row] = run_max + log(run_sum) + l2_bias(row_dot(qi, qi));
+    }
+}
+
+@compute @workgroup_size(8)
+fn attention_backward_dq_lanes(@builtin(workgroup_id) wid: vec3<u32>,
+                               @builtin(num_workgroups) nwg: vec3<u32>,
+                               @builtin(subgroup_invocation_id) lane: u32) {
+    let pl = ln_place(wid, nwg);
+    let row = pl.first_row + lane;
+    let hb = pl.head * p.seq_len * LN_D4;
+    let stat = pl.head * p.seq_len + min(row, p.seq_len - 1u);
+    let alpha = dot_factor();
+    let qi = q_row(hb, row);
+    let qa = alpha * qi;
+    let dout_i = dout_row(hb, row);
+    let delta = row_dot(dout_i, out_row(hb, row));
+    // P_ij = exp(α q·k + b_j + r_i − lse_i)
+    let shift = l2_bias(row_dot(qi, qi)) - lse_in[stat];
+    var dq = mat4x4<f32>();
+    for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + LN_ROWS) {
+        let kl = k_row(hb, step0 + lane);
+        let vl = v_row(hb, step0 + lane);
+        let bl = ln_bias(kl, step0 + lane);
+        let p_lo = exp(ln_scores4(qa, kl, bl, 0u) + shift);
+        let p_hi = exp(ln_scores4(qa, kl, bl, 4u) + shift);
+        let ds_lo = p_lo * (ln_dots4(dout_i, vl, 0u) - delta);
+        let ds_hi = p_hi * (ln_dots4(dout_i, vl, 4u) - delta);
+        dq = dq + ln_weighted4(kl, ds_lo, 0u) + ln_weighted4(kl, ds_hi, 4u);
+    }
+    if (pl.valid_group && row < p.seq_len) {
+        delta_w[stat] = delta;
+        let at = hb + row * LN_D4;
+        dq4_w[at] = alpha * dq[0];
+        dq4_w[at + 1u] = alpha * dq[1];
+        dq4_w[at + 2u] = alpha * dq[2];
+        dq4_w[at + 3u] = alpha * dq[3];
+    }
+}
+
+@compute @workgroup_size(8)
+fn attention_backward_dkdv_lanes(@builtin(workgroup_id) wid: vec3<u32>,
+                                 @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(subgroup_invocation_id) lane: u32) {
+    let pl = ln_place(wid, nwg);
+    let row = pl.first_row + lane;  // this lane's key
+    let hb = pl.head * p.seq_len * LN_D4;
+    let stat_base = pl.head * p.seq_len;
+    let alpha = dot_factor();
+    let kj = k_row(hb, row);
+    let ka = alpha * kj;
+    let vj = v_row(hb, row);
+    let bj = l2_bias(row_dot(kj, kj));
+    var dk = mat4x4<f32>();  // Σ_i dS_ij q_i
+    var dv = mat4x4<f32>();  // Σ_i P_ij dout_i
+    var ds_sum = 0.0;
+    for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + LN_ROWS) {
+        let i = step0 + lane;  // the query this lane loads for the step
+        let ql = q_row(hb, i);
+        let dl = dout_row(hb, i);
+        let at = stat_base + min(i, p.seq_len - 1u);
+        // r_i − lse_i, MASKED for queries past the sequence
+        let shift = select(MASKED, l2_bias(row_dot(ql, ql)) - lse_in[at], i < p.seq_len);
+        let delta = delta_in[at];
+        let p_lo = exp(ln_scores4(ka, ql, shift, 0u) + bj);
+        let p_hi = exp(ln_scores4(ka, ql, shift, 4u) + bj);
+        dv = dv + ln_weighted4(dl, p_lo, 0u) + ln_weighted4(dl, p_hi, 4u);
+        let ds_lo = p_lo * (ln_dots4(vj, dl, 0u) - ln_lanes4(delta, 0u));
+        let ds_hi = p_hi * (ln_dots4(vj, dl, 4u) - ln_lanes4(delta, 4u));
+        dk = dk + ln_weighted4(ql, ds_lo, 0u) + ln_weighted4(ql, ds_hi, 4u);
+        ds_sum = ds_sum + dot(ds_lo + ds_hi, vec4(1.0));
+    }
+    if (pl.valid_group && row < p.seq_len) {
+        // dk = α (Σ dS q − [L2] k Σ dS)
+        let k_term = select(0.0, ds_sum, is_l2());
+        let at = hb + row * LN_D4;
+        let dk_row = alpha * (dk - k_term * kj);
+        dk4_w[at] = dk_row[0];
+        dk4_w[at + 1u] = dk_row[1];
+        dk4_w[at + 2u] = dk_row[2];
+        dk4_w[at + 3u] = dk_row[3];
+        dv4_w[at] = dv[0];
+        dv4_w[at + 1u] = dv[1];
+        dv4_w[at + 2u] = dv[2];
+        dv4_w[at + 3u] = dv[3];
+    }
 }
 // END SUBGROUP KERNELS

@@ -59,7 +59,7 @@ fn forward_matches_reference() {
     let mut seed = 100;
     for kind in KINDS {
         for &l in &[1, 7, 65, 130] {
-            for &dh in &[8, 17, 64] {
+            for &dh in &[8, 16, 17, 64] {
                 seed += 1;
                 // B·H odd: 3 or 5 heads in all
                 let (b, h) = if seed % 2 == 0 { (1, 3) } else { (5, 1) };
@@ -211,7 +211,13 @@ fn check_backward_against(
 fn backward_matches_finite_differences() {
     let mut seed = 200;
     for kind in KINDS {
-        for &(b, h, l, dh) in &[(1, 1, 1, 3), (1, 3, 5, 3), (3, 1, 19, 8), (1, 1, 40, 17)] {
+        for &(b, h, l, dh) in &[
+            (1, 1, 1, 3),
+            (1, 3, 5, 3),
+            (3, 1, 19, 8),
+            (1, 1, 40, 17),
+            (1, 3, 13, 16),
+        ] {
             seed += 1;
             let d = Dims::new(b * h, l, dh);
             let (q, k, v) = inputs(d, seed);
@@ -245,8 +251,11 @@ fn backward_matches_finite_differences() {
 #[test]
 fn backward_matches_analytic_reference_at_model_sizes() {
     // each (Dh, kind) compiles its own pipelines, which takes seconds on lavapipe, so the model's
-    // Dh = 64 for both kinds and the widest head once (odd Dh is covered by the other tests)
+    // Dh = 64 for both kinds, `tiny`'s Dh = 16 (the one-row-per-lane kernels on CPU adapters) for
+    // both kinds and the widest head once (odd Dh is covered by the other tests)
     let cases = [
+        (AttentionKind::Dot, (2, 3, 17, 16)),
+        (AttentionKind::L2, (1, 5, 130, 16)),
         (AttentionKind::Dot, (1, 3, 65, 64)),
         (AttentionKind::L2, (3, 1, 130, 64)),
         (AttentionKind::L2, (1, 1, 33, 128)),
@@ -335,7 +344,12 @@ fn tied_ref(q: &[f64], v: &[f64], d: Dims) -> Vec<f64> {
 #[test]
 fn tied_l2_gradient_sums_query_and_key_roles() {
     // Dh = 64 is the discriminator's head width (the subgroup kernels on CPU adapters that have them)
-    for &(b, h, l, dh, seed) in &[(1, 3, 6, 5, 500u64), (2, 1, 23, 8, 501), (1, 2, 9, 64, 502)] {
+    for &(b, h, l, dh, seed) in &[
+        (1, 3, 6, 5, 500u64),
+        (2, 1, 23, 8, 501),
+        (1, 2, 9, 64, 502),
+        (3, 2, 17, 16, 503),
+    ] {
         let d = Dims::new(b * h, l, dh);
         let s = shape(b, h, d);
         let (q, _, v) = inputs(d, seed);

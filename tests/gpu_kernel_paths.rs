@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::{Mutex, MutexGuard};
 use vitgan::ops::attention::{
-    AttentionKernel, AttentionKind, SUBGROUP_HEAD_DIM, attention_backward, attention_forward,
+    AttentionKernel, AttentionKind, LANES_HEAD_DIM, SUBGROUP_HEAD_DIM, attention_backward,
+    attention_forward,
 };
 use vitgan::ops::layer_norm::{layer_norm_backward, layer_norm_forward};
 use vitgan::ops::matmul::{
@@ -318,7 +319,7 @@ fn forced_matmul_kernels_run_the_kernel_asked_for_and_match_references() {
 /// vs the f64 references, for both score kinds with untied q, k, v and with the tied k = q (one
 /// tensor, as the discriminator's L2 attention); heads B·H = 3: the forward (out, lse) always, the
 /// backward (dq, dk, dv for a random dout) for the kinds in `backward`. The kernels (forward, dq,
-/// dk/dv) must be `want`'s, reading their inputs from textures exactly when `want` is the subgroup
+/// dk/dv) must be `want`'s, reading their inputs from textures exactly when `want` is not the tiled
 /// kernel and `operands` is `textures`.
 fn check_attention(
     g: &Gpu,
@@ -329,11 +330,12 @@ fn check_attention(
 ) {
     let d = Dims::new(3, l, dh);
     let shape = [1, 3, l, dh];
-    let vars = [
-        ("VITGAN_ATTENTION_KERNEL", forced),
-        ("VITGAN_ATTENTION_OPERANDS", operands),
-    ];
-    let textures = want == AttentionKernel::Subgroup && operands == "textures";
+    // an empty `forced`: VITGAN_ATTENTION_KERNEL unset (the automatic choice)
+    let mut vars = vec![("VITGAN_ATTENTION_OPERANDS", operands)];
+    if !forced.is_empty() {
+        vars.push(("VITGAN_ATTENTION_KERNEL", forced));
+    }
+    let textures = want != AttentionKernel::Tiled && operands == "textures";
     let shader = if textures {
         "attention_textures"
     } else if supports_subgroup_kernel(g) {
@@ -341,10 +343,10 @@ fn check_attention(
     } else {
         "attention_without_subgroups"
     };
-    let suffix = if want == AttentionKernel::Subgroup {
-        "_subgroup"
-    } else {
-        ""
+    let suffix = match want {
+        AttentionKernel::Tiled => "",
+        AttentionKernel::Subgroup => "_subgroup",
+        AttentionKernel::Lanes => "_lanes",
     };
     let mut r = rng(99 + l as u64 + dh as u64);
     with_env(&vars, || {
@@ -443,6 +445,15 @@ fn forced_attention_kernels_match_references_forward_and_backward() {
     let subgroup = AttentionKernel::Subgroup;
     check_attention(&g, ("subgroup", "buffers"), subgroup, size, &[L2]);
     check_attention(&g, ("subgroup", "textures"), subgroup, size, &[Dot]);
+    // the one-row-per-lane kernels at `tiny`'s Dh = 16: L = 65 is past eight steps of 8 rows and
+    // ragged; both kinds' backward from both sources (these pipelines compile fast); unforced, a
+    // CPU adapter picks them at this width
+    let lanes = AttentionKernel::Lanes;
+    let size = (65, LANES_HEAD_DIM);
+    check_attention(&g, ("lanes", "buffers"), lanes, size, &[Dot, L2]);
+    check_attention(&g, ("lanes", "textures"), lanes, size, &[Dot, L2]);
+    let default = if g.is_cpu() { lanes } else { tiled };
+    check_attention(&g, ("", "textures"), default, (19, LANES_HEAD_DIM), &[L2]);
 }
 
 #[test]
@@ -457,6 +468,13 @@ fn forced_subgroup_kernels_are_refused_where_they_cannot_run() {
             let r = attention_forward(&q, &q, &q, kind);
             assert!(r.is_err(), "forced subgroup attention at Dh = 16 ran");
         }
+    });
+    // and the one-row-per-lane kernels for Dh = 16 only: forcing them at 17 is an error
+    let x17 = random(&mut rng(6), 19 * 17, -1.0, 1.0);
+    let q = vitgan::Tensor::from_slice(&g, &x17, &[1, 1, 19, 17]).unwrap();
+    with_env(&[("VITGAN_ATTENTION_KERNEL", "lanes")], || {
+        let r = attention_forward(&q, &q, &q, AttentionKind::L2);
+        assert!(r.is_err(), "forced lanes attention at Dh = 17 ran");
     });
     // on an adapter without subgroups (Mesa's GL llvmpipe where installed) a forced subgroup matmul
     // is an error too

@@ -244,7 +244,8 @@ fn long_layer_norm_rows() {
 }
 
 /// Attention kernels loop over every key in one invocation: on a CPU adapter a sequence past the loop
-/// budget is refused with an error (a value, not a wrong result); within it the result is right.
+/// budget is refused with an error (a value, not a wrong result); within it the result is right, and
+/// the one-row-per-lane kernels (8 keys per trip) run 4,000 keys right.
 #[test]
 fn long_attention_is_an_error_on_cpu_adapters() {
     use vitgan::ops::attention::{AttentionKernel, AttentionKind, attention_forward_with};
@@ -260,4 +261,28 @@ fn long_attention_is_an_error_on_cpu_adapters() {
     } else {
         r.unwrap();
     }
+    // the one-row-per-lane kernels step 8 keys per trip (500 trips here): they run it, right
+    if !AttentionKernel::Lanes.supports(&gpu(), dh) {
+        return;
+    }
+    let (out, lse) =
+        attention_forward_with(&q, &q, &q, AttentionKind::L2, AttentionKernel::Lanes).unwrap();
+    let d = common::attention::Dims::new(1, l, dh);
+    let x64 = to_f64(&x);
+    let (want_out, want_lse) =
+        common::attention::attention_ref(&x64, &x64, &x64, d, AttentionKind::L2);
+    assert_close(
+        &out.to_vec().unwrap(),
+        &want_out,
+        2e-5,
+        1e-4,
+        "L2 attention over 4,000 keys: out",
+    );
+    assert_close(
+        &lse.to_vec().unwrap(),
+        &want_lse,
+        1e-4,
+        1e-5,
+        "L2 attention over 4,000 keys: lse",
+    );
 }

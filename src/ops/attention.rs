@@ -16,12 +16,14 @@
 //! `dk_j = 2c Σ_i dS_ij (q_i − k_j)`.
 //!
 //! Three kernels: forward (online softmax over key blocks), `dq` (also writes `D`), `dk`/`dv` (over
-//! query blocks); no atomics. Each comes in two versions ([`AttentionKernel`]): tiled (one row per
-//! invocation, the other side staged in workgroup memory; any `Dh`, for GPUs) and subgroup (CPU
+//! query blocks); no atomics. Each comes in three versions ([`AttentionKernel`]): tiled (one row per
+//! invocation, the other side staged in workgroup memory; any `Dh`, for GPUs), subgroup (CPU
 //! adapters with subgroups at `Dh = 64`: straight-line 4 × 4 register blocks, rows shared between the
 //! lanes with `subgroupShuffle`, because on lavapipe every memory load is a scalar loop over the
-//! lanes). `KIND` and `HEAD_DIM` are override constants, so each `(Dh, kind)` is its own pipeline; the
-//! tiled backward at large `Dh` takes seconds to compile on lavapipe the first time.
+//! lanes) and lanes (the same adapters at `Dh = 16`: one row per lane, the other side's rows loaded
+//! one per lane and shuffled round; 10–20× the tiled kernels there). `KIND` and `HEAD_DIM` are
+//! override constants, so each `(Dh, kind)` is its own pipeline; the tiled backward at large `Dh`
+//! takes seconds to compile on lavapipe the first time.
 
 use super::layout::to_operand_texture;
 use super::{
@@ -109,6 +111,10 @@ impl AttentionTiles {
 pub const SUBGROUP_HEAD_DIM: usize = 64;
 /// Rows owned by a workgroup of the subgroup kernels (must match `SG_ROWS` in the WGSL).
 const SUBGROUP_ROWS: usize = 16;
+/// Head width of the one-row-per-lane kernels (the `tiny` preset's; must match `LN_D4` · 4).
+pub const LANES_HEAD_DIM: usize = 16;
+/// Rows owned by a workgroup of the one-row-per-lane kernels (must match `LN_ROWS` in the WGSL).
+const LANES_ROWS: usize = 8;
 
 /// Which kernels run a problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,17 +124,24 @@ pub enum AttentionKernel {
     /// Straight-line register kernels sharing rows through `subgroupBroadcast`: CPU adapters with
     /// subgroups of ≥ 8 lanes, head width [`SUBGROUP_HEAD_DIM`] only.
     Subgroup,
+    /// One row per subgroup lane, the other side's rows loaded one per lane and passed round with
+    /// `subgroupShuffle`: CPU adapters with subgroups of ≥ 8 lanes, head width [`LANES_HEAD_DIM`]
+    /// only (where the tiled kernels ran at 0.15 GFLOP/s on lavapipe).
+    Lanes,
 }
 
 impl AttentionKernel {
-    /// The kernels for an adapter and head width; `VITGAN_ATTENTION_KERNEL=tiled|subgroup` forces one
-    /// (subgroup only where it can run).
+    /// The kernels for an adapter and head width; `VITGAN_ATTENTION_KERNEL=tiled|subgroup|lanes`
+    /// forces one (subgroup and lanes only where they can run).
     pub fn for_problem(gpu: &Gpu, head_dim: usize) -> AttentionKernel {
-        let subgroup_ok = head_dim == SUBGROUP_HEAD_DIM && supports_subgroup_kernel(gpu);
+        let subgroup_ok = AttentionKernel::Subgroup.supports(gpu, head_dim);
+        let lanes_ok = AttentionKernel::Lanes.supports(gpu, head_dim);
         match std::env::var("VITGAN_ATTENTION_KERNEL").as_deref() {
             Ok("tiled") => AttentionKernel::Tiled,
             Ok("subgroup") if subgroup_ok => AttentionKernel::Subgroup,
+            Ok("lanes") if lanes_ok => AttentionKernel::Lanes,
             _ if subgroup_ok && gpu.is_cpu() => AttentionKernel::Subgroup,
+            _ if lanes_ok && gpu.is_cpu() => AttentionKernel::Lanes,
             _ => AttentionKernel::Tiled,
         }
     }
@@ -144,12 +157,18 @@ impl AttentionKernel {
             // composed: the tape composes attention from primitive ops instead (autodiff)
             "tiled" | "composed" => return Ok(()),
             "subgroup" if chosen == AttentionKernel::Subgroup => return Ok(()),
-            "subgroup" => format!(
-                "`subgroup` needs head width {SUBGROUP_HEAD_DIM} and subgroups of at least 8 lanes \
-                 ({}); unset it to choose automatically",
+            "lanes" if chosen == AttentionKernel::Lanes => return Ok(()),
+            "subgroup" | "lanes" => format!(
+                "`{v}` needs head width {} and subgroups of at least 8 lanes ({}); unset it to \
+                 choose automatically",
+                if v == "lanes" {
+                    LANES_HEAD_DIM
+                } else {
+                    SUBGROUP_HEAD_DIM
+                },
                 gpu.describe()
             ),
-            _ => format!("`{v}`: expected tiled, subgroup or composed"),
+            _ => format!("`{v}`: expected tiled, subgroup, lanes or composed"),
         };
         Err(Error::Config {
             field: "VITGAN_ATTENTION_KERNEL".into(),
@@ -164,6 +183,7 @@ impl AttentionKernel {
             AttentionKernel::Subgroup => {
                 head_dim == SUBGROUP_HEAD_DIM && supports_subgroup_kernel(gpu)
             }
+            AttentionKernel::Lanes => head_dim == LANES_HEAD_DIM && supports_subgroup_kernel(gpu),
         }
     }
 }
@@ -291,7 +311,7 @@ fn input_textures(
     kernel: AttentionKernel,
     inputs: &[(u32, &Tensor)],
 ) -> Result<InputTextures> {
-    if kernel != AttentionKernel::Subgroup
+    if kernel == AttentionKernel::Tiled
         || !operand_textures_wanted(gpu, "VITGAN_ATTENTION_OPERANDS")
         || (gpu.limits().max_storage_textures_per_shader_stage as usize) < inputs.len()
     {
@@ -313,7 +333,7 @@ fn input_textures(
     Ok(Some(out))
 }
 
-/// Launch `entry` (the tiled kernel's name; the subgroup kernel's adds `_subgroup`), reading its
+/// Launch `entry` (the tiled kernel's name; the others add `_subgroup` or `_lanes`), reading its
 /// inputs through `textures` when given (see [`input_textures`]).
 #[allow(clippy::too_many_arguments)]
 fn launch(
@@ -344,6 +364,14 @@ fn launch(
                 _ => "attention_backward_dkdv_subgroup",
             };
             (entry, SUBGROUP_ROWS, vec![("KIND", kind.code())])
+        }
+        AttentionKernel::Lanes => {
+            let entry = match entry {
+                "attention_forward" => "attention_forward_lanes",
+                "attention_backward_dq" => "attention_backward_dq_lanes",
+                _ => "attention_backward_dkdv_lanes",
+            };
+            (entry, LANES_ROWS, vec![("KIND", kind.code())])
         }
     };
     let row_blocks = dims.seq_len.div_ceil(rows_per_group);
@@ -383,12 +411,14 @@ impl AttentionKernel {
     /// An upper bound of the loop iterations one invocation of these kernels runs (forward or either
     /// backward kernel), counted from the loops of `shaders/attention.wgsl` as written (none assumed
     /// unrolled): per block of 16 keys, the tiled kernels stage the block and run 2·16·(1 + Dh/4)
-    /// iterations of score and value products; the subgroup kernels ≤ 17 per block of 32 keys.
+    /// iterations of score and value products; the subgroup kernels ≤ 17 per block of 32 keys; the
+    /// lanes kernels one per step of 8 rows.
     pub fn loop_trips(self, seq_len: usize, head_dim: usize) -> usize {
         let d4 = head_dim.div_ceil(4);
         match self {
             AttentionKernel::Tiled => seq_len.div_ceil(16) * (3 + d4 + 2 * 16 * (1 + d4) + d4),
             AttentionKernel::Subgroup => seq_len.div_ceil(32) * 17,
+            AttentionKernel::Lanes => seq_len.div_ceil(LANES_ROWS),
         }
     }
 }
