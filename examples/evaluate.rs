@@ -4,7 +4,7 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
-use cli::Flags;
+use clap::Parser;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -20,42 +20,72 @@ use vitgan::train::evaluate::{InceptionEvaluator, InceptionMetrics};
 use vitgan::train::generate::{Weights, latents, read_checkpoint};
 use vitgan::{Error, Gpu, GpuOptions, Result};
 
-const HELP: &str = "\
-Sample quality of generated images against real ones. Prints one line per metric and appends them
-as one JSON object to --json.
+/// Sample quality of generated images against real ones. Prints one line per metric and appends
+/// them as one JSON object to --json.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "evaluate",
+    override_usage = "cargo run --release --example evaluate -- --data REFERENCE \
+                      (--images PATH | --checkpoint CK) [OPTIONS]",
+    after_help = AFTER_HELP
+)]
+struct EvaluateFlags {
+    /// The real images: anything the trainer's --data reads (CIFAR-10, IDX, a folder of
+    /// JPEG/PNG/WebP images, synthetic); resized and converted to the samples' size and channels
+    #[arg(long, value_name = "REFERENCE")]
+    data: String,
+    /// center:S or short-side, as the trainer's --crop (use the training run's)
+    #[arg(long, value_name = "C", default_value = "short-side", value_parser = cli::crop)]
+    crop: vitgan::data::Crop,
+    /// Samples to evaluate: a folder of PNGs or a .npy uint8 [N, S, S, C] array (as
+    /// examples/generate.rs writes them)
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "checkpoint",
+        conflicts_with = "checkpoint"
+    )]
+    images: Option<PathBuf>,
+    /// Or draw the samples from a trainer checkpoint's EMA generator
+    #[arg(long, value_name = "CK")]
+    checkpoint: Option<PathBuf>,
+    /// Samples drawn from --checkpoint
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(2..))]
+    n: u64,
+    /// Use G's current weights instead of their EMA
+    #[arg(long)]
+    raw: bool,
+    /// Seed of the latents (as in generate) and of the reference selection
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Real images the statistics are taken over
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(2..))]
+    reference_n: u64,
+    /// pytorch-fid's weights converted to safetensors (see the README): adds FID, KID and IS on
+    /// InceptionV3; without it only the weight-free metrics run
+    #[arg(long, value_name = "PATH")]
+    inception: Option<PathBuf>,
+    /// Keep the reference's Inception features in this file and reuse them while data, size,
+    /// selection and weights are the same
+    #[arg(long, value_name = "PATH")]
+    cache: Option<PathBuf>,
+    /// Append the results here as one JSON object
+    #[arg(long, value_name = "PATH", default_value = "evaluation.jsonl")]
+    json: PathBuf,
+    #[command(flatten)]
+    device: cli::DeviceFlags,
+}
 
-USAGE: cargo run --release --example evaluate -- --data REFERENCE (--images PATH | --checkpoint CK) [OPTIONS]
-
-  --data REFERENCE     the real images: anything the trainer's --data reads (CIFAR-10, IDX, a
-                       folder of JPEG/PNG/WebP images, synthetic); resized and converted to the
-                       samples' size and channels
-  --crop C             center:S or short-side, as the trainer's --crop (use the training run's)
-                                                                             [default: short-side]
-  --images PATH        samples to evaluate: a folder of PNGs or a .npy uint8 [N, S, S, C] array (as
-                       examples/generate.rs writes them)
-  --checkpoint CK      or draw the samples from a trainer checkpoint's EMA generator
-  --n N                samples drawn from --checkpoint                      [default: 10000]
-  --raw                use G's current weights instead of their EMA
-  --seed S             seed of the latents (as in generate) and of the reference selection [default: 0]
-  --reference-n N      real images the statistics are taken over            [default: 10000]
-  --inception PATH     pytorch-fid's weights converted to safetensors (see the README): adds FID,
-                       KID and IS on InceptionV3; without it only the weight-free metrics run
-  --cache PATH         keep the reference's Inception features in this file and reuse them while
-                       data, size, selection and weights are the same
-  --json PATH          append the results here as one JSON object            [default: evaluation.jsonl]
-
-Device:
-  --adapter NAME       pick the adapter whose name contains NAME (env VITGAN_ADAPTER)
-  --backend NAME       vulkan | gl | metal | dx12 (env VITGAN_BACKEND)
-
+const AFTER_HELP: &str = "\
 Metrics: FID (pool3 features, 2048-d; Fréchet distance), KID (cubic-kernel unbiased MMD², 100
 subsets of 1,000), IS (1008 logits, 10 splits) — as pytorch-fid / torch-fidelity compute them;
 SWD (multi-scale sliced Wasserstein ×10³) and KID over a fixed random conv feature map (no download;
-not comparable with the Inception values).
-";
+not comparable with the Inception values).";
 
 struct Args {
-    data: Option<String>,
+    data: String,
     crop: vitgan::data::Crop,
     images: Option<PathBuf>,
     checkpoint: Option<PathBuf>,
@@ -69,45 +99,23 @@ struct Args {
     gpu: GpuOptions,
 }
 
-fn parse_args() -> Result<Option<Args>> {
-    let mut a = Args {
-        data: None,
-        crop: vitgan::data::Crop::ShortSide,
-        images: None,
-        checkpoint: None,
-        n: 10_000,
-        weights: Weights::Ema,
-        seed: 0,
-        reference_n: 10_000,
-        inception: None,
-        cache: None,
-        json: PathBuf::from("evaluation.jsonl"),
-        gpu: GpuOptions::default(),
-    };
-    let mut flags = Flags::from_env();
-    while let Some(flag) = flags.next_flag() {
-        if flag == "--help" || flag == "-h" {
-            print!("{HELP}");
-            return Ok(None);
-        }
-        match flag.as_str() {
-            "--data" => a.data = Some(flags.value(&flag)?),
-            "--crop" => a.crop = vitgan::data::Crop::parse(&flags.value(&flag)?)?,
-            "--images" => a.images = Some(flags.value(&flag)?.into()),
-            "--checkpoint" => a.checkpoint = Some(flags.value(&flag)?.into()),
-            "--n" => a.n = flags.number(&flag)?,
-            "--raw" => a.weights = Weights::Current,
-            "--seed" => a.seed = flags.number(&flag)?,
-            "--reference-n" => a.reference_n = flags.number(&flag)?,
-            "--inception" => a.inception = Some(flags.value(&flag)?.into()),
-            "--cache" => a.cache = Some(flags.value(&flag)?.into()),
-            "--json" => a.json = flags.value(&flag)?.into(),
-            "--adapter" => a.gpu.adapter = Some(flags.value(&flag)?),
-            "--backend" => a.gpu.backend = Some(flags.value(&flag)?),
-            other => return Err(cli::unknown(other)),
-        }
+/// The command line; clap reports what it refuses (naming the flag and the value) with status 2.
+fn parse_args() -> Args {
+    let f = EvaluateFlags::parse();
+    Args {
+        data: f.data,
+        crop: f.crop,
+        images: f.images,
+        checkpoint: f.checkpoint,
+        n: f.n as usize,
+        weights: cli::weights(f.raw),
+        seed: f.seed,
+        reference_n: f.reference_n as usize,
+        inception: f.inception,
+        cache: f.cache,
+        json: f.json,
+        gpu: f.device.options(),
     }
-    Ok(Some(a))
 }
 
 fn main() {
@@ -141,29 +149,8 @@ fn progress(what: &'static str) -> impl FnMut(usize, usize) -> bool {
 }
 
 fn run() -> Result<()> {
-    let Some(args) = parse_args()? else {
-        return Ok(());
-    };
-    let Some(data_spec) = args.data.clone() else {
-        return Err(Error::Config {
-            field: "--data".into(),
-            detail: "is required: the real images to compare with; see --help".into(),
-        });
-    };
-    if args.images.is_some() == args.checkpoint.is_some() {
-        return Err(Error::Config {
-            field: "--images / --checkpoint".into(),
-            detail: "give exactly one of them: the samples to evaluate; see --help".into(),
-        });
-    }
-    for (field, v) in [("--n", args.n), ("--reference-n", args.reference_n)] {
-        if v < 2 {
-            return Err(Error::Config {
-                field: field.into(),
-                detail: "must be at least 2".into(),
-            });
-        }
-    }
+    let args = parse_args();
+    let data_spec = args.data.clone();
     if let Some(p) = &args.inception {
         // a missing, .pth or corrupt file is refused before any work, saying where the weights
         // come from

@@ -3,77 +3,76 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
-use cli::Flags;
+use clap::Parser;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 use vitgan::train::Trainer;
 use vitgan::train::generate::{GenerateOptions, Output, Weights, generate, read_checkpoint};
-use vitgan::{Error, Gpu, GpuOptions, Result};
+use vitgan::{Gpu, GpuOptions, Result};
 
-const HELP: &str = "\
-Draw images from a ViTGAN training checkpoint (the model and its preset are read from it; no
-dataset is needed).
-
-USAGE: cargo run --release --example generate -- --checkpoint PATH [OPTIONS]
-
-  --checkpoint PATH    a checkpoint written by the trainer (e.g. out/checkpoint.safetensors)
-  --n N                number of images                                      [default: 64]
-  --out PATH           where they go                                         [default: samples]
-                         a folder (the default): PATH/000000.png, PATH/000001.png, … (grey for
-                           1-channel models, RGB for 3)
-                         PATH ending in .npy: one NumPy uint8 array [N, H, W, C] (numpy.load)
-                         with --grid, PATH ending in .png: one grid image, magnified like the
-                           trainer's samples.png
-  --grid               write one grid PNG instead of a folder
-  --raw                use G's current weights instead of their EMA (the default)
-  --seed S             seed of the latents: image i's latent depends only on S and i, not on
-                       --n or --batch                                        [default: 0]
-  --batch B            images per forward pass (halved automatically while the adapter's buffer
-                       limit needs it)                                       [default: 64]
-
-Device:
-  --adapter NAME       pick the adapter whose name contains NAME (env VITGAN_ADAPTER)
-  --backend NAME       vulkan | gl | metal | dx12 (env VITGAN_BACKEND)
-";
+/// Draw images from a ViTGAN training checkpoint (the model and its preset are read from it; no
+/// dataset is needed).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "generate",
+    override_usage = "cargo run --release --example generate -- --checkpoint PATH [OPTIONS]"
+)]
+struct GenerateFlags {
+    /// A checkpoint written by the trainer (e.g. out/checkpoint.safetensors)
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// Number of images
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    n: u64,
+    /// Where they go: a folder (the default): PATH/000000.png, PATH/000001.png, … (grey for
+    /// 1-channel models, RGB for 3); PATH ending in .npy: one NumPy uint8 array [N, H, W, C]
+    /// (numpy.load); with --grid, PATH ending in .png: one grid image, magnified like the trainer's
+    /// samples.png
+    #[arg(long, value_name = "PATH", default_value = "samples")]
+    out: PathBuf,
+    /// Write one grid PNG instead of a folder
+    #[arg(long)]
+    grid: bool,
+    /// Use G's current weights instead of their EMA (the default)
+    #[arg(long)]
+    raw: bool,
+    /// Seed of the latents: image i's latent depends only on S and i, not on --n or --batch
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Images per forward pass (halved automatically while the adapter's buffer limit needs it)
+    #[arg(long, value_name = "B", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+    #[command(flatten)]
+    device: cli::DeviceFlags,
+}
 
 struct Args {
-    checkpoint: Option<PathBuf>,
+    checkpoint: PathBuf,
     out: PathBuf,
     grid: bool,
     options: GenerateOptions,
     gpu: GpuOptions,
 }
 
-fn parse_args() -> Result<Option<Args>> {
-    let mut a = Args {
-        checkpoint: None,
-        out: PathBuf::from("samples"),
-        grid: false,
-        options: GenerateOptions::default(), // 64 images, seed 0, batch 64, EMA
-        gpu: GpuOptions::default(),
-    };
-    let mut flags = Flags::from_env();
-    while let Some(flag) = flags.next_flag() {
-        if flag == "--help" || flag == "-h" {
-            print!("{HELP}");
-            return Ok(None);
-        }
-        match flag.as_str() {
-            "--checkpoint" => a.checkpoint = Some(flags.value(&flag)?.into()),
-            "--n" => a.options.n = flags.number(&flag)?,
-            "--out" => a.out = flags.value(&flag)?.into(),
-            "--grid" => a.grid = true,
-            "--raw" => a.options.weights = Weights::Current,
-            "--seed" => a.options.seed = flags.number(&flag)?,
-            "--batch" => a.options.batch = flags.number(&flag)?,
-            "--adapter" => a.gpu.adapter = Some(flags.value(&flag)?),
-            "--backend" => a.gpu.backend = Some(flags.value(&flag)?),
-            other => return Err(cli::unknown(other)),
-        }
+/// The command line; clap reports what it refuses (naming the flag and the value) with status 2.
+fn parse_args() -> Args {
+    let f = GenerateFlags::parse();
+    Args {
+        checkpoint: f.checkpoint,
+        out: f.out,
+        grid: f.grid,
+        options: GenerateOptions {
+            n: f.n as usize,
+            seed: f.seed,
+            batch: f.batch as usize,
+            weights: cli::weights(f.raw),
+        },
+        gpu: f.device.options(),
     }
-    Ok(Some(a))
 }
 
 fn main() {
@@ -84,25 +83,8 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let Some(args) = parse_args()? else {
-        return Ok(());
-    };
-    let Some(ckpt_path) = &args.checkpoint else {
-        return Err(Error::Config {
-            field: "--checkpoint".into(),
-            detail: "is required: give a checkpoint written by the trainer (e.g. \
-                     out/checkpoint.safetensors); see --help"
-                .into(),
-        });
-    };
-    for (field, v) in [("--n", args.options.n), ("--batch", args.options.batch)] {
-        if v == 0 {
-            return Err(Error::Config {
-                field: field.into(),
-                detail: "must be at least 1".into(),
-            });
-        }
-    }
+    let args = parse_args();
+    let ckpt_path = &args.checkpoint;
     // everything the command line alone can refuse is refused before the GPU starts
     let output = Output::choose(&args.out, args.grid)?;
     let ckpt = read_checkpoint(ckpt_path)?;

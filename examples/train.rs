@@ -2,7 +2,7 @@
 
 #[path = "shared/cli.rs"]
 mod cli;
-use cli::Flags;
+use clap::Parser;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -23,79 +23,206 @@ use vitgan::train::evaluate::{InceptionEvaluator, SampleEvaluator, SampleMetrics
 use vitgan::train::{StepOutput, TrainConfig, Trainer};
 use vitgan::{Error, Gpu, GpuOptions, Result, Tensor};
 
-const HELP: &str = "\
-Train a ViTGAN (Lee et al., ICLR 2022) on the GPU through wgpu.
+/// Train a ViTGAN (Lee et al., ICLR 2022) on the GPU through wgpu.
+///
+/// Every flag is optional; the defaults are the measured recipe (see the README). A flag may be given
+/// more than once: the last one counts.
+#[derive(clap::Parser, Clone, Debug, Default)]
+#[command(
+    name = "train",
+    override_usage = "cargo run --release --example train -- [OPTIONS]",
+    args_override_self = true,
+    after_help = AFTER_HELP
+)]
+struct TrainFlags {
+    /// tiny | cifar32 | celeba64 | lsun64 [default: tiny]
+    #[arg(long, value_name = "NAME", help_heading = "Model and data",
+          value_parser = ["tiny", "cifar32", "celeba64", "lsun64"], hide_possible_values = true)]
+    preset: Option<String>,
+    /// CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory (MNIST,
+    /// Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of JPEG, PNG and WebP images
+    /// (searched recursively, e.g. CelebA's img_align_celeba), or `synthetic` (built-in shapes)
+    /// [default: synthetic]
+    #[arg(long, value_name = "PATH", help_heading = "Model and data")]
+    data: Option<String>,
+    /// The square cut from each image before it is resized to the preset's size: center:S (centred
+    /// S×S pixels; CelebA-64 uses center:140 or center:108) or short-side [default: short-side]
+    #[arg(long, value_name = "C", help_heading = "Model and data", value_parser = cli::crop)]
+    crop: Option<vitgan::data::Crop>,
+    /// Image folders: decoded pixels are kept in DIR and reused by later runs over the same files,
+    /// size and crop; `off`: decode every run [default: decode-cache beside --out]
+    #[arg(long, value_name = "DIR", help_heading = "Model and data")]
+    decode_cache: Option<String>,
+    /// Image channels (1 grey, 3 RGB); data are converted [default: the preset's, 3]
+    #[arg(long, value_name = "N", help_heading = "Model and data",
+          value_parser = clap::value_parser!(u64).range(1..=3))]
+    channels: Option<u64>,
+    /// Samples, loss plot, checkpoints, log and config.toml go here [default: out]
+    #[arg(long, value_name = "DIR", help_heading = "Model and data")]
+    out: Option<PathBuf>,
+    /// Settings from a TOML file: the flags' names without `--` (`lr = 0.001`, `data = 'synthetic'`);
+    /// flags on the command line override it. Every run writes OUT/config.toml, its settings in
+    /// effect, and records them in its checkpoints
+    #[arg(long, value_name = "FILE", help_heading = "Model and data")]
+    config: Option<PathBuf>,
+    /// Continue from a checkpoint (e.g. out/checkpoint.safetensors)
+    #[arg(long, value_name = "PATH", help_heading = "Model and data")]
+    resume: Option<PathBuf>,
 
-USAGE: cargo run --release --example train -- [OPTIONS]
+    /// Training steps (one D and one G update each) [default: 1000 tiny, 100000 others]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging")]
+    steps: Option<u64>,
+    /// Progress line interval in steps [default: 10]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    log_every: Option<u64>,
+    /// Sample grid + loss plot interval in steps [default: 200]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    sample_every: Option<u64>,
+    /// Checkpoint interval in steps [default: 1000]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: Option<u64>,
+    /// SWD + KID of the EMA generator interval in steps (0 = only at the end) [default: 500]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging")]
+    eval_every: Option<u64>,
+    /// Samples per evaluation (and real images compared with; 0 = none) [default: 1024]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging")]
+    eval_n: Option<usize>,
+    /// FID, KID and IS (InceptionV3) of the EMA generator every N steps and at the end (0 = only at
+    /// the end); needs --inception [default: 0]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging")]
+    fid_every: Option<u64>,
+    /// Samples per FID evaluation, and real images in its reference [default: 10000]
+    #[arg(long, value_name = "N", help_heading = "Run length and logging",
+          value_parser = clap::value_parser!(u64).range(2..))]
+    fid_n: Option<u64>,
+    /// pytorch-fid's weights converted to safetensors (see the README); the reference features are
+    /// cached in OUT/fid_reference.safetensors
+    #[arg(long, value_name = "PATH", help_heading = "Run length and logging")]
+    inception: Option<PathBuf>,
 
-Model and data:
-  --preset NAME        tiny | cifar32 | celeba64 | lsun64             [default: tiny]
-  --data PATH          CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory
-                       (MNIST, Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of JPEG, PNG
-                       and WebP images (searched recursively, e.g. CelebA's img_align_celeba), or
-                       `synthetic` (built-in procedurally generated shapes)  [default: synthetic]
-  --crop C             the square cut from each image before it is resized to the preset's size:
-                       center:S (centred S×S pixels; CelebA-64 uses center:140 or center:108) or
-                       short-side (the centred square of the short side)  [default: short-side]
-  --decode-cache DIR   image folders: decoded pixels are kept in DIR and reused by later runs over
-                       the same files, size and crop (off: decode every run)
-                                                   [default: decode-cache beside --out]
-  --channels N         image channels (1 grey, 3 RGB); data are converted     [default: preset's, 3]
-  --out DIR            samples, loss plot, checkpoints, log and config.toml go here [default: out]
-  --config FILE        settings from a TOML file: the flags' names without `--` (`lr = 0.001`,
-                       `data = 'synthetic'`); flags on the command line override it. Every run
-                       writes OUT/config.toml, its settings in effect, and records them in
-                       its checkpoints
-  --resume PATH        continue from a checkpoint (e.g. out/checkpoint.safetensors)
+    /// Images per batch [default: 32 tiny, 128 others]
+    #[arg(long, value_name = "N", help_heading = "Hyperparameters",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    batch: Option<u64>,
+    /// Learning rate of both G and D [default: 0.002]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::positive, allow_negative_numbers = true)]
+    lr: Option<f32>,
+    /// Learning rate of G (over --lr)
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::positive, allow_negative_numbers = true)]
+    lr_g: Option<f32>,
+    /// Learning rate of D (over --lr)
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::positive, allow_negative_numbers = true)]
+    lr_d: Option<f32>,
+    /// Adam β1, in [0, 1) [default: 0]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::below_one, allow_negative_numbers = true)]
+    beta1: Option<f32>,
+    /// Adam β2, in [0, 1) [default: 0.99]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::below_one, allow_negative_numbers = true)]
+    beta2: Option<f32>,
+    /// bCR weight λ for real and fake (0 disables; the paper: 10) [default: 0]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters",
+          value_parser = cli::non_negative, allow_negative_numbers = true)]
+    bcr: Option<f32>,
+    /// LeCam regularisation weight (0 disables) [default: 0]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters",
+          value_parser = cli::non_negative, allow_negative_numbers = true)]
+    lecam: Option<f32>,
+    /// DiffAugment probability per op (0 disables; the paper: 0.8) [default: 0]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters",
+          value_parser = cli::probability, allow_negative_numbers = true)]
+    aug_prob: Option<f32>,
+    /// EMA decay of G's weights, ramped up early [default: 0.999]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::below_one, allow_negative_numbers = true)]
+    ema: Option<f32>,
+    /// Seed for init, latents, augmentation, data order [default: 0]
+    #[arg(long, value_name = "N", help_heading = "Hyperparameters")]
+    seed: Option<u64>,
+    /// Linear learning-rate warm-up steps [default: 0]
+    #[arg(long, value_name = "N", help_heading = "Hyperparameters")]
+    warmup: Option<u64>,
+    /// Learning-rate multiplier of G's mapping network [default: 1]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::positive, allow_negative_numbers = true)]
+    mapping_lr_mult: Option<f32>,
 
-Run length and logging:
-  --steps N            training steps (one D and one G update each)  [default: 1000 tiny, 100000 others]
-  --log-every N        progress line interval in steps                        [default: 10]
-  --sample-every N     sample grid + loss plot interval in steps              [default: 200]
-  --checkpoint-every N checkpoint interval in steps                           [default: 1000]
-  --eval-every N       SWD + KID of the EMA generator interval (0 = only at the end)  [default: 500]
-  --eval-n N           samples per evaluation (and real images compared with)  [default: 1024]
-  --fid-every N        FID, KID and IS (InceptionV3) of the EMA generator every N steps and at the
-                       end (0 = only at the end); needs --inception             [default: 0]
-  --fid-n N            samples per FID evaluation, and real images in its reference [default: 10000]
-  --inception PATH     pytorch-fid's weights converted to safetensors (see the README); the
-                       reference features are cached in OUT/fid_reference.safetensors
+    /// l2 | dot: D's attention [default: l2]
+    #[arg(long, value_name = "A", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&D_ATTENTION), hide_possible_values = true)]
+    d_attention: Option<AttentionKind>,
+    /// isn | sn | none: D's weight normalisation [default: isn]
+    #[arg(long, value_name = "N", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&D_NORM), hide_possible_values = true)]
+    d_norm: Option<WeightNorm>,
+    /// on | off: overlapping patches in D [default: on]
+    #[arg(long, value_name = "B", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
+    d_overlap: Option<bool>,
+    /// sln | add: self-modulated LayerNorm, or w added to the tokens [default: sln]
+    #[arg(long, value_name = "S", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&G_STYLE), hide_possible_values = true)]
+    g_style: Option<StyleInjection>,
+    /// inr | linear: G's patch decoder [default: inr]
+    #[arg(long, value_name = "K", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&G_DECODER), hide_possible_values = true)]
+    g_decoder: Option<PatchDecoder>,
+    /// Multiplier on D's initial query weights (sets how peaked D's attention starts) [default: 1]
+    #[arg(long, value_name = "X", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::positive, allow_negative_numbers = true)]
+    d_query_gain: Option<f32>,
+    /// on | off: G's style affines with equalised lr [default: off]
+    #[arg(long, value_name = "B", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
+    equalised_affines: Option<bool>,
+    /// on | off: demodulate the INR decoder's output layer (the paper: on) [default: off]
+    #[arg(long, value_name = "B", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
+    inr_demod: Option<bool>,
 
+    #[command(flatten)]
+    device: cli::DeviceFlags,
+}
+
+const AFTER_HELP: &str = "\
 Every log line is also appended to OUT/metrics.jsonl (one JSON object per line: losses, D's
 logits and ranking accuracy, gradient norms, D's attention per block, and SWD/KID with their
-real-vs-real floor and untrained-generator values at evaluation steps).
+real-vs-real floor and untrained-generator values at evaluation steps). The paper's recipe is
+--bcr 10 --aug-prob 0.8 --inr-demod on.
 
-Hyperparameters (defaults: the measured recipe, see the README; the paper's values are
---bcr 10 --aug-prob 0.8 --inr-demod on):
-  --batch N            images per batch                             [default: 32 tiny, 128 others]
-  --lr X               learning rate of both G and D                         [default: 0.002]
-  --lr-g X / --lr-d X  learning rate of G / of D
-  --beta1 X --beta2 X  Adam betas                                            [default: 0 and 0.99]
-  --bcr X              bCR weight λ for real and fake (0 disables)           [default: 0]
-  --lecam X            LeCam regularisation weight (0 disables)              [default: 0]
-  --aug-prob X         DiffAugment probability per op (0 disables)           [default: 0]
-  --ema X              EMA decay of G's weights, ramped up early         [default: 0.999]
-  --seed N             seed for init, latents, augmentation, data order      [default: 0]
-  --warmup N           linear learning-rate warm-up steps                    [default: 0]
-  --mapping-lr-mult X  learning-rate multiplier of G's mapping network       [default: 1]
+Ctrl-C writes a checkpoint before exiting (status 130); --resume continues exactly where it stopped.";
 
-Model switches (the paper's ablations and init):
-  --d-attention A      l2 | dot                                              [default: l2]
-  --d-norm N           isn | sn | none (D's weight normalisation)            [default: isn]
-  --d-overlap B        on | off (overlapping patches in D)                   [default: on]
-  --g-style S          sln | add (self-modulated LayerNorm or w added to tokens) [default: sln]
-  --g-decoder K        inr | linear (patch decoder)                          [default: inr]
-  --d-query-gain X     multiplier on D's initial query weights (sets how peaked D's
-                       attention starts)                                     [default: 1]
-  --equalised-affines B  on | off: G's style affines with equalised lr     [default: off]
-  --inr-demod B        on | off: demodulate the INR decoder's output layer   [default: off]
+/// Each field of `TrainFlags`: `over.field` where given, else `base.field`.
+macro_rules! merge_flags {
+    ($over:expr, $base:expr; $($field:ident),* $(,)?) => {{
+        let (over, base) = ($over, $base);
+        TrainFlags { $($field: over.$field.or(base.$field)),*, device: cli::DeviceFlags {
+            adapter: over.device.adapter.or(base.device.adapter),
+            backend: over.device.backend.or(base.device.backend),
+        } }
+    }};
+}
 
-Device:
-  --adapter NAME       pick the adapter whose name contains NAME (env VITGAN_ADAPTER)
-  --backend NAME       vulkan | gl | metal | dx12 (env VITGAN_BACKEND)
+impl TrainFlags {
+    /// `--lr` resolved into `--lr-g` / `--lr-d` where those are not given.
+    fn with_rates_resolved(mut self) -> TrainFlags {
+        self.lr_g = self.lr_g.or(self.lr);
+        self.lr_d = self.lr_d.or(self.lr);
+        self.lr = None;
+        self
+    }
 
-Ctrl-C writes a checkpoint before exiting; --resume continues exactly where it stopped.
-";
+    /// These flags over `base` (a `--config` file's): each given here wins.
+    fn over(self, base: TrainFlags) -> TrainFlags {
+        let (over, base) = (self.with_rates_resolved(), base.with_rates_resolved());
+        merge_flags!(over, base;
+            preset, data, crop, decode_cache, channels, out, config, resume, steps, log_every,
+            sample_every, checkpoint_every, eval_every, eval_n, fid_every, fid_n, inception, batch,
+            lr, lr_g, lr_d, beta1, beta2, bcr, lecam, aug_prob, ema, seed, warmup, mapping_lr_mult,
+            d_attention, d_norm, d_overlap, g_style, g_decoder, d_query_gain, equalised_affines,
+            inr_demod)
+    }
+}
 
 /// Model switches given on the command line (applied over the preset).
 #[derive(Default)]
@@ -139,8 +266,8 @@ impl ModelSwitches {
     }
 }
 
-/// `value` as one of `choices` (`(name, value)`), or an error listing them.
-/// The values of the switch flags by name: parsed with [`choice`], written back with [`name_of`].
+/// The values of the switch flags by name: parsed with [`cli::switch`], written back with
+/// [`name_of`].
 const ON_OFF: [(&str, bool); 2] = [("on", true), ("off", false)];
 const D_ATTENTION: [(&str, AttentionKind); 2] =
     [("l2", AttentionKind::L2), ("dot", AttentionKind::Dot)];
@@ -158,26 +285,12 @@ const G_DECODER: [(&str, PatchDecoder); 2] = [
     ("linear", PatchDecoder::Linear),
 ];
 
-/// The flag value naming `value` in `choices` (the inverse of [`choice`]).
+/// The flag value naming `value` in `choices` (the inverse of [`cli::switch`]).
 fn name_of<T: PartialEq>(choices: &[(&'static str, T)], value: &T) -> &'static str {
     choices
         .iter()
         .find(|(_, v)| v == value)
         .map_or("?", |c| c.0)
-}
-
-fn choice<T: Copy>(flag: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
-    choices
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(value))
-        .map(|c| c.1)
-        .ok_or_else(|| Error::Config {
-            field: flag.into(),
-            detail: format!(
-                "`{value}` is not one of {}",
-                choices.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
-            ),
-        })
 }
 
 struct Args {
@@ -313,129 +426,78 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
     )
 }
 
-fn parse_args() -> Result<Option<Args>> {
-    let mut a = Args {
-        switches: ModelSwitches::default(),
-        preset: "tiny".into(),
-        data: "synthetic".into(),
-        crop: vitgan::data::Crop::ShortSide,
-        out: PathBuf::from("out"),
-        resume: None,
-        steps: None,
-        log_every: 10,
-        sample_every: 200,
-        checkpoint_every: 1000,
-        eval_every: 500,
-        eval_n: 1024,
-        fid_every: 0,
-        fid_n: 10_000,
-        inception: None,
-        decode_cache: None,
-        channels: None,
-        batch: None,
-        train: TrainConfig::default(),
-        gpu: GpuOptions::default(),
+/// The command line (over a `--config` file's settings, when it names one) as `Args`. A command
+/// line clap refuses (an unknown flag, a value out of range) is reported by clap, naming the flag and
+/// the value, with status 2; `--help` prints the options and exits 0.
+fn parse_args() -> Result<Args> {
+    let cli = TrainFlags::parse();
+    let flags = match &cli.config {
+        Some(path) => {
+            let mut list = vec!["train".to_string()];
+            list.extend(config_flags(path)?);
+            let from_file = TrainFlags::try_parse_from(list).map_err(|e| Error::Config {
+                field: "--config".into(),
+                detail: format!(
+                    "{}: {}",
+                    path.display(),
+                    e.render().to_string().trim().trim_start_matches("error: ")
+                ),
+            })?;
+            cli.over(from_file)
+        }
+        None => cli.with_rates_resolved(),
     };
-    // --config FILE: the file's settings first, then the command line's flags, which win
-    let cli: Vec<String> = std::env::args().skip(1).collect();
-    let config = cli
-        .windows(2)
-        .rev()
-        .find(|w| w[0] == "--config")
-        .map(|w| PathBuf::from(&w[1]));
-    if let Some(path) = &config {
-        let from_file = Flags::from_list(config_flags(path)?);
-        apply_flags(&mut a, from_file).map_err(|e| match e {
-            Error::Config { field, detail } => Error::Config {
-                field: format!("{field} (in {})", path.display()),
-                detail,
-            },
-            other => other,
-        })?;
-    }
-    if !apply_flags(&mut a, Flags::from_list(cli))? {
-        return Ok(None);
-    }
-    Ok(Some(a))
-}
-
-/// Reads `flags` into `a`; `false` when `--help` was printed (nothing to run).
-fn apply_flags(a: &mut Args, mut flags: Flags) -> Result<bool> {
-    while let Some(flag) = flags.next_flag() {
-        if flag == "--help" || flag == "-h" {
-            print!("{HELP}");
-            return Ok(false);
+    let mut train = TrainConfig::default();
+    let set = |field: &mut f32, v: Option<f32>| {
+        if let Some(v) = v {
+            *field = v;
         }
-        match flag.as_str() {
-            "--config" => {
-                flags.value(&flag)?; // read before the other flags (parse_args)
-            }
-            "--preset" => a.preset = flags.value(&flag)?,
-            "--data" => a.data = flags.value(&flag)?,
-            "--crop" => a.crop = vitgan::data::Crop::parse(&flags.value(&flag)?)?,
-            "--out" => a.out = flags.value(&flag)?.into(),
-            "--resume" => a.resume = Some(flags.value(&flag)?.into()),
-            "--steps" => a.steps = Some(flags.number(&flag)?),
-            "--log-every" => a.log_every = flags.number::<u64>(&flag)?.max(1),
-            "--sample-every" => a.sample_every = flags.number::<u64>(&flag)?.max(1),
-            "--checkpoint-every" => a.checkpoint_every = flags.number::<u64>(&flag)?.max(1),
-            "--warmup" => a.train.warmup_steps = flags.number(&flag)?,
-            "--mapping-lr-mult" => a.train.mapping_lr_mult = flags.number(&flag)?,
-            "--d-query-gain" => a.switches.d_query_gain = Some(flags.number(&flag)?),
-            "--d-attention" => {
-                a.switches.d_attention = Some(choice(&flag, &flags.value(&flag)?, &D_ATTENTION)?)
-            }
-            "--d-norm" => a.switches.d_norm = Some(choice(&flag, &flags.value(&flag)?, &D_NORM)?),
-            "--d-overlap" => {
-                a.switches.d_overlap = Some(choice(&flag, &flags.value(&flag)?, &ON_OFF)?)
-            }
-            "--equalised-affines" => {
-                a.switches.equalised_affines = Some(choice(&flag, &flags.value(&flag)?, &ON_OFF)?)
-            }
-            "--inr-demod" => {
-                a.switches.inr_demod = Some(choice(&flag, &flags.value(&flag)?, &ON_OFF)?)
-            }
-            "--g-style" => {
-                a.switches.g_style = Some(choice(&flag, &flags.value(&flag)?, &G_STYLE)?)
-            }
-            "--g-decoder" => {
-                a.switches.g_decoder = Some(choice(&flag, &flags.value(&flag)?, &G_DECODER)?)
-            }
-            "--eval-every" => a.eval_every = flags.number(&flag)?,
-            "--eval-n" => a.eval_n = flags.number(&flag)?,
-            "--fid-every" => a.fid_every = flags.number(&flag)?,
-            "--fid-n" => a.fid_n = flags.number(&flag)?,
-            "--inception" => a.inception = Some(flags.value(&flag)?.into()),
-            "--decode-cache" => {
-                let v = flags.value(&flag)?;
-                a.decode_cache = Some((v != "off").then(|| PathBuf::from(v)));
-            }
-            "--channels" => a.channels = Some(flags.number(&flag)?),
-            "--batch" => a.batch = Some(flags.number(&flag)?),
-            "--lr" => {
-                let lr = flags.number(&flag)?;
-                a.train.lr_g = lr;
-                a.train.lr_d = lr;
-            }
-            "--lr-g" => a.train.lr_g = flags.number(&flag)?,
-            "--lr-d" => a.train.lr_d = flags.number(&flag)?,
-            "--beta1" => a.train.beta1 = flags.number(&flag)?,
-            "--beta2" => a.train.beta2 = flags.number(&flag)?,
-            "--bcr" => {
-                let l = flags.number(&flag)?;
-                a.train.bcr_real = l;
-                a.train.bcr_fake = l;
-            }
-            "--lecam" => a.train.lecam = flags.number(&flag)?,
-            "--aug-prob" => a.train.aug_prob = flags.number(&flag)?,
-            "--ema" => a.train.ema_decay = flags.number(&flag)?,
-            "--seed" => a.train.seed = flags.number(&flag)?,
-            "--adapter" => a.gpu.adapter = Some(flags.value(&flag)?),
-            "--backend" => a.gpu.backend = Some(flags.value(&flag)?),
-            other => return Err(cli::unknown(other)),
-        }
-    }
-    Ok(true)
+    };
+    set(&mut train.lr_g, flags.lr_g);
+    set(&mut train.lr_d, flags.lr_d);
+    set(&mut train.beta1, flags.beta1);
+    set(&mut train.beta2, flags.beta2);
+    set(&mut train.bcr_real, flags.bcr);
+    set(&mut train.bcr_fake, flags.bcr);
+    set(&mut train.lecam, flags.lecam);
+    set(&mut train.aug_prob, flags.aug_prob);
+    set(&mut train.ema_decay, flags.ema);
+    set(&mut train.mapping_lr_mult, flags.mapping_lr_mult);
+    train.seed = flags.seed.unwrap_or(train.seed);
+    train.warmup_steps = flags.warmup.unwrap_or(train.warmup_steps);
+    Ok(Args {
+        switches: ModelSwitches {
+            d_attention: flags.d_attention,
+            d_norm: flags.d_norm,
+            d_overlap: flags.d_overlap,
+            g_style: flags.g_style,
+            g_decoder: flags.g_decoder,
+            d_query_gain: flags.d_query_gain,
+            equalised_affines: flags.equalised_affines,
+            inr_demod: flags.inr_demod,
+        },
+        preset: flags.preset.unwrap_or_else(|| "tiny".into()),
+        data: flags.data.unwrap_or_else(|| "synthetic".into()),
+        crop: flags.crop.unwrap_or(vitgan::data::Crop::ShortSide),
+        out: flags.out.unwrap_or_else(|| PathBuf::from("out")),
+        resume: flags.resume,
+        steps: flags.steps,
+        log_every: flags.log_every.unwrap_or(10),
+        sample_every: flags.sample_every.unwrap_or(200),
+        checkpoint_every: flags.checkpoint_every.unwrap_or(1000),
+        eval_every: flags.eval_every.unwrap_or(500),
+        eval_n: flags.eval_n.unwrap_or(1024),
+        fid_every: flags.fid_every.unwrap_or(0),
+        fid_n: flags.fid_n.map_or(10_000, |n| n as usize),
+        inception: flags.inception,
+        decode_cache: flags
+            .decode_cache
+            .map(|v| (v != "off").then(|| PathBuf::from(v))),
+        channels: flags.channels.map(|c| c as usize),
+        batch: flags.batch.map(|b| b as usize),
+        train,
+        gpu: flags.device.options(),
+    })
 }
 
 /// How a run ended without an error.
@@ -458,9 +520,7 @@ fn main() {
 }
 
 fn run() -> Result<Ended> {
-    let Some(args) = parse_args()? else {
-        return Ok(Ended::Finished);
-    };
+    let args = parse_args()?;
     let mut model = ModelConfig::preset(&args.preset)?;
     if let Some(c) = args.channels {
         model.channels = c;

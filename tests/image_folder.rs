@@ -589,7 +589,7 @@ fn trainer_reads_a_jpeg_folder_with_crop() {
     // a malformed --crop is refused before anything starts
     let run = trainer().args(["--crop", "middle:140"]).output().unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("--crop") && err.contains("center:S"), "{err}");
 }
 

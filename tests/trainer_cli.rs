@@ -1,5 +1,6 @@
 //! The trainer binary's messages and exit codes (`examples/train.rs`, built by `cargo test`):
-//! `--out` naming a file, a loss that is not finite before any checkpoint exists, and Ctrl-C.
+//! `--out` naming a file, a loss that is not finite before any checkpoint exists, and Ctrl-C; and
+//! the command lines of all three binaries (clap): generated `--help`, refused flags and values.
 
 mod common;
 use std::path::PathBuf;
@@ -72,7 +73,8 @@ fn hyperparameters_out_of_range_are_refused_before_training() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {err}");
+        // refused while the command line is parsed: status 2, the convention for usage errors
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
         let named = err.to_lowercase().contains(value) && err.contains(flag);
         assert!(named && !err.contains("step "), "{flag} {value}: {err}");
         assert!(!dir.exists(), "{flag} {value}: nothing is written");
@@ -187,6 +189,16 @@ fn a_run_repeats_exactly_from_its_config_file() {
         let same = v1.iter().zip(v2).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{n1} differs between the run and its repeat");
     }
+    // the command line's --lr wins over the file's lr-g and lr-d (it sets both)
+    run(
+        &dir.join("first/config.toml"),
+        &["--lr", "0.004", "--steps", "1"],
+        "third",
+    );
+    let third = std::fs::read_to_string(dir.join("third/config.toml")).unwrap();
+    for line in ["lr-g = 0.004", "lr-d = 0.004", "steps = 1", "seed = 5"] {
+        assert!(third.lines().any(|l| l == line), "{line} in\n{third}");
+    }
 
     // refused, naming the file: a value of the wrong type, an unknown key, a value a flag rejects
     for (text, want) in [
@@ -203,4 +215,112 @@ fn a_run_repeats_exactly_from_its_config_file() {
         assert!(err.contains(&file.display().to_string()), "{text}: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each binary's `--help` is generated from its flags (every flag listed, status 0), and an unknown
+/// flag or a value out of range is refused before any work with status 2, naming it.
+#[test]
+fn every_binary_documents_its_flags_and_refuses_bad_ones() {
+    let cases: [(&str, &[&str], [&str; 2]); 3] = [
+        (
+            "train",
+            &[
+                "--preset",
+                "--data",
+                "--crop",
+                "--decode-cache",
+                "--channels",
+                "--out",
+                "--config",
+                "--resume",
+                "--steps",
+                "--log-every",
+                "--sample-every",
+                "--checkpoint-every",
+                "--eval-every",
+                "--eval-n",
+                "--fid-every",
+                "--fid-n",
+                "--inception",
+                "--batch",
+                "--lr",
+                "--lr-g",
+                "--lr-d",
+                "--beta1",
+                "--beta2",
+                "--bcr",
+                "--lecam",
+                "--aug-prob",
+                "--ema",
+                "--seed",
+                "--warmup",
+                "--mapping-lr-mult",
+                "--d-attention",
+                "--d-norm",
+                "--d-overlap",
+                "--g-style",
+                "--g-decoder",
+                "--d-query-gain",
+                "--equalised-affines",
+                "--inr-demod",
+                "--adapter",
+                "--backend",
+            ],
+            ["--log-every", "0"],
+        ),
+        (
+            "generate",
+            &[
+                "--checkpoint",
+                "--n",
+                "--out",
+                "--grid",
+                "--raw",
+                "--seed",
+                "--batch",
+                "--adapter",
+                "--backend",
+            ],
+            ["--n", "0"],
+        ),
+        (
+            "evaluate",
+            &[
+                "--data",
+                "--crop",
+                "--images",
+                "--checkpoint",
+                "--n",
+                "--raw",
+                "--seed",
+                "--reference-n",
+                "--inception",
+                "--cache",
+                "--json",
+                "--adapter",
+                "--backend",
+            ],
+            ["--reference-n", "1"],
+        ),
+    ];
+    for (name, flags, [bad_flag, bad_value]) in cases {
+        let help = common::example_binary(name).arg("--help").output().unwrap();
+        assert_eq!(help.status.code(), Some(0), "{name} --help");
+        let text = String::from_utf8_lossy(&help.stdout);
+        for flag in flags {
+            let listed = text
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{flag} ")) || l.trim() == *flag);
+            assert!(listed, "{name} --help does not list {flag}:\n{text}");
+        }
+        for args in [vec!["--no-such-flag"], vec![bad_flag, bad_value]] {
+            let o = common::example_binary(name).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{name} {args:?}: {err}");
+            assert!(
+                err.contains(args[0]) && err.contains(args[args.len() - 1]),
+                "{name} {args:?}: {err}"
+            );
+        }
+    }
 }
