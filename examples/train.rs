@@ -12,7 +12,8 @@ use std::time::Instant;
 use vitgan::data::image_folder::DecodeCache;
 use vitgan::data::{Batcher, Prefetcher};
 use vitgan::gpu::Readback;
-use vitgan::io::image::{grid_scale, save_image_grid_scaled, save_loss_plot};
+use vitgan::io::image::{grid_scale, save_image_grid_scaled};
+use vitgan::io::plot::{Panel, Series, save_plot_svg};
 use vitgan::metrics::inception::InceptionV3;
 use vitgan::model::{ModelConfig, PatchDecoder, StyleInjection};
 use vitgan::nn::WeightNorm;
@@ -57,7 +58,7 @@ struct TrainFlags {
     #[arg(long, value_name = "N", help_heading = "Model and data",
           value_parser = clap::value_parser!(u64).range(1..=3))]
     channels: Option<u64>,
-    /// Samples, loss plot, checkpoints, log and config.toml go here [default: out]
+    /// Samples, plots, checkpoints, log and config.toml go here [default: out]
     #[arg(long, value_name = "DIR", help_heading = "Model and data")]
     out: Option<PathBuf>,
     /// Settings from a TOML file: the flags' names without `--` (`lr = 0.001`, `data = 'synthetic'`);
@@ -76,10 +77,15 @@ struct TrainFlags {
     #[arg(long, value_name = "N", help_heading = "Run length and logging",
           value_parser = clap::value_parser!(u64).range(1..))]
     log_every: Option<u64>,
-    /// Sample grid + loss plot interval in steps [default: 200]
+    /// Sample grid + plots interval in steps [default: 200]
     #[arg(long, value_name = "N", help_heading = "Run length and logging",
           value_parser = clap::value_parser!(u64).range(1..))]
     sample_every: Option<u64>,
+    /// on | off: log y axis for the losses, SWD and FID in OUT/losses.svg and OUT/metrics.svg
+    /// [default: off]
+    #[arg(long, value_name = "B", help_heading = "Run length and logging",
+          value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
+    plot_log: Option<bool>,
     /// Checkpoint interval in steps [default: 1000]
     #[arg(long, value_name = "N", help_heading = "Run length and logging",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -217,7 +223,7 @@ impl TrainFlags {
         let (over, base) = (self.with_rates_resolved(), base.with_rates_resolved());
         merge_flags!(over, base;
             preset, data, crop, decode_cache, channels, out, config, resume, steps, log_every,
-            sample_every, checkpoint_every, eval_every, eval_n, fid_every, fid_n, inception, batch,
+            sample_every, plot_log, checkpoint_every, eval_every, eval_n, fid_every, fid_n, inception, batch,
             lr, lr_g, lr_d, beta1, beta2, bcr, lecam, aug_prob, ema, seed, warmup, mapping_lr_mult,
             d_attention, d_norm, d_overlap, g_style, g_decoder, d_query_gain, equalised_affines,
             inr_demod)
@@ -309,6 +315,7 @@ struct Args {
     fid_every: u64,
     fid_n: usize,
     inception: Option<PathBuf>,
+    plot_log: bool,
     /// `None`: the default (`decode-cache` beside `--out`); `Some(None)`: off.
     decode_cache: Option<Option<PathBuf>>,
     channels: Option<usize>,
@@ -411,6 +418,7 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
     set("eval-n", int(args.eval_n as u64));
     set("fid-every", int(args.fid_every));
     set("fid-n", int(args.fid_n as u64));
+    set("plot-log", text(name_of(&ON_OFF, &args.plot_log)));
     if let Some(p) = &args.inception {
         set("inception", text(&p.display().to_string()));
     }
@@ -490,6 +498,7 @@ fn parse_args() -> Result<Args> {
         fid_every: flags.fid_every.unwrap_or(0),
         fid_n: flags.fid_n.map_or(10_000, |n| n as usize),
         inception: flags.inception,
+        plot_log: flags.plot_log.unwrap_or(false),
         decode_cache: flags
             .decode_cache
             .map(|v| (v != "off").then(|| PathBuf::from(v))),
@@ -774,6 +783,10 @@ fn run() -> Result<Ended> {
                 history
                     .swd_floor
                     .push((trainer.step, floor.swd.mean as f32));
+                history.kid.push((trainer.step, m.kid.mean as f32));
+                history
+                    .kid_floor
+                    .push((trainer.step, floor.kid.mean as f32));
             }
         }
         if let Some(ev) = &fid {
@@ -823,7 +836,8 @@ fn run() -> Result<Ended> {
             }
         }
         if trainer.step % args.sample_every == 0 || finished {
-            write_samples(&trainer, &fixed_z, &args.out, &history)?;
+            write_samples(&trainer, &fixed_z, &args.out)?;
+            history.save_plots(&args.out, args.plot_log)?;
         }
         let stop = interrupted.load(Ordering::SeqCst);
         if trainer.step % args.checkpoint_every == 0 || finished || stop {
@@ -886,7 +900,58 @@ struct History {
     ranking: Vec<(u64, f32)>,
     swd: Vec<(u64, f32)>,
     swd_floor: Vec<(u64, f32)>,
+    kid: Vec<(u64, f32)>,
+    kid_floor: Vec<(u64, f32)>,
     fid: Vec<(u64, f32)>,
+}
+
+impl History {
+    /// OUT/losses.svg, discriminator.svg and, once there are evaluations, metrics.svg (SWD and KID
+    /// against their real-vs-real floor, FID); `log_y`: log y axes for the losses, SWD and FID.
+    fn save_plots(&self, out: &Path, log_y: bool) -> Result<()> {
+        let plot = |name: &str, panels: &[Panel]| {
+            save_plot_svg(&out.join(name), panels, 720, 320 * panels.len() as u32)
+        };
+        let losses = vec![
+            Series::solid("D loss", &self.d_loss),
+            Series::solid("G loss", &self.g_loss),
+        ];
+        plot("losses.svg", &[Panel::new("loss", losses, log_y)])?;
+        let logits = vec![
+            Series::solid("D(real)", &self.d_real),
+            Series::solid("D(fake)", &self.d_fake),
+            Series::solid("ranking", &self.ranking),
+        ];
+        plot(
+            "discriminator.svg",
+            &[Panel::new(
+                "D's mean logits, ranking accuracy",
+                logits,
+                false,
+            )],
+        )?;
+        let mut metrics = Vec::new();
+        if !self.swd.is_empty() {
+            let swd = vec![
+                Series::solid("SWD EMA G", &self.swd),
+                Series::dashed("real vs real", &self.swd_floor),
+            ];
+            let kid = vec![
+                Series::solid("KID EMA G", &self.kid),
+                Series::dashed("real vs real", &self.kid_floor),
+            ];
+            metrics.push(Panel::new("SWD", swd, log_y));
+            metrics.push(Panel::new("KID", kid, false));
+        }
+        if !self.fid.is_empty() {
+            let fid = vec![Series::solid("FID EMA G", &self.fid)];
+            metrics.push(Panel::new("FID (InceptionV3)", fid, log_y));
+        }
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        plot("metrics.svg", &metrics)
+    }
 }
 
 /// A logged step whose values are still on their way back from the GPU.
@@ -1078,7 +1143,7 @@ fn f32s(r: Readback) -> Result<Vec<f32>> {
     Ok(bytemuck::pod_collect_to_vec(&r.wait()?))
 }
 
-fn write_samples(trainer: &Trainer, z: &Tensor, out: &Path, history: &History) -> Result<()> {
+fn write_samples(trainer: &Trainer, z: &Tensor, out: &Path) -> Result<()> {
     let m = &trainer.model;
     let images = trainer.sample_ema(z)?.to_vec()?;
     let n = z.shape()[0];
@@ -1086,43 +1151,7 @@ fn write_samples(trainer: &Trainer, z: &Tensor, out: &Path, history: &History) -
     let grid =
         |path: &Path| save_image_grid_scaled(path, &images, n, m.image_size, m.channels, 8, scale);
     grid(&out.join("samples.png"))?;
-    grid(&out.join(format!("samples_{:07}.png", trainer.step)))?;
-    save_loss_plot(
-        &out.join("losses.png"),
-        &[("D loss", &history.d_loss), ("G loss", &history.g_loss)],
-        640,
-        360,
-    )?;
-    save_loss_plot(
-        &out.join("discriminator.png"),
-        &[
-            ("D(real)", &history.d_real),
-            ("D(fake)", &history.d_fake),
-            ("ranking", &history.ranking),
-        ],
-        640,
-        360,
-    )?;
-    if !history.swd.is_empty() {
-        save_loss_plot(
-            &out.join("swd.png"),
-            &[
-                ("SWD EMA G", &history.swd),
-                ("real vs real", &history.swd_floor),
-            ],
-            640,
-            360,
-        )?;
-    }
-    if !history.fid.is_empty() {
-        save_loss_plot(
-            &out.join("fid.png"),
-            &[("FID EMA G", &history.fid)],
-            640,
-            360,
-        )?;
-    }
-    Ok(())
+    grid(&out.join(format!("samples_{:07}.png", trainer.step)))
 }
 
 /// Progress of an Inception pass on stderr, every tenth of the work; stops the pass on Ctrl-C.

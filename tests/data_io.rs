@@ -10,7 +10,7 @@ use vitgan::data::image_folder::{Crop, load_image_folder};
 use vitgan::data::synthetic::synthetic_shapes;
 use vitgan::data::{Batcher, ImageDataset};
 use vitgan::io::checkpoint::Checkpoint;
-use vitgan::io::image::{save_image_grid, save_loss_plot};
+use vitgan::io::image::save_image_grid;
 
 /// The PNG tests below read through the image-folder reader with the default crop.
 fn load_png_folder(dir: &Path, size: usize) -> vitgan::Result<ImageDataset> {
@@ -595,32 +595,6 @@ fn image_grid_layout_and_values() {
         [at(0, 3), at(3, 5), at(6, 0), at(8, 0), at(11, 0)],
         [128, 0, 0, 0, 255]
     );
-}
-
-#[test]
-fn loss_plot_is_a_decodable_png() {
-    let dir = TempDir::new("plot");
-    let d: Vec<(u64, f32)> = (0..200)
-        .map(|s| (s * 50, 1.4 - (s as f32 * 0.01).sin() * 0.3))
-        .collect();
-    let mut g: Vec<(u64, f32)> = (0..200).map(|s| (s * 50, 0.7 + s as f32 * 0.004)).collect();
-    g[10].1 = f32::NAN; // skipped
-    let path = dir.join("losses.png");
-    save_loss_plot(&path, &[("D loss", &d), ("G loss", &g)], 640, 360).unwrap();
-    assert!(!dir.join("losses.png.tmp").exists());
-    let (w, h, colour, pixels) = decode(&path);
-    assert_eq!((w, h, colour), (640, 360, png::ColorType::Rgb));
-    let count = |rgb: [u8; 3]| pixels.chunks_exact(3).filter(|p| *p == rgb).count();
-    assert!(count([255, 255, 255]) > 640 * 360 / 2, "mostly white");
-    assert!(count([0, 0, 0]) > 500, "axes and labels");
-    assert!(count([31, 119, 180]) > 300, "first series drawn");
-    assert!(count([214, 39, 40]) > 300, "second series drawn");
-
-    // degenerate inputs still draw
-    save_loss_plot(&path, &[], 200, 100).unwrap();
-    save_loss_plot(&path, &[("flat", &[(5, 1.0)])], 200, 100).unwrap();
-    assert_eq!(decode(&path).0, 200);
-    assert!(save_loss_plot(&path, &[], 10, 10).is_err());
 }
 
 /// An IDX image file of `n` images of `s × s`, pixel `(i, y, x) = f(i, y, x)`.

@@ -163,7 +163,13 @@ fn a_run_repeats_exactly_from_its_config_file() {
         let err = String::from_utf8_lossy(&o.stderr).to_string();
         assert_eq!(o.status.code(), Some(0), "{err}");
     };
-    run(&file, &["--seed", "5"], "first");
+    // `trainer()` turns evaluation off; both runs turn it on again, for metrics.svg
+    let eval = ["--eval-n", "32"];
+    run(
+        &file,
+        &["--seed", "5", "--plot-log", "on", eval[0], eval[1]],
+        "first",
+    );
     let written = std::fs::read_to_string(dir.join("first/config.toml")).unwrap();
     for line in [
         "steps = 2",
@@ -173,13 +179,22 @@ fn a_run_repeats_exactly_from_its_config_file() {
         "seed = 5", // the command line's, not the file's 3
         "d-overlap = \"off\"",
         "preset = \"tiny\"",
+        "plot-log = \"on\"",
     ] {
         assert!(written.lines().any(|l| l == line), "{line} in\n{written}");
+    }
+    // the plots: losses on a log axis, the evaluation at the last step on metrics.svg
+    let plot = |name: &str| std::fs::read_to_string(dir.join("first").join(name)).unwrap();
+    assert!(plot("losses.svg").contains("loss (log scale)"));
+    assert!(plot("discriminator.svg").contains("D(fake)"));
+    let metrics = plot("metrics.svg");
+    for label in ["SWD (log scale)", "KID EMA G", "real vs real"] {
+        assert!(metrics.contains(label), "{label} in metrics.svg");
     }
     let first = Checkpoint::load(&dir.join("first/checkpoint.safetensors")).unwrap();
     assert_eq!(first.metadata.get("run.config"), Some(&written));
 
-    run(&dir.join("first/config.toml"), &[], "second");
+    run(&dir.join("first/config.toml"), &eval, "second");
     let again = std::fs::read_to_string(dir.join("second/config.toml")).unwrap();
     assert_eq!(again, written);
     let second = Checkpoint::load(&dir.join("second/checkpoint.safetensors")).unwrap();

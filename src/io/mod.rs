@@ -1,5 +1,5 @@
-//! Files the trainer writes and reads: safetensors checkpoints, PNG images, sample grids and loss
-//! plots, `.npy` arrays of generated images.
+//! Files the trainer writes and reads: safetensors checkpoints, PNG images and sample grids, SVG
+//! plots of the run, `.npy` arrays of generated images.
 //!
 //! Every writer is atomic: it writes `<path>.tmp` in the same directory, fsyncs it, and renames it
 //! over `<path>`, so a crash leaves either the old file or the new one, never a torn one.
@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod image;
 pub mod npy;
+pub mod plot;
 
 use crate::error::{Error, Result};
 use std::fs::File;
