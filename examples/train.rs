@@ -324,16 +324,13 @@ struct Args {
     gpu: GpuOptions,
 }
 
-/// The flags of a `--config` TOML file, in the file's order: `key = value` becomes `--key value`
-/// (strings as written, numbers in decimal, booleans `on` / `off`). Errors name the file and key.
-fn config_flags(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+/// The flags of a `--config` TOML text, in its order: `key = value` becomes `--key value` (strings
+/// as written, numbers in decimal, booleans `on` / `off`). Errors name `field` (the flag the text
+/// came with), `source` (the file) and the key.
+fn config_flags(text: &str, field: &str, source: &str) -> Result<Vec<String>> {
     let bad = |detail: String| Error::Config {
-        field: "--config".into(),
-        detail: format!("{}: {detail}", path.display()),
+        field: field.into(),
+        detail: format!("{source}: {detail}"),
     };
     let table: toml::Table = text
         .parse()
@@ -359,6 +356,40 @@ fn config_flags(path: &std::path::Path) -> Result<Vec<String>> {
         flags.push(value);
     }
     Ok(flags)
+}
+
+/// A settings text (a `--config` file, a checkpoint's `run.config`) as flags; errors name `field`
+/// and `source`.
+fn settings_flags(text: &str, field: &str, source: &str) -> Result<TrainFlags> {
+    let mut list = vec!["train".to_string()];
+    list.extend(config_flags(text, field, source)?);
+    TrainFlags::try_parse_from(list).map_err(|e| Error::Config {
+        field: field.into(),
+        detail: format!(
+            "{source}: {}",
+            e.render().to_string().trim().trim_start_matches("error: ")
+        ),
+    })
+}
+
+/// The settings a checkpoint's run was started with (`run.config` in its metadata), `None` for a
+/// checkpoint without them (written before runs recorded them).
+fn resumed_run_config(path: &Path) -> Result<Option<String>> {
+    let ckpt = vitgan::io::checkpoint::Checkpoint::load(path)?;
+    Ok(ckpt.metadata.get("run.config").cloned())
+}
+
+/// `(key, old value, new value)` for each setting of `old` that `new` sets otherwise (both
+/// `config.toml` texts).
+fn changed_settings(old: &str, new: Option<&str>) -> Vec<(String, String, String)> {
+    let table = |t: &str| t.parse::<toml::Table>().unwrap_or_default();
+    let (old, new) = (table(old), table(new.unwrap_or("")));
+    old.iter()
+        .filter_map(|(key, was)| {
+            let now = new.get(key)?;
+            (now != was).then(|| (key.clone(), was.to_string(), now.to_string()))
+        })
+        .collect()
 }
 
 /// The run's settings as a `--config` file: every flag that shapes training, with the value in
@@ -439,22 +470,25 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
 /// the value, with status 2; `--help` prints the options and exits 0.
 fn parse_args() -> Result<Args> {
     let cli = TrainFlags::parse();
-    let flags = match &cli.config {
+    let mut flags = match &cli.config {
         Some(path) => {
-            let mut list = vec!["train".to_string()];
-            list.extend(config_flags(path)?);
-            let from_file = TrainFlags::try_parse_from(list).map_err(|e| Error::Config {
-                field: "--config".into(),
-                detail: format!(
-                    "{}: {}",
-                    path.display(),
-                    e.render().to_string().trim().trim_start_matches("error: ")
-                ),
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
             })?;
+            let from_file = settings_flags(&text, "--config", &path.display().to_string())?;
             cli.over(from_file)
         }
         None => cli.with_rates_resolved(),
     };
+    // --resume: the checkpoint's run settings (`run.config`) under the command line and --config
+    if let Some(path) = &flags.resume
+        && let Some(text) = resumed_run_config(path)?
+    {
+        let source = format!("{} (its run.config)", path.display());
+        let from_run = settings_flags(&text, "--resume", &source)?;
+        flags = flags.over(from_run);
+    }
     let mut train = TrainConfig::default();
     let set = |field: &mut f32, v: Option<f32>| {
         if let Some(v) = v {
@@ -634,6 +668,16 @@ fn run() -> Result<Ended> {
         let ckpt = vitgan::io::checkpoint::Checkpoint::load(path)?;
         trainer.load_checkpoint(&ckpt, &path.display().to_string())?;
         eprintln!("resumed from {} at step {}", path.display(), trainer.step);
+        match ckpt.metadata.get("run.config") {
+            Some(old) => {
+                for (key, was, now) in changed_settings(old, trainer.run_config.as_deref()) {
+                    eprintln!("note: {key} = {now} (the checkpoint's run had {was})");
+                }
+            }
+            None => eprintln!(
+                "note: the checkpoint records no run settings; the command line's are used"
+            ),
+        }
     }
 
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -93,13 +93,17 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Ctrl-C (SIGINT) ends a run with a checkpoint and status 130, and `--resume` from it (the
+/// checkpoint's run settings, only `--steps` given) ends bit for bit where an uninterrupted run of
+/// the same length ends.
 #[cfg(unix)]
 #[test]
-fn ctrl_c_writes_a_checkpoint_and_exits_130() {
+fn ctrl_c_writes_a_checkpoint_that_resumes_exactly_and_exits_130() {
+    use vitgan::io::checkpoint::Checkpoint;
     let dir = scratch("sigint");
     let mut guard = KillOnDrop(Some(
         trainer()
-            .args(["--steps", "100000", "--out"])
+            .args(["--steps", "100000", "--batch", "4", "--out"])
             .arg(&dir)
             .stderr(Stdio::piped())
             .spawn()
@@ -133,7 +137,46 @@ fn ctrl_c_writes_a_checkpoint_and_exits_130() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted; resume with --resume"), "{err}");
-    assert!(dir.join("checkpoint.safetensors").exists(), "{err}");
+    let ckpt = dir.join("checkpoint.safetensors");
+    let stopped = Checkpoint::load(&ckpt).unwrap();
+    let step: u64 = stopped.metadata["step"].parse().unwrap();
+
+    let end = (step + 2).to_string();
+    let finish = |args: &[&std::ffi::OsStr], out: &str| {
+        let o = trainer()
+            .args(args)
+            .args(["--steps", &end, "--out"])
+            .arg(dir.join(out))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        (
+            Checkpoint::load(&dir.join(out).join("checkpoint.safetensors")).unwrap(),
+            err,
+        )
+    };
+    let (resumed, err) = finish(&["--resume".as_ref(), ckpt.as_os_str()], "resumed");
+    assert!(
+        err.contains(&format!("resumed from {} at step {step}", ckpt.display())),
+        "{err}"
+    );
+    assert!(err.contains("note: steps = "), "{err}");
+    // it trained the last two steps only (one log line each), not a whole run from scratch
+    let log = std::fs::read_to_string(dir.join("resumed/train.log")).unwrap();
+    let trained: Vec<&str> = log.lines().filter(|l| l.starts_with("step ")).collect();
+    assert_eq!(trained.len(), 2, "{log}");
+    let (straight, _) = finish(&["--batch".as_ref(), "4".as_ref()], "straight");
+    assert_eq!(resumed.metadata["step"], end);
+    assert_eq!(resumed.tensors.len(), straight.tensors.len());
+    for ((n1, s1, v1), (n2, s2, v2)) in resumed.tensors.iter().zip(&straight.tensors) {
+        assert_eq!((n1, s1), (n2, s2));
+        let same = v1.iter().zip(v2).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "{n1}: interrupted at step {step} and resumed differs from a run without a stop"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
