@@ -32,13 +32,14 @@ Model and data:
   --preset NAME        tiny | cifar32 | celeba64 | lsun64             [default: tiny]
   --data PATH          CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory
                        (MNIST, Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of JPEG, PNG
-                       and WebP images (searched recursively, e.g. CelebA's img_align_celeba), or
-                       `synthetic` (built-in procedurally generated shapes)  [default: synthetic]
+                       and WebP images (searched recursively, e.g. CelebA's img_align_celeba), an
+                       unzipped LSUN export (a folder holding data.mdb, e.g. bedroom_train_lmdb),
+                       or `synthetic` (built-in procedurally generated shapes) [default: synthetic]
   --crop C             the square cut from each image before it is resized to the preset's size:
                        center:S (centred S×S pixels; CelebA-64 uses center:140 or center:108) or
                        short-side (the centred square of the short side)  [default: short-side]
-  --decode-cache DIR   image folders: decoded pixels are kept in DIR and reused by later runs over
-                       the same files, size and crop (off: decode every run)
+  --decode-cache DIR   image folders and LSUN: decoded pixels are kept in DIR and reused by later
+                       runs over the same files, size and crop (off: decode every run)
                                                    [default: decode-cache beside --out]
   --channels N         image channels (1 grey, 3 RGB); data are converted     [default: preset's, 3]
   --out DIR            samples, loss plot, checkpoints, log and config.toml go here [default: out]
