@@ -42,7 +42,8 @@ struct TrainFlags {
     preset: Option<String>,
     /// CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory (MNIST,
     /// Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of JPEG, PNG and WebP images
-    /// (searched recursively, e.g. CelebA's img_align_celeba), or `synthetic` (built-in shapes)
+    /// (searched recursively, e.g. CelebA's img_align_celeba), an unzipped LSUN export (a folder
+    /// holding data.mdb, e.g. bedroom_train_lmdb), or `synthetic` (built-in shapes)
     /// [default: synthetic]
     #[arg(long, value_name = "PATH", help_heading = "Model and data")]
     data: Option<String>,
@@ -50,7 +51,7 @@ struct TrainFlags {
     /// S×S pixels; CelebA-64 uses center:140 or center:108) or short-side [default: short-side]
     #[arg(long, value_name = "C", help_heading = "Model and data", value_parser = cli::crop)]
     crop: Option<vitgan::data::Crop>,
-    /// Image folders: decoded pixels are kept in DIR and reused by later runs over the same files,
+    /// Image folders and LSUN: decoded pixels are kept in DIR and reused by later runs over the same files,
     /// size and crop; `off`: decode every run [default: decode-cache beside --out]
     #[arg(long, value_name = "DIR", help_heading = "Model and data")]
     decode_cache: Option<String>,

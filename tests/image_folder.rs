@@ -2,31 +2,15 @@
 //! the `celeba64` preset training on a JPEG folder through the library.
 
 mod common;
-use common::TempDir;
+use common::{TempDir, data_error, smooth_rgb};
 use image::{ExtendedColorType, ImageFormat};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vitgan::Error;
 use vitgan::data::image_folder::{
     Crop, DecodeCache, decode_image_rgb8, image_files_in, load_image_folder,
     load_image_folder_cached,
 };
 use vitgan::data::{Batcher, ImageDataset, open_dataset_cropped};
-
-/// A smooth RGB test image (`width × height`), different for each `k`: JPEG keeps it within a few
-/// levels.
-fn smooth_rgb(width: usize, height: usize, k: usize) -> Vec<u8> {
-    let mut px = Vec::with_capacity(width * height * 3);
-    for y in 0..height {
-        for x in 0..width {
-            let (xf, yf, kf) = (x as f64, y as f64, k as f64);
-            px.push((128.0 + 70.0 * (xf / 19.0 + kf).sin()).round() as u8);
-            px.push((128.0 + 70.0 * (yf / 23.0 + 0.7 * kf).cos()).round() as u8);
-            px.push((40.0 + 0.45 * (xf + yf) + 5.0 * kf).min(255.0) as u8);
-        }
-    }
-    px
-}
 
 fn write_jpeg(path: &Path, pixels: &[u8], width: usize, height: usize, colour: ExtendedColorType) {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -361,13 +345,6 @@ fn errors_name_the_folder_or_the_file() {
         load_image_folder(&dir.0, 200, Crop::ShortSide).unwrap().len,
         2
     );
-}
-
-fn data_error(e: Error) -> (String, u64) {
-    match e {
-        Error::Data { path, offset, .. } => (path, offset),
-        other => panic!("expected Error::Data, got {other:?}"),
-    }
 }
 
 #[test]

@@ -99,6 +99,23 @@ impl std::fmt::Display for Crop {
 /// crop is below `size / 2` (naming the file and its dimensions) — upscaling more than 2× would mostly
 /// train on blur.
 pub fn load_image_folder(dir: &Path, size: usize, crop: Crop) -> Result<ImageDataset> {
+    check_request(size, crop)?;
+    let files = image_files_in(dir)?;
+    let images = decode_in_order(&files, size * size * 3, |file, out| {
+        load_image(file, size, crop, out)
+    })?;
+    Ok(ImageDataset {
+        images,
+        len: files.len(),
+        size,
+        channels: 3,
+        source: dir.display().to_string(),
+    })
+}
+
+/// Refuses a request that no image could satisfy, before anything is decoded: a size of 0, or a
+/// `--crop center:S` that would be upscaled more than 2× to `size`.
+pub(crate) fn check_request(size: usize, crop: Crop) -> Result<()> {
     if size == 0 {
         return Err(Error::Config {
             field: "size".into(),
@@ -113,17 +130,36 @@ pub fn load_image_folder(dir: &Path, size: usize, crop: Crop) -> Result<ImageDat
             "use a larger crop or train at a smaller size",
         )?;
     }
-    let files = image_files_in(dir)?;
-    let image_len = size * size * 3;
-    let mut images = vec![0u8; files.len() * image_len];
+    Ok(())
+}
+
+/// Runs `decode(item, out)` for every item into consecutive `image_len`-byte slices of one buffer,
+/// on every core: chunks of [`CHUNK`] items are handed out in order, so the result does not depend
+/// on the thread count. A thread stops at the first failure it can see, so every item before the
+/// earliest failing one is decoded and that one's error is returned. The buffer is reserved first:
+/// one that does not fit in memory is an error saying how much was asked for.
+pub(crate) fn decode_in_order<T: Sync>(
+    items: &[T],
+    image_len: usize,
+    decode: impl Fn(&T, &mut [u8]) -> Result<()> + Sync,
+) -> Result<Vec<u8>> {
+    let bytes = items.len().saturating_mul(image_len);
+    let mut images = Vec::new();
+    images.try_reserve_exact(bytes).map_err(|_| {
+        Error::Other(format!(
+            "{} images of {image_len} bytes need {:.1} GB of memory, more than can be allocated; \
+             train at a smaller size or on fewer images",
+            items.len(),
+            bytes as f64 / 1e9
+        ))
+    })?;
+    images.resize(bytes, 0u8);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(files.len().div_ceil(CHUNK))
+        .min(items.len().div_ceil(CHUNK))
         .max(1);
-    // chunks are handed out in file order; a thread stops at the first failure it can see, so every
-    // file before the earliest failing one is decoded and that one is the error reported
     let work = Mutex::new(
-        files
+        items
             .chunks(CHUNK)
             .zip(images.chunks_mut(CHUNK * image_len))
             .enumerate(),
@@ -135,10 +171,10 @@ pub fn load_image_folder(dir: &Path, size: usize, crop: Crop) -> Result<ImageDat
             scope.spawn(|| {
                 loop {
                     let next = work.lock().unwrap_or_else(|e| e.into_inner()).next();
-                    let Some((chunk, (names, pixels))) = next else {
+                    let Some((chunk, (items, pixels))) = next else {
                         return;
                     };
-                    for (k, (file, out)) in names
+                    for (k, (item, out)) in items
                         .iter()
                         .zip(pixels.chunks_exact_mut(image_len))
                         .enumerate()
@@ -147,7 +183,7 @@ pub fn load_image_folder(dir: &Path, size: usize, crop: Crop) -> Result<ImageDat
                         if index > first_failure.load(Ordering::Relaxed) {
                             return;
                         }
-                        if let Err(e) = load_image(file, size, crop, out) {
+                        if let Err(e) = decode(item, out) {
                             first_failure.fetch_min(index, Ordering::Relaxed);
                             failures
                                 .lock()
@@ -161,37 +197,43 @@ pub fn load_image_folder(dir: &Path, size: usize, crop: Crop) -> Result<ImageDat
         }
     });
     let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, e)) = failures.into_iter().min_by_key(|(index, _)| *index) {
-        return Err(e);
+    match failures.into_iter().min_by_key(|(index, _)| *index) {
+        Some((_, e)) => Err(e),
+        None => Ok(images),
     }
-    Ok(ImageDataset {
-        images,
-        len: files.len(),
-        size,
-        channels: 3,
-        source: dir.display().to_string(),
-    })
 }
 
 /// Decodes `file`, crops it and resizes it into `out` (`size · size · 3` bytes).
 fn load_image(file: &Path, size: usize, crop: Crop, out: &mut [u8]) -> Result<()> {
     let rgb = read_rgb(file)?;
+    crop_and_resize(&rgb, &file.display().to_string(), size, crop, out)
+}
+
+/// Cuts `rgb` to its [`Crop::window`] and resizes that square to `size × size` with
+/// [`RESIZE_FILTER`] into `out` (`size · size · 3` bytes). An image smaller than the crop, or whose
+/// crop would be upscaled more than 2×, is an error naming the image as `name`.
+pub(crate) fn crop_and_resize(
+    rgb: &image::RgbImage,
+    name: &str,
+    size: usize,
+    crop: Crop,
+    out: &mut [u8],
+) -> Result<()> {
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
     let Some((x0, y0, side)) = crop.window(width, height) else {
         return Err(Error::Other(format!(
-            "{}: image is {width}×{height}, smaller than the {crop} crop; remove it or use a \
-             smaller --crop",
-            file.display()
+            "{name}: image is {width}×{height}, smaller than the {crop} crop; remove it or use a \
+             smaller --crop"
         )));
     };
     check_upscale(
         side,
         size,
-        || format!("{}: image is {width}×{height}", file.display()),
+        || format!("{name}: image is {width}×{height}"),
         "remove it or train at a smaller size",
     )?;
     let (x0, y0, side) = (x0 as u32, y0 as u32, side as u32);
-    let square = image::imageops::crop_imm(&rgb, x0, y0, side, side).to_image();
+    let square = image::imageops::crop_imm(rgb, x0, y0, side, side).to_image();
     if side as usize == size {
         out.copy_from_slice(square.as_raw());
     } else {
@@ -296,7 +338,7 @@ fn read_rgb(path: &Path) -> Result<image::RgbImage> {
 }
 
 /// [`decode_image_rgb8`] of a file's bytes; `name` is the file named in errors.
-fn decode_rgb(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
+pub(crate) fn decode_rgb(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
     use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
     let error = |offset: u64, detail: String| Error::Data {
         path: name.into(),
@@ -382,30 +424,43 @@ fn fnv1a64(h: u64, bytes: &[u8]) -> u64 {
     })
 }
 
-/// The cache key of a folder at `size` and `crop`: FNV-1a over the format version, the folder's
-/// canonical path, the size and crop, and every image file's path, length and modification time, so
-/// that adding, removing, replacing or touching a file (or asking for another size or crop) gives
-/// another key.
+/// The start of a cache key: FNV-1a over the format version, `source`'s canonical path, the size and
+/// the crop. [`stamp_file`] adds the files it was read from.
+pub(crate) fn cache_key_start(source: &Path, size: usize, crop: Crop) -> u64 {
+    let canonical = source
+        .canonicalize()
+        .unwrap_or_else(|_| source.to_path_buf());
+    let h = fnv1a64(0xCBF2_9CE4_8422_2325, &CACHE_VERSION.to_le_bytes());
+    let h = fnv1a64(h, canonical.to_string_lossy().as_bytes());
+    fnv1a64(h, format!("\0{size}\0{crop}\0").as_bytes())
+}
+
+/// Cache key `h` continued with `file`'s path, length and modification time, so that replacing or
+/// touching the file gives another key.
+pub(crate) fn stamp_file(h: u64, file: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(file).map_err(|source| Error::Io {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let h = fnv1a64(h, file.to_string_lossy().as_bytes());
+    let h = fnv1a64(h, &meta.len().to_le_bytes());
+    Ok(fnv1a64(h, &modified.to_le_bytes()))
+}
+
+/// The cache key of a folder at `size` and `crop`: [`cache_key_start`] of the folder, then every
+/// image file's [`stamp_file`], so that adding, removing, replacing or touching a file (or asking
+/// for another size or crop) gives another key.
 fn cache_key(dir: &Path, files: &[PathBuf], size: usize, crop: Crop) -> Result<u64> {
-    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let mut h = fnv1a64(0xCBF2_9CE4_8422_2325, &CACHE_VERSION.to_le_bytes());
-    h = fnv1a64(h, canonical.to_string_lossy().as_bytes());
-    h = fnv1a64(h, format!("\0{size}\0{crop}\0").as_bytes());
-    for file in files {
-        let meta = std::fs::metadata(file).map_err(|source| Error::Io {
-            path: file.display().to_string(),
-            source,
-        })?;
-        let modified = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        h = fnv1a64(h, file.to_string_lossy().as_bytes());
-        h = fnv1a64(h, &meta.len().to_le_bytes());
-        h = fnv1a64(h, &modified.to_le_bytes());
-    }
-    Ok(h)
+    files
+        .iter()
+        .try_fold(cache_key_start(dir, size, crop), |h, file| {
+            stamp_file(h, file)
+        })
 }
 
 /// The images of a cache file, when it is one for `key` and complete; `None` otherwise (a missing,
@@ -424,33 +479,31 @@ fn read_cache(path: &Path, key: u64, len: usize, size: usize) -> Option<Vec<u8>>
     fits.then(|| pixels.to_vec())
 }
 
-/// [`load_image_folder`] through a cache of the decoded pixels in `cache_dir`
-/// (`<cache_dir>/<key>.u8`, key from [`cache_key`]): a later run over the same files at the same size
-/// and crop reads that file instead of decoding (CelebA's 202,599 JPEGs at 64×64: a 2.5 GB read
-/// instead of minutes of decoding). A cache that cannot be written is reported in the result, not an
-/// error.
-pub fn load_image_folder_cached(
-    dir: &Path,
-    size: usize,
-    crop: Crop,
+/// `<cache_dir>/<key>.u8` when it holds `len` RGB images of `size × size` for `key`; otherwise
+/// `decode()`, whose result is then written there for later runs. `source` names the dataset in the
+/// result. A cache that cannot be written is reported in the result, not an error.
+pub(crate) fn through_cache(
     cache_dir: &Path,
+    key: u64,
+    len: usize,
+    size: usize,
+    source: &Path,
+    decode: impl FnOnce() -> Result<ImageDataset>,
 ) -> Result<(ImageDataset, DecodeCache)> {
-    let files = image_files_in(dir)?;
-    let key = cache_key(dir, &files, size, crop)?;
     let path = cache_dir.join(format!("{key:016x}.u8"));
     if size > 0
-        && let Some(images) = read_cache(&path, key, files.len(), size)
+        && let Some(images) = read_cache(&path, key, len, size)
     {
         let ds = ImageDataset {
             images,
-            len: files.len(),
+            len,
             size,
             channels: 3,
-            source: dir.display().to_string(),
+            source: source.display().to_string(),
         };
         return Ok((ds, DecodeCache::Reused(path)));
     }
-    let ds = load_image_folder(dir, size, crop)?;
+    let ds = decode()?;
     let written = crate::io::write_atomically(&path, |w| {
         use std::io::Write;
         w.write_all(CACHE_MAGIC)?;
@@ -465,4 +518,22 @@ pub fn load_image_folder_cached(
         Err(e) => DecodeCache::NotWritten(e.to_string()),
     };
     Ok((ds, outcome))
+}
+
+/// [`load_image_folder`] through a cache of the decoded pixels in `cache_dir`
+/// (`<cache_dir>/<key>.u8`, key from [`cache_key`]): a later run over the same files at the same size
+/// and crop reads that file instead of decoding (CelebA's 202,599 JPEGs at 64×64: a 2.5 GB read
+/// instead of minutes of decoding). A cache that cannot be written is reported in the result, not an
+/// error.
+pub fn load_image_folder_cached(
+    dir: &Path,
+    size: usize,
+    crop: Crop,
+    cache_dir: &Path,
+) -> Result<(ImageDataset, DecodeCache)> {
+    let files = image_files_in(dir)?;
+    let key = cache_key(dir, &files, size, crop)?;
+    through_cache(cache_dir, key, files.len(), size, dir, || {
+        load_image_folder(dir, size, crop)
+    })
 }

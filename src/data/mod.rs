@@ -1,6 +1,6 @@
-//! Training images on the host: readers for CIFAR-10 binaries, IDX files (MNIST, Fashion-MNIST) and
-//! image folders (JPEG, PNG, WebP), a built-in synthetic dataset, cropping, resizing, channel
-//! conversion, and seeded batching.
+//! Training images on the host: readers for CIFAR-10 binaries, IDX files (MNIST, Fashion-MNIST),
+//! image folders (JPEG, PNG, WebP) and LSUN's LMDB exports, a built-in synthetic dataset, cropping,
+//! resizing, channel conversion, and seeded batching.
 //!
 //! Storage is `u8` NHWC (`images[((i·H + y)·W + x)·C + c]`, square images `H = W = size`); the model
 //! sees NHWC `f32` in [-1, 1] with `value = pixel / 127.5 − 1`.
@@ -8,10 +8,12 @@
 pub mod cifar;
 pub mod idx;
 pub mod image_folder;
+pub mod lsun;
 pub mod synthetic;
 
 use crate::error::{Error, Result};
 pub use image_folder::Crop;
+use image_folder::DecodeCache;
 use std::sync::Mutex;
 
 /// A set of square images, stored as bytes.
@@ -169,18 +171,19 @@ impl ImageDataset {
 }
 
 /// Opens what the trainer's `--data` names, as `size × size × channels` images: `synthetic` (4,096
-/// built-in shapes drawn from `seed`), a CIFAR-10 `.bin` file or directory, an IDX image file
-/// (MNIST / Fashion-MNIST, `.gz` or not) or a directory holding one, or a folder of JPEG, PNG and
-/// WebP images (searched recursively, [`image_folder`]). Images are cut to their short side's
-/// centred square, resized (image folders with [`image_folder::RESIZE_FILTER`], the others by
+/// built-in shapes drawn from `seed`), an LSUN LMDB export (a folder holding `data.mdb`, or that
+/// file, [`lsun`]), a CIFAR-10 `.bin` file or directory, an IDX image file (MNIST / Fashion-MNIST,
+/// `.gz` or not) or a directory holding one, or a folder of JPEG, PNG and WebP images (searched
+/// recursively, [`image_folder`]). Images are cut to their short side's centred square, resized
+/// (image folders and LSUN with [`image_folder::RESIZE_FILTER`], the others by
 /// [`ImageDataset::resized`]) and converted to `channels` ([`ImageDataset::with_channels`]).
 pub fn open_dataset(spec: &str, size: usize, channels: usize, seed: u64) -> Result<ImageDataset> {
     open_dataset_cropped(spec, size, channels, seed, Crop::ShortSide)
 }
 
 /// [`open_dataset`] with the square cut from each image chosen by `crop` (the trainer's `--crop`):
-/// image folders crop every decoded image before resizing; the square datasets (CIFAR, IDX,
-/// synthetic) are cropped with [`ImageDataset::centre_cropped`], then resized.
+/// image folders and LSUN crop every decoded image before resizing; the square datasets (CIFAR,
+/// IDX, synthetic) are cropped with [`ImageDataset::centre_cropped`], then resized.
 pub fn open_dataset_cropped(
     spec: &str,
     size: usize,
@@ -191,10 +194,10 @@ pub fn open_dataset_cropped(
     Ok(open_dataset_cached(spec, size, channels, seed, crop, None)?.0)
 }
 
-/// [`open_dataset_cropped`], with image folders decoded through a cache of decoded pixels in
-/// `cache_dir` when one is given ([`image_folder::load_image_folder_cached`]; the trainer's
-/// `--decode-cache`); also returns what was done with the cache (`None` for other datasets, which
-/// are binary files read as fast as a cache would be).
+/// [`open_dataset_cropped`], with image folders and LSUN exports decoded through a cache of decoded
+/// pixels in `cache_dir` when one is given ([`image_folder::load_image_folder_cached`],
+/// [`lsun::load_lsun_cached`]; the trainer's `--decode-cache`); also returns what was done with the
+/// cache (`None` for other datasets, which are binary files read as fast as a cache would be).
 pub fn open_dataset_cached(
     spec: &str,
     size: usize,
@@ -202,10 +205,10 @@ pub fn open_dataset_cached(
     seed: u64,
     crop: Crop,
     cache_dir: Option<&std::path::Path>,
-) -> Result<(ImageDataset, Option<image_folder::DecodeCache>)> {
+) -> Result<(ImageDataset, Option<DecodeCache>)> {
     use std::path::Path;
     let mut cache_use = None;
-    let (ds, from_folder) = if spec == "synthetic" {
+    let (ds, decoded) = if spec == "synthetic" {
         (synthetic::synthetic_shapes(4096, size, seed), false)
     } else {
         let path = Path::new(spec);
@@ -214,21 +217,27 @@ pub fn open_dataset_cached(
                 field: "--data".into(),
                 detail: format!(
                     "{spec} does not exist; give a CIFAR-10 .bin file or directory, an IDX file \
-                     or directory (MNIST, Fashion-MNIST), a folder of JPEG/PNG/WebP images, or \
-                     `synthetic`"
+                     or directory (MNIST, Fashion-MNIST), a folder of JPEG/PNG/WebP images, an \
+                     unzipped LSUN export (a folder holding data.mdb), or `synthetic`"
                 ),
             });
+        }
+        let is_lsun = lsun::data_file_of(path).is_some();
+        if !is_lsun && let Some(e) = lsun::not_ready(path) {
+            return Err(e);
         }
         let name_has = |p: &Path, s: &str| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().contains(s))
         };
-        let is_idx = if path.is_file() {
-            name_has(path, "idx3-ubyte")
-        } else {
-            idx::idx_file_in(path).is_some()
-        };
-        let is_cifar = !is_idx
+        let is_idx = !is_lsun
+            && if path.is_file() {
+                name_has(path, "idx3-ubyte")
+            } else {
+                idx::idx_file_in(path).is_some()
+            };
+        let is_cifar = !is_lsun
+            && !is_idx
             && (path.is_file()
                 || std::fs::read_dir(path)
                     .map_err(|e| Error::Io {
@@ -237,21 +246,33 @@ pub fn open_dataset_cached(
                     })?
                     .flatten()
                     .any(|e| e.file_name().to_string_lossy().ends_with(".bin")));
-        if is_idx {
+        // LSUN exports and image folders are decoded, through the cache when there is one
+        type Cached = fn(&Path, usize, Crop, &Path) -> Result<(ImageDataset, DecodeCache)>;
+        type Uncached = fn(&Path, usize, Crop) -> Result<ImageDataset>;
+        let mut decode = |cached: Cached, uncached: Uncached| match cache_dir {
+            Some(cache_dir) => {
+                let (ds, used) = cached(path, size, crop, cache_dir)?;
+                cache_use = Some(used);
+                Ok::<_, Error>((ds, true))
+            }
+            None => Ok((uncached(path, size, crop)?, true)),
+        };
+        if is_lsun {
+            decode(lsun::load_lsun_cached, lsun::load_lsun)?
+        } else if is_idx {
             (idx::load_idx_images(path)?, false)
         } else if is_cifar {
             (cifar::load_cifar10(path)?, false)
-        } else if let Some(cache_dir) = cache_dir {
-            let (ds, used) = image_folder::load_image_folder_cached(path, size, crop, cache_dir)?;
-            cache_use = Some(used);
-            (ds, true)
         } else {
-            (image_folder::load_image_folder(path, size, crop)?, true)
+            decode(
+                image_folder::load_image_folder_cached,
+                image_folder::load_image_folder,
+            )?
         }
     };
-    // image folders are cropped as they are decoded; the square datasets here
+    // image folders and LSUN are cropped as they are decoded; the square datasets here
     let ds = match crop {
-        Crop::Centre(side) if !from_folder => ds.centre_cropped(side)?,
+        Crop::Centre(side) if !decoded => ds.centre_cropped(side)?,
         _ => ds,
     };
     // (a conversion only when needed: all of CelebA at 64×64 is 2.5 GB)

@@ -202,3 +202,26 @@ pub fn example_binary(name: &str) -> std::process::Command {
     );
     std::process::Command::new(path)
 }
+
+/// A smooth RGB test image (`width × height`), different for each `k`: JPEG keeps it within a few
+/// levels.
+pub fn smooth_rgb(width: usize, height: usize, k: usize) -> Vec<u8> {
+    let mut px = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let (xf, yf, kf) = (x as f64, y as f64, k as f64);
+            px.push((128.0 + 70.0 * (xf / 19.0 + kf).sin()).round() as u8);
+            px.push((128.0 + 70.0 * (yf / 23.0 + 0.7 * kf).cos()).round() as u8);
+            px.push((40.0 + 0.45 * (xf + yf) + 5.0 * kf).min(255.0) as u8);
+        }
+    }
+    px
+}
+
+/// The path and offset of an [`vitgan::Error::Data`]; panics on any other error.
+pub fn data_error(e: vitgan::Error) -> (String, u64) {
+    match e {
+        vitgan::Error::Data { path, offset, .. } => (path, offset),
+        other => panic!("expected Error::Data, got {other:?}"),
+    }
+}
