@@ -295,7 +295,7 @@ fn draw(trainer: &Trainer, args: &Args) -> Result<ImageDataset> {
         report(first + count, args.n);
     }
     Ok(ImageDataset {
-        images,
+        images: images.into(),
         len: args.n,
         size: m.image_size,
         channels: m.channels,

@@ -298,7 +298,7 @@ fn resize_down_averages_and_up_interpolates() {
     // 4×4 single-channel image, columns 0, 100, 200, 40
     let row = [0u8, 100, 200, 40];
     let ds = ImageDataset {
-        images: row.repeat(4),
+        images: row.repeat(4).into(),
         len: 1,
         size: 4,
         channels: 1,
@@ -701,7 +701,7 @@ fn idx_corrupt_or_truncated_names_file_and_offset() {
 #[test]
 fn channel_conversion() {
     let rgb = ImageDataset {
-        images: vec![255, 0, 0, 10, 20, 30],
+        images: vec![255, 0, 0, 10, 20, 30].into(),
         len: 2,
         size: 1,
         channels: 3,

@@ -404,6 +404,8 @@ fn decode_cache_is_reused_until_the_files_change() {
     let DecodeCache::Written(file) = used else {
         panic!("first load: {used:?}")
     };
+    // decoded straight into the cache file, and handed out as that file, mapped
+    assert!(first.images.is_mapped());
     assert_eq!(
         first.images,
         load_image_folder(&images, 4, Crop::ShortSide)
@@ -412,10 +414,19 @@ fn decode_cache_is_reused_until_the_files_change() {
     );
     let (second, used) = load(4, Crop::ShortSide);
     assert_eq!(used, DecodeCache::Reused(file.clone()));
+    assert!(second.images.is_mapped());
     assert_eq!(
         (second.images, second.len, second.size),
         (first.images.clone(), 5, 4)
     );
+    // (the file is edited in place below, which the trainer never does: keep a copy, unmapped)
+    let first = first.images.to_vec();
+    // no temporary file is left beside the cache
+    let names: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [file.file_name().unwrap()], "{names:?}");
     // the reused pixels really come from the file: change them there, and the load returns them
     let mut bytes = std::fs::read(&file).unwrap();
     let last = bytes.len() - 1;
@@ -423,7 +434,7 @@ fn decode_cache_is_reused_until_the_files_change() {
     std::fs::write(&file, &bytes).unwrap();
     let (patched, used) = load(4, Crop::ShortSide);
     assert_eq!(used, DecodeCache::Reused(file.clone()));
-    assert_ne!(patched.images, first.images);
+    assert_ne!(patched.images, first);
     // another size or crop: another key
     assert!(matches!(load(2, Crop::ShortSide).1, DecodeCache::Written(f) if f != file));
     assert!(matches!(load(4, Crop::Centre(6)).1, DecodeCache::Written(f) if f != file));
@@ -431,7 +442,7 @@ fn decode_cache_is_reused_until_the_files_change() {
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
     let (redone, used) = load(4, Crop::ShortSide);
     assert_eq!(used, DecodeCache::Written(file.clone()));
-    assert_eq!(redone.images, first.images);
+    assert_eq!(redone.images, first);
     // a changed file (other content, other length) and a new file change the key
     write_rgb(
         &dir.file("images/3.png"),
@@ -460,6 +471,11 @@ fn decode_cache_is_reused_until_the_files_change() {
             .unwrap();
     assert_eq!(ds.len, 6);
     assert!(matches!(used, DecodeCache::NotWritten(_)), "{used:?}");
+    assert!(
+        !ds.images.is_mapped(),
+        "without a cache file the pixels are in memory"
+    );
+    assert_eq!(ds.images, grown.images);
 }
 
 /// The "done when": the `celeba64` preset trains two steps on a folder of CelebA-shaped
@@ -647,13 +663,13 @@ fn decode_speed_and_resize_filters() {
     type Filter<'a> = (&'a str, Box<dyn Fn(&[u8]) -> Vec<u8> + 'a>);
     let ours = move |img: &[u8]| {
         let ds = ImageDataset {
-            images: img.to_vec(),
+            images: img.to_vec().into(),
             len: 1,
             size: side,
             channels: 3,
             source: String::new(),
         };
-        ds.resized(size).images
+        ds.resized(size).images.to_vec()
     };
     let with = |filter: image::imageops::FilterType| {
         move |img: &[u8]| {

@@ -278,7 +278,9 @@ fn evaluator_scores_and_caches_the_reference() {
     let n = 6;
     let subset = |first: usize| {
         let mut ds = all.clone();
-        ds.images = all.images[first * all.image_len()..(first + n) * all.image_len()].to_vec();
+        ds.images = all.images[first * all.image_len()..(first + n) * all.image_len()]
+            .to_vec()
+            .into();
         ds.len = n;
         ds
     };

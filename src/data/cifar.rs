@@ -57,7 +57,7 @@ pub fn load_cifar10(path: &Path) -> Result<ImageDataset> {
         len += read_batch_file(file, &mut images)?;
     }
     Ok(ImageDataset {
-        images,
+        images: images.into(),
         len,
         size: CIFAR10_SIZE,
         channels: 3,

@@ -162,7 +162,7 @@ pub fn parse_idx_images(bytes: &[u8], name: &str) -> Result<ImageDataset> {
         ));
     }
     Ok(ImageDataset {
-        images: bytes[header..].to_vec(),
+        images: bytes[header..].to_vec().into(),
         len: count as usize,
         size: rows as usize,
         channels: 1,

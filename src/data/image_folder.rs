@@ -9,7 +9,7 @@
 //! `image` crate's antialiased triangle filter ([`RESIZE_FILTER`]). Files are decoded in parallel on
 //! every core; the result does not depend on the number of threads.
 
-use super::ImageDataset;
+use super::{ImageDataset, Pixels};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::io::Cursor;
@@ -101,11 +101,10 @@ impl std::fmt::Display for Crop {
 pub fn load_image_folder(dir: &Path, size: usize, crop: Crop) -> Result<ImageDataset> {
     check_request(size, crop)?;
     let files = image_files_in(dir)?;
-    let images = decode_in_order(&files, size * size * 3, |file, out| {
-        load_image(file, size, crop, out)
-    })?;
+    let mut images = pixel_buffer(files.len(), size * size * 3)?;
+    decode_files_into(&files, size, crop, &mut images)?;
     Ok(ImageDataset {
-        images,
+        images: images.into(),
         len: files.len(),
         size,
         channels: 3,
@@ -133,27 +132,33 @@ pub(crate) fn check_request(size: usize, crop: Crop) -> Result<()> {
     Ok(())
 }
 
-/// Runs `decode(item, out)` for every item into consecutive `image_len`-byte slices of one buffer,
-/// on every core: chunks of [`CHUNK`] items are handed out in order, so the result does not depend
-/// on the thread count. A thread stops at the first failure it can see, so every item before the
-/// earliest failing one is decoded and that one's error is returned. The buffer is reserved first:
-/// one that does not fit in memory is an error saying how much was asked for.
-pub(crate) fn decode_in_order<T: Sync>(
-    items: &[T],
-    image_len: usize,
-    decode: impl Fn(&T, &mut [u8]) -> Result<()> + Sync,
-) -> Result<Vec<u8>> {
-    let bytes = items.len().saturating_mul(image_len);
+/// A zeroed buffer for `n` images of `image_len` bytes, or an error saying how much memory that is.
+pub(crate) fn pixel_buffer(n: usize, image_len: usize) -> Result<Vec<u8>> {
+    let bytes = n.saturating_mul(image_len);
     let mut images = Vec::new();
     images.try_reserve_exact(bytes).map_err(|_| {
         Error::Other(format!(
-            "{} images of {image_len} bytes need {:.1} GB of memory, more than can be allocated; \
-             train at a smaller size or on fewer images",
-            items.len(),
+            "{n} images of {image_len} bytes need {:.1} GB of memory, more than can be allocated; \
+             keep the decode cache on (it is written and read through a memory map), train at a \
+             smaller size or on fewer images",
             bytes as f64 / 1e9
         ))
     })?;
     images.resize(bytes, 0u8);
+    Ok(images)
+}
+
+/// Runs `decode(item, out)` for every item into consecutive `image_len`-byte slices of `images`
+/// on every core: chunks of [`CHUNK`] items are handed out in order, so the result does not depend
+/// on the thread count. A thread stops at the first failure it can see, so every item before the
+/// earliest failing one is decoded and that one's error is returned.
+pub(crate) fn decode_in_order_into<T: Sync>(
+    items: &[T],
+    image_len: usize,
+    images: &mut [u8],
+    decode: impl Fn(&T, &mut [u8]) -> Result<()> + Sync,
+) -> Result<()> {
+    debug_assert_eq!(images.len(), items.len() * image_len);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len().div_ceil(CHUNK))
@@ -199,8 +204,15 @@ pub(crate) fn decode_in_order<T: Sync>(
     let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     match failures.into_iter().min_by_key(|(index, _)| *index) {
         Some((_, e)) => Err(e),
-        None => Ok(images),
+        None => Ok(()),
     }
+}
+
+/// Every file of `files`, decoded, cropped and resized, into consecutive images of `images`.
+fn decode_files_into(files: &[PathBuf], size: usize, crop: Crop, images: &mut [u8]) -> Result<()> {
+    decode_in_order_into(files, size * size * 3, images, |file, out| {
+        load_image(file, size, crop, out)
+    })
 }
 
 /// Decodes `file`, crops it and resizes it into `out` (`size · size · 3` bytes).
@@ -463,11 +475,14 @@ fn cache_key(dir: &Path, files: &[PathBuf], size: usize, crop: Crop) -> Result<u
         })
 }
 
-/// The images of a cache file, when it is one for `key` and complete; `None` otherwise (a missing,
-/// truncated, foreign or stale file is decoded again and rewritten, never an error).
-fn read_cache(path: &Path, key: u64, len: usize, size: usize) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(path).ok()?;
-    let (header, pixels) = bytes.split_at_checked(CACHE_HEADER)?;
+/// The images of a cache file, mapped, when it is one for `key` and complete; `None` otherwise (a
+/// missing, truncated, foreign or stale file is decoded again and rewritten, never an error).
+fn read_cache(path: &Path, key: u64, len: usize, size: usize) -> Option<Pixels> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: cache files are only ever created whole under a temporary name and renamed into
+    // place (never written in place), so the mapped file does not change while it is mapped
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let (header, pixels) = map.split_at_checked(CACHE_HEADER)?;
     let u64_at = |i: usize| u64::from_le_bytes(header[20 + 8 * i..28 + 8 * i].try_into().unwrap());
     let fits = &header[..16] == CACHE_MAGIC
         && header[16..20] == CACHE_VERSION.to_le_bytes()
@@ -476,48 +491,110 @@ fn read_cache(path: &Path, key: u64, len: usize, size: usize) -> Option<Vec<u8>>
         && u64_at(2) == size as u64
         && u64_at(3) == 3
         && pixels.len() == len * size * size * 3;
-    fits.then(|| pixels.to_vec())
+    fits.then(|| Pixels::Mapped {
+        map: std::sync::Arc::new(map),
+        offset: CACHE_HEADER,
+    })
 }
 
 /// `<cache_dir>/<key>.u8` when it holds `len` RGB images of `size × size` for `key`; otherwise
-/// `decode()`, whose result is then written there for later runs. `source` names the dataset in the
-/// result. A cache that cannot be written is reported in the result, not an error.
+/// `decode(pixels)` fills the images straight into a new cache file for later runs, written through
+/// a memory map (so a dataset larger than memory never has to fit in it) under a temporary name and
+/// renamed when complete. Either way the images are that file, mapped. A cache file that cannot be
+/// created is reported in the result, not an error: the images are then decoded into memory.
+/// `source` names the dataset in the result.
 pub(crate) fn through_cache(
     cache_dir: &Path,
     key: u64,
     len: usize,
     size: usize,
     source: &Path,
-    decode: impl FnOnce() -> Result<ImageDataset>,
+    decode: impl FnOnce(&mut [u8]) -> Result<()>,
 ) -> Result<(ImageDataset, DecodeCache)> {
     let path = cache_dir.join(format!("{key:016x}.u8"));
+    let dataset = |images: Pixels| ImageDataset {
+        images,
+        len,
+        size,
+        channels: 3,
+        source: source.display().to_string(),
+    };
     if size > 0
         && let Some(images) = read_cache(&path, key, len, size)
     {
-        let ds = ImageDataset {
-            images,
-            len,
-            size,
-            channels: 3,
-            source: source.display().to_string(),
-        };
-        return Ok((ds, DecodeCache::Reused(path)));
+        return Ok((dataset(images), DecodeCache::Reused(path)));
     }
-    let ds = decode()?;
-    let written = crate::io::write_atomically(&path, |w| {
-        use std::io::Write;
-        w.write_all(CACHE_MAGIC)?;
-        w.write_all(&CACHE_VERSION.to_le_bytes())?;
-        for v in [key, ds.len as u64, size as u64, 3] {
-            w.write_all(&v.to_le_bytes())?;
+    let bytes = len.saturating_mul(size * size * 3);
+    let tmp = crate::io::temp_path_for(&path);
+    let mapped = crate::io::create_parent_dir(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|()| new_cache_file(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display())));
+    let mut map = match mapped {
+        Ok(map) => map,
+        Err(why) => {
+            let mut images = pixel_buffer(len, size * size * 3)?;
+            decode(&mut images)?;
+            return Ok((dataset(images.into()), DecodeCache::NotWritten(why)));
         }
-        w.write_all(&ds.images)
-    });
-    let outcome = match written {
-        Ok(()) => DecodeCache::Written(path),
-        Err(e) => DecodeCache::NotWritten(e.to_string()),
     };
-    Ok((ds, outcome))
+    let header = cache_header(key, len, size);
+    map[..CACHE_HEADER].copy_from_slice(&header);
+    if let Err(e) = decode(&mut map[CACHE_HEADER..]) {
+        drop(map);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let flushed = map.flush();
+    drop(map);
+    let committed = flushed
+        .map_err(|e| format!("{}: {e}", tmp.display()))
+        .and_then(|()| crate::io::commit_temp_file(&tmp, &path).map_err(|e| e.to_string()));
+    let outcome = match committed {
+        Ok(()) => DecodeCache::Written(path.clone()),
+        Err(why) => DecodeCache::NotWritten(why),
+    };
+    // the complete file, mapped read-only (or, if it could not be committed, the temporary one)
+    let file = if matches!(outcome, DecodeCache::Written(_)) {
+        path
+    } else {
+        tmp.clone()
+    };
+    let images = read_cache(&file, key, len, size).ok_or_else(|| {
+        Error::Other(format!(
+            "the decode cache {} was written but cannot be read back; remove it, or pass \
+             --decode-cache off",
+            file.display()
+        ))
+    })?;
+    if file == tmp {
+        // unlinking a mapped file keeps its pages until the map goes
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok((dataset(images), outcome))
+}
+
+/// A new file of `CACHE_HEADER + bytes` bytes at `tmp`, mapped for writing.
+fn new_cache_file(tmp: &Path, bytes: usize) -> std::io::Result<memmap2::MmapMut> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)?;
+    file.set_len((CACHE_HEADER + bytes) as u64)?;
+    // SAFETY: the file was just created under a temporary name that only this process writes
+    unsafe { memmap2::MmapMut::map_mut(&file) }
+}
+
+/// The first [`CACHE_HEADER`] bytes of a cache file (see [`CACHE_MAGIC`]).
+fn cache_header(key: u64, len: usize, size: usize) -> [u8; CACHE_HEADER] {
+    let mut h = [0u8; CACHE_HEADER];
+    h[..16].copy_from_slice(CACHE_MAGIC);
+    h[16..20].copy_from_slice(&CACHE_VERSION.to_le_bytes());
+    for (i, v) in [key, len as u64, size as u64, 3].into_iter().enumerate() {
+        h[20 + 8 * i..28 + 8 * i].copy_from_slice(&v.to_le_bytes());
+    }
+    h
 }
 
 /// [`load_image_folder`] through a cache of the decoded pixels in `cache_dir`
@@ -533,7 +610,8 @@ pub fn load_image_folder_cached(
 ) -> Result<(ImageDataset, DecodeCache)> {
     let files = image_files_in(dir)?;
     let key = cache_key(dir, &files, size, crop)?;
-    through_cache(cache_dir, key, files.len(), size, dir, || {
-        load_image_folder(dir, size, crop)
+    check_request(size, crop)?;
+    through_cache(cache_dir, key, files.len(), size, dir, |images| {
+        decode_files_into(&files, size, crop, images)
     })
 }

@@ -18,8 +18,8 @@
 
 use super::ImageDataset;
 use super::image_folder::{
-    DecodeCache, cache_key_start, check_request, crop_and_resize, decode_in_order, decode_rgb,
-    image_files_in, stamp_file, through_cache,
+    DecodeCache, cache_key_start, check_request, crop_and_resize, decode_in_order_into, decode_rgb,
+    image_files_in, pixel_buffer, stamp_file, through_cache,
 };
 use crate::data::Crop;
 use crate::error::{Error, Result};
@@ -196,6 +196,19 @@ impl Export {
     /// Every entry decoded, cropped and resized to `size × size` RGB, in key order.
     fn decode(&self, size: usize, crop: Crop) -> Result<ImageDataset> {
         check_request(size, crop)?;
+        let mut images = pixel_buffer(self.len, size * size * 3)?;
+        self.decode_into(size, crop, &mut images)?;
+        Ok(ImageDataset {
+            images: images.into(),
+            len: self.len,
+            size,
+            channels: 3,
+            source: self.folder.display().to_string(),
+        })
+    }
+
+    /// [`Export::decode`] into `images` (`len · size · size · 3` bytes, e.g. a mapped cache file).
+    fn decode_into(&self, size: usize, crop: Crop, images: &mut [u8]) -> Result<()> {
         let rtxn = self
             .env
             .read_txn()
@@ -224,7 +237,18 @@ impl Export {
             .and_then(|entries| entries.collect::<heed::Result<Vec<(&[u8], &[u8])>>>())
             .map_err(self.lmdb_error("read the entries"))?;
         let data_file = self.data_file.display();
-        let images = decode_in_order(&entries, size * size * 3, |(key, value), out| {
+        if entries.len() != self.len {
+            return Err(Error::Data {
+                path: self.data_file.display().to_string(),
+                offset: 0,
+                detail: format!(
+                    "LMDB counted {} entries but {} were read; unzip the archive again",
+                    self.len,
+                    entries.len()
+                ),
+            });
+        }
+        decode_in_order_into(&entries, size * size * 3, images, |(key, value), out| {
             let name = format!("{data_file} entry {}", key_text(key));
             let rgb = decode_rgb(value, &name).map_err(|e| match e {
                 Error::Data {
@@ -242,13 +266,6 @@ impl Export {
                 other => other,
             })?;
             crop_and_resize(&rgb, &name, size, crop, out)
-        })?;
-        Ok(ImageDataset {
-            images,
-            len: entries.len(),
-            size,
-            channels: 3,
-            source: self.folder.display().to_string(),
         })
     }
 }
@@ -291,7 +308,8 @@ pub fn load_lsun_cached(
         .canonicalize()
         .unwrap_or_else(|_| export.data_file.clone());
     let key = stamp_file(cache_key_start(&canonical, size, crop), &canonical)?;
-    through_cache(cache_dir, key, export.len, size, &export.folder, || {
-        export.decode(size, crop)
+    check_request(size, crop)?;
+    through_cache(cache_dir, key, export.len, size, &export.folder, |images| {
+        export.decode_into(size, crop, images)
     })
 }

@@ -40,7 +40,7 @@ pub fn synthetic_shapes(n: usize, size: usize, seed: u64) -> ImageDataset {
         );
     }
     ImageDataset {
-        images,
+        images: images.into(),
         len: n,
         size,
         channels: 3,
