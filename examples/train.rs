@@ -306,7 +306,8 @@ struct Args {
     data: String,
     crop: vitgan::data::Crop,
     out: PathBuf,
-    resume: Option<PathBuf>,
+    /// `--resume`: the checkpoint and the file it was read from.
+    resume: Option<(PathBuf, vitgan::io::checkpoint::Checkpoint)>,
     steps: Option<u64>,
     log_every: u64,
     sample_every: u64,
@@ -371,13 +372,6 @@ fn settings_flags(text: &str, field: &str, source: &str) -> Result<TrainFlags> {
             e.render().to_string().trim().trim_start_matches("error: ")
         ),
     })
-}
-
-/// The settings a checkpoint's run was started with (`run.config` in its metadata), `None` for a
-/// checkpoint without them (written before runs recorded them).
-fn resumed_run_config(path: &Path) -> Result<Option<String>> {
-    let ckpt = vitgan::io::checkpoint::Checkpoint::load(path)?;
-    Ok(ckpt.metadata.get("run.config").cloned())
 }
 
 /// `(key, old value, new value)` for each setting of `old` that `new` sets otherwise (both
@@ -482,12 +476,18 @@ fn parse_args() -> Result<Args> {
         }
         None => cli.with_rates_resolved(),
     };
-    // --resume: the checkpoint's run settings (`run.config`) under the command line and --config
-    if let Some(path) = &flags.resume
-        && let Some(text) = resumed_run_config(path)?
-    {
+    // --resume: the checkpoint's run settings (`run.config`) under the command line and --config;
+    // the checkpoint is read once, here, and loaded into the trainer later
+    let resumed = match &flags.resume {
+        Some(path) => Some(vitgan::io::checkpoint::Checkpoint::load(path)?),
+        None => None,
+    };
+    if let (Some(path), Some(text)) = (
+        &flags.resume,
+        resumed.as_ref().and_then(|c| c.metadata.get("run.config")),
+    ) {
         let source = format!("{} (its run.config)", path.display());
-        let from_run = settings_flags(&text, "--resume", &source)?;
+        let from_run = settings_flags(text, "--resume", &source)?;
         flags = flags.over(from_run);
     }
     let mut train = TrainConfig::default();
@@ -523,7 +523,7 @@ fn parse_args() -> Result<Args> {
         data: flags.data.unwrap_or_else(|| "synthetic".into()),
         crop: flags.crop.unwrap_or(vitgan::data::Crop::ShortSide),
         out: flags.out.unwrap_or_else(|| PathBuf::from("out")),
-        resume: flags.resume,
+        resume: flags.resume.zip(resumed),
         steps: flags.steps,
         log_every: flags.log_every.unwrap_or(10),
         sample_every: flags.sample_every.unwrap_or(200),
@@ -665,9 +665,8 @@ fn run() -> Result<Ended> {
         train.batch
     );
     let ckpt_path = args.out.join("checkpoint.safetensors");
-    if let Some(path) = &args.resume {
-        let ckpt = vitgan::io::checkpoint::Checkpoint::load(path)?;
-        trainer.load_checkpoint(&ckpt, &path.display().to_string())?;
+    if let Some((path, ckpt)) = &args.resume {
+        trainer.load_checkpoint(ckpt, &path.display().to_string())?;
         eprintln!("resumed from {} at step {}", path.display(), trainer.step);
         match ckpt.metadata.get("run.config") {
             Some(old) => {

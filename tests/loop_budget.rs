@@ -285,4 +285,12 @@ fn long_attention_is_an_error_on_cpu_adapters() {
         1e-5,
         "L2 attention over 4,000 keys: lse",
     );
+    // past their bound (⌈L/8⌉ trips within half the cap: L > 262,144) they refuse too, by name
+    let long = 270_000usize;
+    let q = upload(&vec![0.0; long * dh], &[1, 1, long, dh]);
+    let Err(e) = attention_forward_with(&q, &q, &q, AttentionKind::L2, AttentionKernel::Lanes)
+    else {
+        panic!("a sequence of {long} keys must be refused by the lanes kernels");
+    };
+    assert!(e.to_string().contains("loop iterations"), "{e}");
 }
