@@ -5,11 +5,13 @@
 //! - LayerNorm / self-modulated LayerNorm vs a plain copy of the same tensor (bandwidth ratio);
 //! - the INR patch decoder fused vs unfused (128×64 patches of 4×4 pixels);
 //! - G and D forward and forward+backward time per image at the `cifar32` preset;
-//! - a full training step (G and D, bCR and augmentation on) in images/s at `cifar32` and `tiny`;
+//! - a full training step (G and D, bCR and augmentation on) in images/s at `cifar32` and `tiny`
+//!   (`VITGAN_BENCH_RECIPE=default`: the trainer's default recipe instead, neither bCR nor aug);
 //! - InceptionV3 (pytorch-fid's network, closed-form weights: same work) forward in images/s.
 //!
 //! Batches default to the paper's 128 on GPUs and to smaller ones on CPU adapters (lavapipe), where
-//! one cifar32 step at batch 128 takes minutes; `VITGAN_BENCH_BATCH` overrides. Timing, output and
+//! one cifar32 step at batch 128 takes minutes; `VITGAN_BENCH_BATCH` overrides. `VITGAN_PROFILE=1` adds
+//! a per-kernel profile of one step (each dispatch submitted alone). Timing, output and
 //! the JSON lines are those of `benches/kernels.rs` (shared harness in `benches/harness/mod.rs`).
 
 mod harness;
@@ -95,6 +97,17 @@ fn main() -> Result<()> {
     let batch_override: Option<usize> = std::env::var("VITGAN_BENCH_BATCH")
         .ok()
         .and_then(|s| s.parse().ok());
+    // the training step's recipe: the paper's (bCR 10, DiffAugment 0.8; the default here) or the
+    // trainer's default (neither)
+    let default_recipe = match std::env::var("VITGAN_BENCH_RECIPE").as_deref() {
+        Err(_) | Ok("paper") => false,
+        Ok("default") => true,
+        Ok(other) => {
+            return Err(vitgan::Error::Other(format!(
+                "VITGAN_BENCH_RECIPE={other}: use `paper` or `default`"
+            )));
+        }
+    };
 
     // ---- attention: fused vs unfused
     // ViTGAN's length at batch 128, and L = 256. On CPU adapters L = 256 runs at batch 16 (the unfused
@@ -329,10 +342,12 @@ fn main() -> Result<()> {
             128
         };
         let batch = batch_override.unwrap_or(default_batch);
-        let cfg = TrainConfig {
-            batch,
-            ..TrainConfig::paper()
+        let (recipe, recipe_label) = if default_recipe {
+            (TrainConfig::default(), "default recipe: no bCR, no aug")
+        } else {
+            (TrainConfig::paper(), "bCR, aug 0.8")
         };
+        let cfg = TrainConfig { batch, ..recipe };
         let mut first = Trainer::new(&bench.gpu, &model, &cfg)?;
         let s = model.image_size;
         let real = bench.random_tensor(&[batch, s, s, model.channels])?;
@@ -345,7 +360,7 @@ fn main() -> Result<()> {
             trainer.borrow_mut().train_step(&real)?;
             Ok(())
         })?;
-        let label = format!("{preset} batch {batch} (bCR, aug 0.8)");
+        let label = format!("{preset} batch {batch} ({recipe_label})");
         bench.report(&name, &label, Work::Images(batch as f64), &m, None, None)?;
         // what one step asks of the device
         let gpu = &bench.gpu;

@@ -36,9 +36,9 @@ use vitgan::{Error, Gpu, GpuOptions, Result, Tensor};
     after_help = AFTER_HELP
 )]
 struct TrainFlags {
-    /// tiny | cifar32 | celeba64 | lsun64 [default: tiny]
+    /// tiny | tiny32 | cifar32 | celeba64 | lsun64 [default: tiny]
     #[arg(long, value_name = "NAME", help_heading = "Model and data",
-          value_parser = ["tiny", "cifar32", "celeba64", "lsun64"], hide_possible_values = true)]
+          value_parser = ["tiny", "tiny32", "cifar32", "celeba64", "lsun64"], hide_possible_values = true)]
     preset: Option<String>,
     /// CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory (MNIST,
     /// Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of JPEG, PNG and WebP images
@@ -71,7 +71,7 @@ struct TrainFlags {
     #[arg(long, value_name = "PATH", help_heading = "Model and data")]
     resume: Option<PathBuf>,
 
-    /// Training steps (one D and one G update each) [default: 1000 tiny, 100000 others]
+    /// Training steps (one D and one G update each) [default: 1000 tiny and tiny32, 100000 others]
     #[arg(long, value_name = "N", help_heading = "Run length and logging")]
     steps: Option<u64>,
     /// Progress line interval in steps [default: 10]
@@ -110,7 +110,7 @@ struct TrainFlags {
     #[arg(long, value_name = "PATH", help_heading = "Run length and logging")]
     inception: Option<PathBuf>,
 
-    /// Images per batch [default: 32 tiny, 128 others]
+    /// Images per batch [default: 32 tiny and tiny32, 128 others]
     #[arg(long, value_name = "N", help_heading = "Hyperparameters",
           value_parser = clap::value_parser!(u64).range(1..))]
     batch: Option<u64>,
@@ -574,7 +574,7 @@ fn run() -> Result<Ended> {
     let mut train = args.train.clone();
     train.batch = args
         .batch
-        .unwrap_or(if model.name == "tiny" { 32 } else { 128 });
+        .unwrap_or(if model.is_small_preset() { 32 } else { 128 });
     // refused before the GPU starts or any file is touched
     train.validate()?;
     if args.out.exists() && !args.out.is_dir() {
@@ -586,9 +586,11 @@ fn run() -> Result<Ended> {
             ),
         });
     }
-    let steps = args
-        .steps
-        .unwrap_or(if model.name == "tiny" { 1000 } else { 100_000 });
+    let steps = args.steps.unwrap_or(if model.is_small_preset() {
+        1000
+    } else {
+        100_000
+    });
     if args.fid_every > 0 && args.inception.is_none() {
         return Err(Error::Config {
             field: "--fid-every".into(),

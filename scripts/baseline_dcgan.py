@@ -70,6 +70,13 @@ def main():
     p.add_argument("--n", type=int, default=5000, help="samples written")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="target/dcgan_samples.npy")
+    p.add_argument("--steps", type=int, default=0,
+                   help="train for this many steps instead of --seconds (for runs that share the "
+                        "cores: convert with the steps/s of a run alone)")
+    p.add_argument("--snapshot-at", default="", metavar="S1,S2,...",
+                   help="also write samples after these many training seconds (or steps, with "
+                        "--steps), to OUT_<S>s.npy (OUT_<S>steps.npy); sampling time is not "
+                        "counted as training time")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -77,8 +84,18 @@ def main():
     g, d = Generator(), Discriminator()
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    snapshots = sorted(float(t) for t in a.snapshot_at.split(",") if t)
     start, step = time.time(), 0
-    while time.time() - start < a.seconds:
+    progress = (lambda: step) if a.steps > 0 else (lambda: time.time() - start)
+    budget, unit = (a.steps, "steps") if a.steps > 0 else (a.seconds, "s")
+    while progress() < budget:
+        if snapshots and progress() >= snapshots[0]:
+            paused = time.time()
+            path = a.out.removesuffix(".npy") + f"_{snapshots.pop(0):g}{unit}.npy"
+            write_samples(g, a.n, path)
+            print(f"step {step}: wrote {path}", flush=True)
+            g.train()
+            start += time.time() - paused
         real = data[torch.randint(len(data), (a.batch,))]
         fake = g(torch.randn(a.batch, 64))
         d_loss = F.softplus(-d(real)).mean() + F.softplus(d(fake.detach())).mean()
@@ -95,12 +112,17 @@ def main():
             print(f"step {step}  {step * a.batch / el:.0f} img/s  D {d_loss.item():.3f}  G {g_loss.item():.3f}  {el:.0f} s",
                   flush=True)
     print(f"trained {step} steps ({step * a.batch} images) in {time.time() - start:.0f} s")
+    write_samples(g, a.n, a.out)
+    print("wrote", a.out)
+
+
+def write_samples(g, n, path):
+    """n samples of g (in eval mode: BatchNorm's running statistics) as uint8 NHWC .npy"""
     g.eval()
     with torch.no_grad():
-        x = torch.cat([g(torch.randn(500, 64)) for _ in range(a.n // 500 + 1)])[:a.n]
+        x = torch.cat([g(torch.randn(500, 64)) for _ in range(n // 500 + 1)])[:n]
     u8 = np.clip(np.floor((x.permute(0, 2, 3, 1).numpy() + 1) / 2 * 255 + 0.5), 0, 255).astype(np.uint8)
-    np.save(a.out, u8)
-    print("wrote", a.out, u8.shape)
+    np.save(path, u8)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ fn forward_shapes_tiny_and_cifar32_at_batch_2() {
 
 #[test]
 fn every_preset_builds_and_invalid_configs_name_the_field() {
-    for name in ["tiny", "cifar32", "celeba64", "lsun64"] {
+    for name in ["tiny", "tiny32", "cifar32", "celeba64", "lsun64"] {
         let cfg = ModelConfig::preset(name).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.g_tokens(), 64.min(cfg.g_tokens()));

@@ -155,6 +155,28 @@ impl ModelConfig {
         }
     }
 
+    /// `tiny` at 32×32: patch 8 in G and D, so the transformers see the same 16 tokens as `tiny`
+    /// (the same cost per block); the INR decoder paints 8×8 pixels per patch.
+    pub fn tiny32() -> Self {
+        let net = NetConfig {
+            patch: 8,
+            ..Self::tiny().generator
+        };
+        ModelConfig {
+            name: "tiny32".into(),
+            image_size: 32,
+            generator: net.clone(),
+            discriminator: net,
+            ..Self::tiny()
+        }
+    }
+
+    /// Whether this is one of the small presets for CPU adapters (`tiny`, `tiny32`), whose runs default
+    /// to batch 32 and 1,000 steps.
+    pub fn is_small_preset(&self) -> bool {
+        matches!(self.name.as_str(), "tiny" | "tiny32")
+    }
+
     /// A preset by name.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
@@ -162,10 +184,11 @@ impl ModelConfig {
             "celeba64" => Ok(Self::celeba64()),
             "lsun64" => Ok(Self::lsun64()),
             "tiny" => Ok(Self::tiny()),
+            "tiny32" => Ok(Self::tiny32()),
             other => Err(Error::Config {
                 field: "preset".into(),
                 detail: format!(
-                    "unknown preset `{other}`; choose cifar32, celeba64, lsun64 or tiny"
+                    "unknown preset `{other}`; choose cifar32, celeba64, lsun64, tiny or tiny32"
                 ),
             }),
         }
