@@ -38,7 +38,7 @@ use vitgan::{Error, Gpu, GpuOptions, Result, Tensor};
 struct TrainFlags {
     /// tiny | tiny32 | cifar32 | celeba64 | lsun64 [default: tiny]
     #[arg(long, value_name = "NAME", help_heading = "Model and data",
-          value_parser = ["tiny", "tiny32", "cifar32", "celeba64", "lsun64"], hide_possible_values = true)]
+          value_parser = ModelConfig::PRESETS, hide_possible_values = true)]
     preset: Option<String>,
     /// CIFAR-10 binary file or directory (data_batch_*.bin), an IDX file or directory (MNIST,
     /// Fashion-MNIST: train-images-idx3-ubyte[.gz]), a folder of JPEG, PNG and WebP images

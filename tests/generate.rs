@@ -76,7 +76,7 @@ fn decode(path: &Path) -> (u32, u32, png::ColorType, Vec<u8>) {
 
 #[test]
 fn config_from_fields_round_trips_presets_and_switches() {
-    for name in ["tiny", "tiny32", "cifar32", "celeba64", "lsun64"] {
+    for name in ModelConfig::PRESETS {
         let m = ModelConfig::preset(name).unwrap();
         assert_eq!(
             ModelConfig::from_fields(name, &m.fields()).unwrap(),

@@ -55,8 +55,12 @@ fn parameter_counts_match_hand_count() {
 }
 
 #[test]
-fn forward_shapes_tiny_and_cifar32_at_batch_2() {
-    for cfg in [ModelConfig::tiny(), ModelConfig::cifar32()] {
+fn forward_shapes_tiny_tiny32_and_cifar32_at_batch_2() {
+    for cfg in [
+        ModelConfig::tiny(),
+        ModelConfig::tiny32(),
+        ModelConfig::cifar32(),
+    ] {
         let (_, generator, _, disc) = build(&cfg, 2);
         let g = gpu();
         let tape = Tape::new(&g);
@@ -93,7 +97,7 @@ fn forward_shapes_tiny_and_cifar32_at_batch_2() {
 
 #[test]
 fn every_preset_builds_and_invalid_configs_name_the_field() {
-    for name in ["tiny", "tiny32", "cifar32", "celeba64", "lsun64"] {
+    for name in ModelConfig::PRESETS {
         let cfg = ModelConfig::preset(name).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.g_tokens(), 64.min(cfg.g_tokens()));

@@ -177,6 +177,9 @@ impl ModelConfig {
         matches!(self.name.as_str(), "tiny" | "tiny32")
     }
 
+    /// Every preset's name, as [`ModelConfig::preset`] takes them.
+    pub const PRESETS: [&'static str; 5] = ["tiny", "tiny32", "cifar32", "celeba64", "lsun64"];
+
     /// A preset by name.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
@@ -188,7 +191,8 @@ impl ModelConfig {
             other => Err(Error::Config {
                 field: "preset".into(),
                 detail: format!(
-                    "unknown preset `{other}`; choose cifar32, celeba64, lsun64, tiny or tiny32"
+                    "unknown preset `{other}`; choose one of {}",
+                    Self::PRESETS.join(", ")
                 ),
             }),
         }
