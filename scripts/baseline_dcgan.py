@@ -63,7 +63,10 @@ class Discriminator(nn.Module):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+                   help="an IDX images file, or `synthetic` (the crate's built-in shapes, as "
+                        "scripts/recipe_search.py draws them) or `synthetic-colour` (the coloured "
+                        "set they replaced)")
     p.add_argument("--seconds", type=float, default=720.0, help="training wall-clock budget")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
@@ -80,7 +83,13 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    data = load_fashion_mnist(a.data, 16)
+    if a.data in ("synthetic", "synthetic-colour"):
+        import recipe_search  # (sets 2 threads on import)
+        load = recipe_search.load_synthetic if a.data == "synthetic" else recipe_search.load_synthetic_colour
+        data = load(16).permute(0, 3, 1, 2).contiguous()
+        torch.set_num_threads(a.threads)
+    else:
+        data = load_fashion_mnist(a.data, 16)
     g, d = Generator(), Discriminator()
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))

@@ -4,7 +4,7 @@ in float32 PyTorch eager on the CPU, ~5x faster than the crate on lavapipe, so t
 variants can be screened. Candidates found here are then confirmed by training with the crate
 itself (README "Recipe"); nothing here is used by the crate or by CI.
 
-    python3 scripts/recipe_search.py --data fmnist|synthetic --steps 1000 [--knob value ...]
+    python3 scripts/recipe_search.py --data fmnist|synthetic|synthetic-colour --steps 1000 [--knob value ...]
 
 Knobs (defaults = the crate's recipe before issue 11):
     --lr 0.002 --warmup 0 --bcr 10 --aug 0.8 --beta1 0 --beta2 0.99
@@ -49,7 +49,35 @@ def load_fmnist(size):
 
 
 def load_synthetic(size, n=4096, seed=0):
-    """The distribution of src/data/synthetic.rs (not its exact images): a two-colour gradient and
+    """The distribution of src/data/synthetic.rs (not its exact images): grey; a dark gradient
+    (levels in [0, 0.4]) and one bright (level in [0.6, 1]) anti-aliased disc, square or ring
+    (inner radius 0.55 r), centre in [0.35, 0.65]·size, radius in [0.25, 0.4]·size."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    out = np.zeros((n, size, size, 3), np.float32)
+    for i in range(n):
+        c0, c1 = rng.uniform(0, 0.4), rng.uniform(0, 0.4)
+        a = rng.random() * 2 * math.pi
+        t = np.clip(((xx - size / 2) * math.cos(a) + (yy - size / 2) * math.sin(a)) / size + 0.5, 0, 1)
+        img = c0 + (c1 - c0) * t
+        kind, level = rng.integers(3), rng.uniform(0.6, 1.0)
+        cx, cy = rng.uniform(0.35, 0.65) * size, rng.uniform(0.35, 0.65) * size
+        r = rng.uniform(0.25, 0.4) * size
+        px, py = xx - cx, yy - cy
+        rho = np.sqrt(px * px + py * py)
+        if kind == 0:
+            dist = rho - r
+        elif kind == 1:
+            dist = np.maximum(np.abs(px), np.abs(py)) - r
+        else:
+            dist = np.maximum(rho - r, 0.55 * r - rho)
+        alpha = np.clip(0.5 - dist, 0, 1)
+        out[i] = (img + alpha * (level - img))[..., None]
+    return torch.tensor(out) * 2.0 - 1.0
+
+
+def load_synthetic_colour(size, n=4096, seed=0):
+    """The built-in set until late 2026-12-01 (`--data synthetic-colour`; not its exact images): a two-colour gradient and
     1-3 anti-aliased discs, squares or rings (inner radius 0.55 r), centres in [0.2, 0.8]·size,
     radii in [0.08, 0.25]·size."""
     rng = np.random.default_rng(seed)
@@ -326,7 +354,8 @@ def main():
     torch.manual_seed(k.seed)
     cfg = dict(size=16, channels=3, latent=64, mapping=2, patch=4, depth=2, width=64, heads=4,
                mlp=128, inr=32)
-    data = load_fmnist(cfg["size"]) if k.data == "fmnist" else load_synthetic(cfg["size"])
+    loaders = {"fmnist": load_fmnist, "synthetic": load_synthetic, "synthetic-colour": load_synthetic_colour}
+    data = loaders[k.data](cfg["size"])
     G, Dn = Params(), Params()
     init_g(G, cfg, k)
     init_d(Dn, cfg, k)

@@ -336,6 +336,12 @@ fn synthetic_shapes_are_deterministic_and_varied() {
         let image = a.image(i);
         let (lo, hi) = (image.iter().min().unwrap(), image.iter().max().unwrap());
         assert!(hi - lo > 40, "image {i} is nearly flat");
+        // grey: R = G = B; a bright shape (level ≥ 0.6) over a dark background (≤ 0.4)
+        assert!(
+            image.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]),
+            "image {i} is not grey"
+        );
+        assert!(*hi >= 153 && *lo <= 102, "image {i}: levels {lo}..{hi}");
     }
     let mean = a.images.iter().map(|&p| p as f64).sum::<f64>() / a.images.len() as f64;
     assert!((60.0..200.0).contains(&mean), "mean {mean}");

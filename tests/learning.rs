@@ -16,20 +16,18 @@ use vitgan::train::{TrainConfig, Trainer};
 const STEPS: u64 = 100;
 /// Samples per evaluation.
 const EVAL_N: usize = 512;
-/// The trained SWD must be below this fraction of the untrained generator's. Measured with the
-/// trainer (lavapipe, 2 cores, seed 0, 1,024 samples): SWD 424.6 untrained → 308.5 after 100 steps
-/// (0.73), 275.5 after 200, 167.8 after 400; KID 0.064 → 0.016 (0.25) after 100. This test's own
-/// run (512 samples, evaluator seed 1), SWD and KID after 100 steps as fractions of the untrained
-/// 405.3 and 0.065, with each of the three attention paths — the same function (each matches
-/// PyTorch float64 over a whole step to ~2e-5), rounded differently, and a GAN's trajectory is
-/// chaotic: tiled fused 0.75 / 0.27, composed (`VITGAN_ATTENTION_KERNEL=composed`) 0.80 / 0.66,
-/// one-row-per-lane (the CPU default) 0.82 / 0.81. The paper's recipe (bCR 10, p = 0.8,
-/// demodulated output) reaches only 0.97 on SWD in 100 steps and fails; an untrained or
-/// non-learning generator stays at ≈ 1.
-const MAX_FRACTION_OF_UNTRAINED: f64 = 0.9;
-/// The trained KID must be below this fraction of the untrained generator's (see above: 0.27–0.81
+/// The trained SWD must be below this fraction of the untrained generator's. This test's own run
+/// (512 samples, evaluator seed 1) on the grey shapes (the built-in set since late 2026-12-01), SWD and KID after 100 steps as
+/// fractions of the untrained 501.7 and 0.114, with each of the three attention paths — the same
+/// function (each matches PyTorch float64 over a whole step to ~2e-5), rounded differently, and a
+/// GAN's trajectory is chaotic: one-row-per-lane (the CPU default) 0.41 / 0.044, composed
+/// (`VITGAN_ATTENTION_KERNEL=composed`) 0.36 / 0.037, tiled fused 0.56 / 0.13. The paper's recipe
+/// (bCR 10, p = 0.8, demodulated output; the trainer's evaluation, 512 samples) reaches 0.63 / 0.16:
+/// it learns too, more slowly, and passes. An untrained or non-learning generator stays at ≈ 1.
+const MAX_FRACTION_OF_UNTRAINED: f64 = 0.7;
+/// The trained KID must be below this fraction of the untrained generator's (see above: 0.037–0.13
 /// over the three rounding paths).
-const MAX_KID_FRACTION_OF_UNTRAINED: f64 = 0.9;
+const MAX_KID_FRACTION_OF_UNTRAINED: f64 = 0.3;
 
 #[test]
 fn default_recipe_learns_the_synthetic_shapes() {

@@ -1,0 +1,79 @@
+"""Class mix of generated Fashion-MNIST samples — dev-time only, not used by the crate or CI.
+
+Trains a small CNN classifier on the 60,000 Fashion-MNIST training images at 16×16 (area
+downsampling, as the crate's `--size 16` does), reports its accuracy on the 10,000 test images, then
+classifies each given `.npy` of samples (uint8 NHWC, C = 1 or 3, as `generate --npy` and
+`baseline_dcgan.py` write them; RGB is averaged to grey) and prints, per file, the fraction of
+samples in each class, the total-variation distance of that histogram from the uniform training mix
+(0 = balanced, 0.9 = one class), and the mean top-class probability (how confidently the samples
+read as garments).
+
+    python3 scripts/class_mix.py target/vitgan_samples.npy target/dcgan_samples.npy
+"""
+import argparse
+import gzip
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CLASSES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+ROOT = "/usr/share/datasets/fashion-mnist/"
+
+
+def idx(path, offset):
+    with gzip.open(ROOT + path) as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+
+def images(path):
+    x = torch.tensor(idx(path, 16).reshape(-1, 1, 28, 28), dtype=torch.float32) / 255.0
+    return F.interpolate(x, size=(16, 16), mode="area") * 2 - 1
+
+
+def classifier():
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("samples", nargs="+", help=".npy files of uint8 NHWC samples")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    x, y = images("train-images-idx3-ubyte.gz"), torch.tensor(idx("train-labels-idx1-ubyte.gz", 8), dtype=torch.long)
+    xt, yt = images("t10k-images-idx3-ubyte.gz"), torch.tensor(idx("t10k-labels-idx1-ubyte.gz", 8), dtype=torch.long)
+    net = classifier()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(a.epochs):
+        for i in torch.randperm(len(x)).split(128):
+            loss = F.cross_entropy(net(x[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        acc = float((net(xt).argmax(1) == yt).float().mean())
+        print(f"classifier: test accuracy {acc:.3f} at 16x16")
+        print(f"{'file':<40} " + " ".join(f"{c[:7]:>7}" for c in CLASSES) + "   TV   conf")
+        for path in ["(test images)"] + a.samples:
+            if path == "(test images)":
+                s = xt
+            else:
+                u8 = np.load(path)
+                s = torch.tensor(u8, dtype=torch.float32).mean(3, keepdim=True).permute(0, 3, 1, 2) / 127.5 - 1
+            p = F.softmax(net(s), 1)
+            hist = torch.bincount(p.argmax(1), minlength=10).float() / len(s)
+            tv = 0.5 * float((hist - 0.1).abs().sum())
+            print(f"{path[-40:]:<40} " + " ".join(f"{float(h):7.3f}" for h in hist)
+                  + f" {tv:5.3f} {float(p.max(1).values.mean()):5.3f}")
+
+
+if __name__ == "__main__":
+    main()
