@@ -48,59 +48,55 @@ def load_fmnist(size):
     return x * 2.0 - 1.0
 
 
+def gradient(size, c0, c1, angle):
+    """A linear gradient from c0 to c1 along `angle` (src/data/synthetic.rs), [size, size, ...]."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    t = np.clip(((xx - size / 2) * math.cos(angle) + (yy - size / 2) * math.sin(angle)) / size + 0.5, 0, 1)
+    return c0 + (c1 - c0) * t[..., None]
+
+
+def shape_coverage(size, kind, cx, cy, r):
+    """Anti-aliased coverage clamp(0.5 − d, 0, 1) of a disc (0), square (1) or ring (2, inner
+    radius 0.55 r) from the signed distance d in pixels, [size, size, 1]."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    px, py = xx - cx, yy - cy
+    rho = np.sqrt(px * px + py * py)
+    if kind == 0:
+        dist = rho - r
+    elif kind == 1:
+        dist = np.maximum(np.abs(px), np.abs(py)) - r
+    else:
+        dist = np.maximum(rho - r, 0.55 * r - rho)
+    return np.clip(0.5 - dist, 0, 1)[..., None]
+
+
 def load_synthetic(size, n=4096, seed=0):
     """The distribution of src/data/synthetic.rs (not its exact images): grey; a dark gradient
     (levels in [0, 0.4]) and one bright (level in [0.6, 1]) anti-aliased disc, square or ring
     (inner radius 0.55 r), centre in [0.35, 0.65]·size, radius in [0.25, 0.4]·size."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     out = np.zeros((n, size, size, 3), np.float32)
     for i in range(n):
-        c0, c1 = rng.uniform(0, 0.4), rng.uniform(0, 0.4)
-        a = rng.random() * 2 * math.pi
-        t = np.clip(((xx - size / 2) * math.cos(a) + (yy - size / 2) * math.sin(a)) / size + 0.5, 0, 1)
-        img = c0 + (c1 - c0) * t
+        img = gradient(size, rng.uniform(0, 0.4), rng.uniform(0, 0.4), rng.random() * 2 * math.pi)
         kind, level = rng.integers(3), rng.uniform(0.6, 1.0)
         cx, cy = rng.uniform(0.35, 0.65) * size, rng.uniform(0.35, 0.65) * size
-        r = rng.uniform(0.25, 0.4) * size
-        px, py = xx - cx, yy - cy
-        rho = np.sqrt(px * px + py * py)
-        if kind == 0:
-            dist = rho - r
-        elif kind == 1:
-            dist = np.maximum(np.abs(px), np.abs(py)) - r
-        else:
-            dist = np.maximum(rho - r, 0.55 * r - rho)
-        alpha = np.clip(0.5 - dist, 0, 1)
-        out[i] = (img + alpha * (level - img))[..., None]
+        alpha = shape_coverage(size, kind, cx, cy, rng.uniform(0.25, 0.4) * size)
+        out[i] = img + alpha * (level - img)
     return torch.tensor(out) * 2.0 - 1.0
 
 
 def load_synthetic_colour(size, n=4096, seed=0):
-    """The built-in set until late 2026-12-01 (`--data synthetic-colour`; not its exact images): a two-colour gradient and
-    1-3 anti-aliased discs, squares or rings (inner radius 0.55 r), centres in [0.2, 0.8]·size,
-    radii in [0.08, 0.25]·size."""
+    """The built-in set until late 2026-12-01 (`--data synthetic-colour`; not its exact images): a
+    two-colour gradient and 1-3 anti-aliased discs, squares or rings (inner radius 0.55 r), centres
+    in [0.2, 0.8]·size, radii in [0.08, 0.25]·size."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     out = np.zeros((n, size, size, 3), np.float32)
     for i in range(n):
-        c0, c1 = rng.random(3), rng.random(3)
-        a = rng.random() * 2 * math.pi
-        t = np.clip(((xx - size / 2) * math.cos(a) + (yy - size / 2) * math.sin(a)) / size + 0.5, 0, 1)
-        img = c0 + (c1 - c0) * t[..., None]
+        img = gradient(size, rng.random(3), rng.random(3), rng.random() * 2 * math.pi)
         for _ in range(1 + rng.integers(3)):
             kind, col = rng.integers(3), rng.random(3)
             cx, cy = rng.uniform(0.2, 0.8) * size, rng.uniform(0.2, 0.8) * size
-            r = rng.uniform(0.08, 0.25) * size
-            px, py = xx - cx, yy - cy
-            rho = np.sqrt(px * px + py * py)
-            if kind == 0:
-                dist = rho - r
-            elif kind == 1:
-                dist = np.maximum(np.abs(px), np.abs(py)) - r
-            else:
-                dist = np.maximum(rho - r, 0.55 * r - rho)
-            alpha = np.clip(0.5 - dist, 0, 1)[..., None]
+            alpha = shape_coverage(size, kind, cx, cy, rng.uniform(0.08, 0.25) * size)
             img = img + alpha * (col - img)
         out[i] = img
     return torch.tensor(out) * 2.0 - 1.0
