@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A plain convolutional GAN (DCGAN-style) for calibration — dev-time only, not used by the crate or CI.
 
-Trains on Fashion-MNIST at 16×16 (RGB by grey replication, as `--channels 3` gives the crate) for a
+Trains on Fashion-MNIST at 16×16 (RGB by grey replication, as `--channels 3` gives the crate) — or,
+with `--data synthetic` / `synthetic-colour`, on the built-in shapes as scripts/recipe_search.py
+draws them (that import needs its `safetensors` too) — for a
 fixed wall-clock budget on the CPU, then writes N samples as a uint8 NHWC `.npy` that
 `examples/evaluate.rs --images` scores exactly like the crate's own samples:
 

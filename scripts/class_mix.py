@@ -1,7 +1,7 @@
 """Class mix of generated Fashion-MNIST samples — dev-time only, not used by the crate or CI.
 
-Trains a small CNN classifier on the 60,000 Fashion-MNIST training images at 16×16 (area
-downsampling, as the crate's `--size 16` does), reports its accuracy on the 10,000 test images, then
+Trains a small CNN classifier on the 60,000 Fashion-MNIST training images at 16×16 (torch's area
+downsampling, approximately what the crate does to 28×28 images), reports its accuracy on the 10,000 test images, then
 classifies each given `.npy` of samples (uint8 NHWC, C = 1 or 3, as `generate --npy` and
 `baseline_dcgan.py` write them; RGB is averaged to grey) and prints, per file, the fraction of
 samples in each class, the total-variation distance of that histogram from the uniform training mix

@@ -324,7 +324,7 @@ def swd(a, b, seed=0, per_image=16, dirs=256, repeats=1):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="fmnist")
+    ap.add_argument("--data", default="fmnist", choices=["fmnist", "synthetic", "synthetic-colour"])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.002)

@@ -39,7 +39,7 @@ fn micro(channels: usize) -> ModelConfig {
     }
 }
 
-/// A micro trainer after one step on the synthetic shapes (grey when `channels` is 1).
+/// A micro trainer after one step on the synthetic shapes (1-channel when `channels` is 1).
 fn trained(channels: usize, seed: u64) -> Trainer {
     let g = gpu();
     let cfg = TrainConfig {

@@ -12,15 +12,15 @@ use vitgan::tensor::Tensor;
 use vitgan::train::evaluate::SampleEvaluator;
 use vitgan::train::{TrainConfig, Trainer};
 
-/// Training steps of the test run (batch 32, `tiny`): about 75 s on lavapipe on 2 cores.
+/// Training steps of the test run (batch 32, `tiny`): about 70 s on lavapipe on 2 cores.
 const STEPS: u64 = 100;
 /// Samples per evaluation.
 const EVAL_N: usize = 512;
 /// The trained SWD must be below this fraction of the untrained generator's. This test's own run
-/// (512 samples, evaluator seed 1) on the grey shapes (the built-in set since late 2026-12-01), SWD and KID after 100 steps as
-/// fractions of the untrained 501.7 and 0.114, with each of the three attention paths — the same
-/// function (each matches PyTorch float64 over a whole step to ~2e-5), rounded differently, and a
-/// GAN's trajectory is chaotic: one-row-per-lane (the CPU default) 0.41 / 0.044, composed
+/// (512 samples, evaluator seed 1) on the grey shapes (the built-in set since late 2026-12-01), SWD
+/// and KID after 100 steps as fractions of the untrained 501.7 and 0.114, with each of the three
+/// attention paths — the same function (each matches PyTorch float64 over a whole step to ~2e-5),
+/// rounded differently, and a GAN's trajectory is chaotic: one-row-per-lane (the CPU default) 0.41 / 0.044, composed
 /// (`VITGAN_ATTENTION_KERNEL=composed`) 0.36 / 0.037, tiled fused 0.56 / 0.13. The paper's recipe
 /// (bCR 10, p = 0.8, demodulated output; the trainer's evaluation, 512 samples) reaches 0.63 / 0.16:
 /// it learns too, more slowly, and passes. An untrained or non-learning generator stays at ≈ 1.
