@@ -20,10 +20,11 @@ const EVAL_N: usize = 512;
 /// (512 samples, evaluator seed 1) on the grey shapes (the built-in set since late 2026-12-01), SWD
 /// and KID after 100 steps as fractions of the untrained 501.7 and 0.114, with each of the three
 /// attention paths — the same function (each matches PyTorch float64 over a whole step to ~2e-5),
-/// rounded differently, and a GAN's trajectory is chaotic: one-row-per-lane (the CPU default) 0.41 / 0.044, composed
-/// (`VITGAN_ATTENTION_KERNEL=composed`) 0.36 / 0.037, tiled fused 0.56 / 0.13. The paper's recipe
-/// (bCR 10, p = 0.8, demodulated output; the trainer's evaluation, 512 samples) reaches 0.63 / 0.16:
-/// it learns too, more slowly, and passes. An untrained or non-learning generator stays at ≈ 1.
+/// rounded differently, and a GAN's trajectory is chaotic: one-row-per-lane (the CPU default)
+/// 0.41 / 0.044, composed (`VITGAN_ATTENTION_KERNEL=composed`) 0.36 / 0.037, tiled fused
+/// 0.56 / 0.13. The paper's recipe (bCR 10, p = 0.8, demodulated output; the trainer's evaluation,
+/// 512 samples) reaches 0.63 / 0.16: it learns too, more slowly, and passes. An untrained or
+/// non-learning generator stays at ≈ 1.
 const MAX_FRACTION_OF_UNTRAINED: f64 = 0.7;
 /// The trained KID must be below this fraction of the untrained generator's (see above: 0.037–0.13
 /// over the three rounding paths).

@@ -33,15 +33,14 @@ enum Shape {
 /// distribution).
 pub fn synthetic_shapes(n: usize, size: usize, seed: u64) -> ImageDataset {
     let mut images = Vec::with_capacity(n * size * size * 3);
-    let mut canvas = vec![[0f32; 3]; size * size];
+    let mut canvas = vec![0f32; size * size];
     for i in 0..n {
         let mut rng = SplitMix64::for_stream(seed, i as u64);
         draw_scene(&mut rng, size, &mut canvas);
-        images.extend(
-            canvas
-                .iter()
-                .flat_map(|rgb| rgb.map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)),
-        );
+        images.extend(canvas.iter().flat_map(|&v| {
+            let level = (v * 255.0).round().clamp(0.0, 255.0) as u8;
+            [level; 3]
+        }));
     }
     ImageDataset {
         images: images.into(),
@@ -52,18 +51,12 @@ pub fn synthetic_shapes(n: usize, size: usize, seed: u64) -> ImageDataset {
     }
 }
 
-fn draw_scene(rng: &mut SplitMix64, size: usize, canvas: &mut [[f32; 3]]) {
+/// Paints one scene into `canvas` (`size²` grey levels in [0, 1]).
+fn draw_scene(rng: &mut SplitMix64, size: usize, canvas: &mut [f32]) {
     let s = size as f32;
     let (c0, c1) = (rng.range_f32(0.0, 0.4), rng.range_f32(0.0, 0.4));
     let angle = rng.range_f32(0.0, std::f32::consts::TAU);
     let (dx, dy) = (angle.cos(), angle.sin());
-    for y in 0..size {
-        for x in 0..size {
-            let (px, py) = (x as f32 + 0.5 - s / 2.0, y as f32 + 0.5 - s / 2.0);
-            let t = ((px * dx + py * dy) / s + 0.5).clamp(0.0, 1.0);
-            canvas[y * size + x] = [c0 + (c1 - c0) * t; 3];
-        }
-    }
     let shape = match rng.below(3) {
         0 => Shape::Disc,
         1 => Shape::Square,
@@ -75,7 +68,10 @@ fn draw_scene(rng: &mut SplitMix64, size: usize, canvas: &mut [[f32; 3]]) {
     let r = rng.range_f32(0.25, 0.4) * s;
     for y in 0..size {
         for x in 0..size {
-            let (px, py) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
+            let t = (((fx - s / 2.0) * dx + (fy - s / 2.0) * dy) / s + 0.5).clamp(0.0, 1.0);
+            let background = c0 + (c1 - c0) * t;
+            let (px, py) = (fx - cx, fy - cy);
             let distance = match shape {
                 Shape::Disc => (px * px + py * py).sqrt() - r,
                 Shape::Square => px.abs().max(py.abs()) - r,
@@ -85,10 +81,7 @@ fn draw_scene(rng: &mut SplitMix64, size: usize, canvas: &mut [[f32; 3]]) {
                 }
             };
             let alpha = (0.5 - distance).clamp(0.0, 1.0);
-            let pixel = &mut canvas[y * size + x];
-            for value in pixel.iter_mut() {
-                *value += alpha * (level - *value);
-            }
+            canvas[y * size + x] = background + alpha * (level - background);
         }
     }
 }
