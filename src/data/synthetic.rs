@@ -8,8 +8,8 @@
 //! - a **dark background**: a linear gradient between two grey levels `c₀, c₁` uniform in
 //!   [0, 0.4] along a random direction `θ`: `bg(p) = c₀ + (c₁ − c₀)·t`,
 //!   `t = ((p − centre)·(cos θ, sin θ)) / size + ½` clamped to [0, 1];
-//! - **one bright shape** over it: a disc, an axis-aligned square or a ring (inner radius `0.55·r`),
-//!   each with probability ⅓, of grey level uniform in [0.6, 1], centre uniform in
+//! - **one bright shape** over it: a disc, an axis-aligned square or a ring (inner radius
+//!   `0.55·r`), each with probability ⅓, of grey level uniform in [0.6, 1], centre uniform in
 //!   `[0.35, 0.65]·size`, radius (half-side for squares) uniform in `[0.25, 0.4]·size`. Edges are
 //!   anti-aliased with coverage `α = clamp(½ − d, 0, 1)` from the signed distance `d` (pixels) to
 //!   the shape's boundary, and `pixel = (1 − α)·background + α·level`.
