@@ -68,6 +68,25 @@ fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @group(0) @binding(4) var<storage, read_write> v4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> ema4: array<vec4<f32>>;
 
+// Readers of the chunked kernel; the launcher's texture variant (larger tensors) swaps these lines for
+// loads from the operand textures below (a copy of each operand taken just before the kernel; vec4 i
+// at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)): a vector gather on lavapipe, where a storage-buffer
+// load is a loop over the lanes. The kernel still writes m, v, the parameter and the EMA in place.
+@group(0) @binding(8) var grad_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var param_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(10) var m_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(11) var v_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(12) var ema_tex: texture_storage_2d<rgba32float, read>;
+const TEXTURE_WIDTH: u32 = 1024u;
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}
+fn grad4_at(i: u32) -> vec4<f32> { return grad4[i]; }
+fn param4_at(i: u32) -> vec4<f32> { return param4[i]; }
+fn m4_at(i: u32) -> vec4<f32> { return m4[i]; }
+fn v4_at(i: u32) -> vec4<f32> { return v4[i]; }
+fn ema4_at(i: u32) -> vec4<f32> { return ema4[i]; }
+
 const CHUNK4: u32 = 8u;
 
 @compute @workgroup_size(64)
@@ -76,12 +95,12 @@ fn adam_step_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
     let start = (gid.y * nwg.x * 64u + gid.x) * CHUNK4;
     let end = min(start + CHUNK4, p.n);
     for (var i = start; i < end; i = i + 1u) {
-        let u = adam_update(grad4[i], m4[i], v4[i], param4[i]);
+        let u = adam_update(grad4_at(i), m4_at(i), v4_at(i), param4_at(i));
         m4[i] = u.m;
         v4[i] = u.v;
         param4[i] = u.param;
         if (WITH_EMA) {
-            ema4[i] = ema_update(ema4[i], u.param);
+            ema4[i] = ema_update(ema4_at(i), u.param);
         }
     }
 }

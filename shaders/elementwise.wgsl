@@ -2,7 +2,10 @@
 // The operation is picked by the `OP` override constant, so each op is its own compiled pipeline.
 // `*_chunks4` variants (CPU adapters, element count a multiple of 4, binary ops on equal shapes) give
 // each invocation CHUNK4 consecutive vec4s: on lavapipe a vec4 load costs about what a float does, and
-// fewer, longer-running invocations cost less than one invocation per element.
+// fewer, longer-running invocations cost less than one invocation per element. They and `binary_runs4`
+// read their operands through the one-line `*4_at` readers below; the launcher's texture variant
+// (CPU adapters, larger tensors) swaps those lines for loads from operand textures `tex_a`, `tex_b`
+// (`layout::to_operand_texture`), a vector gather on lavapipe instead of a loop over the lanes.
 
 // Unary ops: y = f(x).
 //  0 neg      -x                    1 exp    e^x
@@ -257,6 +260,16 @@ fn unary_derivative4(x: vec4<f32>) -> vec4<f32> {
 @group(0) @binding(1) var<storage, read> ux4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> uy4: array<vec4<f32>>;
 
+// The operand textures of the texture variant: vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH).
+@group(0) @binding(8) var tex_a: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var tex_b: texture_storage_2d<rgba32float, read>;
+const TEXTURE_WIDTH: u32 = 1024u;
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}
+
+fn ux4_at(i: u32) -> vec4<f32> { return ux4[i]; }
+
 /// y = f(x), CHUNK4 vec4s per invocation (up.n counts vec4s here)
 @compute @workgroup_size(64)
 fn unary_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -264,13 +277,15 @@ fn unary_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
     let start = chunk_start(gid, nwg);
     let end = min(start + CHUNK4, up.n);
     for (var i = start; i < end; i = i + 1u) {
-        uy4[i] = unary_apply4(ux4[i]);
+        uy4[i] = unary_apply4(ux4_at(i));
     }
 }
 
 @group(0) @binding(1) var<storage, read> bx4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> bdy4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> bdx4: array<vec4<f32>>;
+fn bx4_at(i: u32) -> vec4<f32> { return bx4[i]; }
+fn bdy4_at(i: u32) -> vec4<f32> { return bdy4[i]; }
 
 /// dx = dy · f'(x), CHUNK4 vec4s per invocation (up.n counts vec4s)
 @compute @workgroup_size(64)
@@ -279,13 +294,15 @@ fn unary_backward_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
     let start = chunk_start(gid, nwg);
     let end = min(start + CHUNK4, up.n);
     for (var i = start; i < end; i = i + 1u) {
-        bdx4[i] = bdy4[i] * unary_derivative4(bx4[i]);
+        bdx4[i] = bdy4_at(i) * unary_derivative4(bx4_at(i));
     }
 }
 
 @group(0) @binding(1) var<storage, read> ba4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> bb4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> bout4: array<vec4<f32>>;
+fn ba4_at(i: u32) -> vec4<f32> { return ba4[i]; }
+fn bb4_at(i: u32) -> vec4<f32> { return bb4[i]; }
 
 fn binary_apply4(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     return vec4(binary_apply(a.x, b.x), binary_apply(a.y, b.y), binary_apply(a.z, b.z),
@@ -315,11 +332,11 @@ fn binary_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var j = share.start; j < share.end; j = j + 1u) {
         var a = a_splat;
         if (a_runs) {
-            a = ba4[ia / 4u + j];
+            a = ba4_at(ia / 4u + j);
         }
         var b = b_splat;
         if (b_runs) {
-            b = bb4[ib / 4u + j];
+            b = bb4_at(ib / 4u + j);
         }
         bout4[share.run * run4 + j] = binary_apply4(a, b);
     }
@@ -332,6 +349,6 @@ fn binary_chunks4(@builtin(global_invocation_id) gid: vec3<u32>,
     let start = chunk_start(gid, nwg);
     let end = min(start + CHUNK4, bp.n);
     for (var i = start; i < end; i = i + 1u) {
-        bout4[i] = binary_apply4(ba4[i], bb4[i]);
+        bout4[i] = binary_apply4(ba4_at(i), bb4_at(i));
     }
 }

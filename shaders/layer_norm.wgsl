@@ -207,6 +207,14 @@ fn texel(i: u32) -> vec2<u32> {
 fn fgamma4_at(i: u32) -> vec4<f32> { return fgamma4[i]; }
 fn fbeta4_at(i: u32) -> vec4<f32> { return fbeta4[i]; }
 fn bgamma4_at(i: u32) -> vec4<f32> { return bgamma4[i]; }
+// x and dy (the row and column kernels) from x_tex, dy_tex in the texture variant
+@group(0) @binding(10) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(11) var dy_tex: texture_storage_2d<rgba32float, read>;
+fn fx4_at(i: u32) -> vec4<f32> { return fx4[i]; }
+fn bx4_at(i: u32) -> vec4<f32> { return bx4[i]; }
+fn bdy4_at(i: u32) -> vec4<f32> { return bdy4[i]; }
+fn ax4_at(i: u32) -> vec4<f32> { return ax4[i]; }
+fn ady4_at(i: u32) -> vec4<f32> { return ady4[i]; }
 
 @compute @workgroup_size(64)
 fn layer_norm_forward_rows4(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -217,11 +225,11 @@ fn layer_norm_forward_rows4(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let d4 = p.d / 4u;
     let base = row * d4;
-    let shift = fx4[base].x;
+    let shift = fx4_at(base).x;
     var s1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0);
     for (var j = 0u; j < d4; j = j + 1u) {
-        let c = fx4[base + j] - shift;
+        let c = fx4_at(base + j) - shift;
         s1 = s1 + c;
         s2 = s2 + c * c;
     }
@@ -231,7 +239,7 @@ fn layer_norm_forward_rows4(@builtin(global_invocation_id) gid: vec3<u32>,
     let rstd = inverseSqrt(max(m2 - m1 * m1, 0.0) + p.eps);
     let abase = (row / p.rows_per_group) * d4;
     for (var j = 0u; j < d4; j = j + 1u) {
-        fy4[base + j] = fgamma4_at(abase + j) * (fx4[base + j] - mean) * rstd + fbeta4_at(abase + j);
+        fy4[base + j] = fgamma4_at(abase + j) * (fx4_at(base + j) - mean) * rstd + fbeta4_at(abase + j);
     }
     fmean[row] = mean;
     frstd[row] = rstd;
@@ -257,16 +265,16 @@ fn layer_norm_backward_input_rows4(@builtin(global_invocation_id) gid: vec3<u32>
     var sg = vec4<f32>(0.0);
     var sgx = vec4<f32>(0.0);
     for (var j = 0u; j < d4; j = j + 1u) {
-        let g = bdy4[base + j] * bgamma4_at(abase + j);
-        let xhat = (bx4[base + j] - mean) * rstd;
+        let g = bdy4_at(base + j) * bgamma4_at(abase + j);
+        let xhat = (bx4_at(base + j) - mean) * rstd;
         sg = sg + g;
         sgx = sgx + g * xhat;
     }
     let mean_g = (sg.x + sg.y + sg.z + sg.w) / f32(p.d);
     let mean_gx = (sgx.x + sgx.y + sgx.z + sgx.w) / f32(p.d);
     for (var j = 0u; j < d4; j = j + 1u) {
-        let g = bdy4[base + j] * bgamma4_at(abase + j);
-        let xhat = (bx4[base + j] - mean) * rstd;
+        let g = bdy4_at(base + j) * bgamma4_at(abase + j);
+        let xhat = (bx4_at(base + j) - mean) * rstd;
         bdx4[base + j] = rstd * (g - mean_g - xhat * mean_gx);
     }
 }
@@ -297,8 +305,8 @@ fn layer_norm_backward_affine_cols4(@builtin(global_invocation_id) gid: vec3<u32
     var sg = vec4<f32>(0.0);
     var sb = vec4<f32>(0.0);
     for (var r = first; r < end; r = r + 1u) {
-        let dy = ady4[r * d4 + c4];
-        sg = sg + dy * (ax4[r * d4 + c4] - amean[r]) * arstd[r];
+        let dy = ady4_at(r * d4 + c4);
+        sg = sg + dy * (ax4_at(r * d4 + c4) - amean[r]) * arstd[r];
         sb = sb + dy;
     }
     adgamma4[group_chunk * d4 + c4] = sg;

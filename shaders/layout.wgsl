@@ -51,10 +51,20 @@ fn strided_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 // of 4: the index is decoded once per piece and the piece moves as vec4s (on lavapipe every load is a
 // loop over the lanes, so one vec4 load costs little more than one float). Runs longer than the CPU
 // loop budget are split into `pieces` pieces of `piece4` vec4s (invocation r: run r / pieces, piece
-// r % pieces).
+// r % pieces). Pieces are also capped at 64 vec4s by the launcher, so that few long runs still fill
+// several workgroups.
 
 @group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+// The launcher's texture variant (CPU adapters, larger copies) swaps the reader line below for a load
+// from this operand texture, which holds vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH): a
+// vector gather on lavapipe, where a storage-buffer load is a loop over the lanes.
+@group(0) @binding(8) var src_tex: texture_storage_2d<rgba32float, read>;
+const TEXTURE_WIDTH: u32 = 1024u;
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}
+fn src4_at(i: u32) -> vec4<f32> { return src4[i]; }
 
 @compute @workgroup_size(64)
 fn strided_copy_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -72,6 +82,6 @@ fn strided_copy_runs4(@builtin(global_invocation_id) gid: vec3<u32>,
     let s4 = at.x / 4u;
     let d4 = at.y / 4u;
     for (var j = begin; j < end; j = j + 1u) {
-        dst4[d4 + j] = src4[s4 + j];
+        dst4[d4 + j] = src4_at(s4 + j);
     }
 }

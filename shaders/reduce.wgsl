@@ -6,6 +6,9 @@
 // and no barriers (many outputs over a short axis, and CPU adapters, where barriers are costly).
 // Axes longer than the CPU loop budget allows are summed in `pieces` pieces of `piece_len` rows:
 // the output is then the partial sums [outer, pieces, inner], which the launcher sums again.
+// `sum_axis_lanes` reads x through the one-line reader `x_at`; the launcher's texture variant (CPU
+// adapters, larger inputs) loads it from the operand texture `x_tex` instead (a vector gather on
+// lavapipe, where a storage-buffer load is a loop over the lanes).
 
 struct Params {
     outer: u32,
@@ -21,6 +24,15 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var x_tex: texture_storage_2d<rgba32float, read>;
+
+// Operand textures hold vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH).
+const TEXTURE_WIDTH: u32 = 1024u;
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}
+
+fn x_at(i: u32) -> f32 { return x[i]; }
 
 const WG: u32 = 64u;
 
@@ -70,7 +82,7 @@ fn sum_axis_lanes(@builtin(global_invocation_id) gid: vec3<u32>,
     let r = rows_of(o);
     var acc = 0.0;
     for (var k = r.y; k < r.z; k = k + 1u) {
-        acc = acc + x[r.x + k * p.inner];
+        acc = acc + x_at(r.x + k * p.inner);
     }
     out[o] = acc * p.scale;
 }

@@ -2,7 +2,9 @@
 //! adapter runs the suite: on lavapipe the defaults are the CPU kernels, so these paths are forced here.
 //! Also the CPU kernels of matmul and attention with both operand sources, storage buffers and
 //! textures (on CPU adapters operands are read from textures by default; on GPUs these kernels run only
-//! when forced), and the LayerNorm row kernels with γ, β from buffers and from textures.
+//! when forced), the LayerNorm row and column kernels with γ, β, x, dy from buffers and from
+//! textures, and the memory-bound CPU kernels (elementwise, sums, strided copies, Adam, the INR sine
+//! layer) with their operands from buffers and from textures.
 //!
 //! Every forced path is checked twice: its results against the f64 references (forward and backward),
 //! and the kernel that actually ran, read from the GPU's profile (`VITGAN_PROFILE=1` records every
@@ -36,7 +38,13 @@ static ENV_LOCK: Mutex<()> = Mutex::new(());
 
 /// The variables that choose kernels and paths. [`with_env`] removes those it is not given, so each
 /// call runs under a fully stated choice whatever the surrounding environment holds.
-const PATH_VARS: [&str; 9] = [
+const PATH_VARS: [&str; 15] = [
+    "VITGAN_ELEMENTWISE_OPERANDS",
+    "VITGAN_REDUCE_OPERANDS",
+    "VITGAN_LAYOUT_OPERANDS",
+    "VITGAN_ADAM_OPERANDS",
+    "VITGAN_INR_SINE_OPERANDS",
+    "VITGAN_INR_SINE",
     "VITGAN_MATMUL_KERNEL",
     "VITGAN_MATMUL_TILE",
     "VITGAN_MATMUL_OPERANDS",
@@ -577,7 +585,8 @@ fn layer_norm_paths_match_the_reference_forward_and_backward() {
                 let ((dx, dg, db), ran_bwd) = dispatched(&g, || {
                     layer_norm_backward(&xt, &gt, &mean, &rstd, &dyt).unwrap()
                 });
-                // the kernels: row kernels reading γ, β from the forced source, or workgroup kernels
+                // the kernels: row and column kernels reading γ, β, x, dy from the forced source, or
+                // workgroup kernels
                 let shader = if rows4 && operands == "textures" {
                     "layer_norm_textures"
                 } else {
@@ -588,13 +597,17 @@ fn layer_norm_paths_match_the_reference_forward_and_backward() {
                     false => format!("layer_norm::{entry}"),
                 };
                 let affine = match cols4 {
-                    true => "layer_norm::layer_norm_backward_affine_cols4",
-                    false => "layer_norm::layer_norm_backward_affine",
+                    true => match operands {
+                        "textures" => "layer_norm_textures::layer_norm_backward_affine_cols4",
+                        _ => "layer_norm::layer_norm_backward_affine_cols4",
+                    }
+                    .to_string(),
+                    false => "layer_norm::layer_norm_backward_affine".to_string(),
                 };
                 for (ran, wanted) in [
                     (&ran_fwd, row("layer_norm_forward")),
                     (&ran_bwd, row("layer_norm_backward_input")),
-                    (&ran_bwd, affine.to_string()),
+                    (&ran_bwd, affine),
                 ] {
                     assert!(
                         ran.contains(&wanted),
@@ -721,6 +734,199 @@ fn tape_attention_composes_only_when_asked() {
             assert_close(&out, &want_out, 2e-5, 1e-4, &format!("{label}: out"));
             assert_close(&dq, &want_dq, 5e-5, 1e-3, &format!("{label}: dq + dk"));
             assert_close(&dv, &want_dv, 5e-5, 1e-3, &format!("{label}: dv"));
+        });
+    }
+}
+
+// ---- memory-bound kernels: operands from buffers and from textures --------------------------------
+
+/// Elementwise maps, sums over an axis, strided copies, Adam and the INR sine layer, each forced to
+/// read its operands from buffers and from textures (`VITGAN_*_OPERANDS`), against f64 references,
+/// with the kernel that ran checked (on CPU adapters; elsewhere these vec4 kernels do not run and
+/// only the results are checked).
+#[test]
+fn memory_bound_kernels_read_buffers_and_textures() {
+    use vitgan::ops::adam::{AdamConfig, adam_step};
+    use vitgan::ops::elementwise::{Binary, Unary, binary, unary, unary_backward};
+    use vitgan::ops::inr_sine::inr_sine_forward;
+    use vitgan::ops::{layout, reduce};
+    let g = profiled_gpu(None).unwrap();
+    let cpu = g.is_cpu();
+    let mut r = rng(41);
+    // odd outer sizes; the innermost a multiple of 4 (the vec4 kernels' condition)
+    let (rows, inner) = (37usize, 12usize);
+    let n = rows * 5 * inner;
+    let a = random(&mut r, n, -2.0, 2.0);
+    let b = random(&mut r, n, -2.0, 2.0);
+    let row_b = random(&mut r, rows * inner, -2.0, 2.0);
+    let (a64, b64, row64) = (to_f64(&a), to_f64(&b), to_f64(&row_b));
+    for operands in ["buffers", "textures"] {
+        let shader = |family: &str| match (cpu, operands) {
+            (true, "textures") => format!("{family}_textures"),
+            _ => family.to_string(),
+        };
+        let check = |ran: &[String], family: &str, entry: &str, label: &str| {
+            if cpu {
+                let wanted = format!("{}::{entry}", shader(family));
+                assert!(
+                    ran.contains(&wanted),
+                    "{label}, {operands}: wanted {wanted}, ran {ran:?}"
+                );
+            }
+        };
+        let vars: Vec<(&'static str, &str)> = [
+            "VITGAN_ELEMENTWISE_OPERANDS",
+            "VITGAN_REDUCE_OPERANDS",
+            "VITGAN_LAYOUT_OPERANDS",
+            "VITGAN_ADAM_OPERANDS",
+            "VITGAN_INR_SINE_OPERANDS",
+        ]
+        .into_iter()
+        .map(|v| (v, operands))
+        .chain([("VITGAN_PROFILE", "1")])
+        .collect();
+        with_env(&vars, || {
+            let at = upload_to(&g, &a, &[rows, 5, inner]);
+            let bt = upload_to(&g, &b, &[rows, 5, inner]);
+            let rowt = upload_to(&g, &row_b, &[rows, 1, inner]);
+            // unary and its backward
+            let (y, ran) = dispatched(&g, || unary(&at, Unary::Sin).unwrap());
+            check(&ran, "elementwise", "unary_chunks4", "sin");
+            let want: Vec<f64> = a64.iter().map(|v| v.sin()).collect();
+            assert_close(
+                &y.to_vec().unwrap(),
+                &want,
+                1e-6,
+                1e-5,
+                &format!("sin, {operands}"),
+            );
+            let (dx, ran) = dispatched(&g, || unary_backward(&at, &bt, Unary::Sin).unwrap());
+            check(
+                &ran,
+                "elementwise",
+                "unary_backward_chunks4",
+                "sin backward",
+            );
+            let want: Vec<f64> = a64.iter().zip(&b64).map(|(x, dy)| dy * x.cos()).collect();
+            assert_close(
+                &dx.to_vec().unwrap(),
+                &want,
+                1e-6,
+                1e-5,
+                &format!("sin', {operands}"),
+            );
+            // binary on equal shapes, and broadcast over the middle axis (vec4 runs)
+            let (y, ran) = dispatched(&g, || binary(&at, &bt, Binary::Sub).unwrap());
+            check(&ran, "elementwise", "binary_chunks4", "sub");
+            let want: Vec<f64> = a64.iter().zip(&b64).map(|(x, y)| x - y).collect();
+            assert_close(
+                &y.to_vec().unwrap(),
+                &want,
+                1e-6,
+                1e-6,
+                &format!("sub, {operands}"),
+            );
+            let (y, ran) = dispatched(&g, || binary(&at, &rowt, Binary::Mul).unwrap());
+            check(&ran, "elementwise", "binary_runs4", "broadcast mul");
+            let want: Vec<f64> = (0..n)
+                .map(|i| a64[i] * row64[(i / (5 * inner)) * inner + i % inner])
+                .collect();
+            assert_close(
+                &y.to_vec().unwrap(),
+                &want,
+                1e-6,
+                1e-6,
+                &format!("mul, {operands}"),
+            );
+            // sum over the middle axis, one invocation per output
+            let (s, ran) = dispatched(&g, || reduce::sum_axis(&at, 1, false).unwrap());
+            check(&ran, "reduce", "sum_axis_lanes", "sum");
+            let want: Vec<f64> = (0..rows * inner)
+                .map(|o| {
+                    (0..5)
+                        .map(|k| a64[(o / inner * 5 + k) * inner + o % inner])
+                        .sum()
+                })
+                .collect();
+            assert_close(
+                &s.to_vec().unwrap(),
+                &want,
+                1e-5,
+                1e-5,
+                &format!("sum, {operands}"),
+            );
+            // a permute whose innermost axis stays (vec4 runs)
+            let (p, ran) = dispatched(&g, || layout::permute(&at, &[1, 0, 2]).unwrap());
+            check(&ran, "layout", "strided_copy_runs4", "permute");
+            let want: Vec<f64> = (0..n)
+                .map(|i| {
+                    let (k, rest) = (i / (rows * inner), i % (rows * inner));
+                    a64[(rest / inner * 5 + k) * inner + rest % inner]
+                })
+                .collect();
+            assert_close(
+                &p.to_vec().unwrap(),
+                &want,
+                0.0,
+                0.0,
+                &format!("permute, {operands}"),
+            );
+            // one Adam step with the EMA (β1 = 0.5 so that m matters)
+            let cfg = AdamConfig {
+                lr: 0.01,
+                beta1: 0.5,
+                beta2: 0.9,
+                eps: 1e-8,
+            };
+            let (param, grad) = (at.deep_clone().unwrap(), bt.clone());
+            let m = upload_to(&g, &row_b.repeat(5), &[n]);
+            let v = upload_to(&g, &vec![0.25; n], &[n]);
+            let ema = upload_to(&g, &b, &[n]);
+            let ((), ran) = dispatched(&g, || {
+                adam_step(&param, &grad, &m, &v, Some((&ema, 0.75)), cfg, 1).unwrap()
+            });
+            check(&ran, "adam", "adam_step_chunks4", "adam");
+            let m0 = to_f64(&row_b.repeat(5));
+            let (mut want_p, mut want_m, mut want_v, mut want_e) = (vec![], vec![], vec![], vec![]);
+            for i in 0..n {
+                let gi = b64[i];
+                let mi = 0.5 * m0[i] + 0.5 * gi;
+                let vi = 0.9 * 0.25 + 0.1 * gi * gi;
+                let pi = a64[i] - 0.01 * (mi / 0.5) / ((vi / (1.0 - 0.9f64)).sqrt() + 1e-8);
+                want_p.push(pi);
+                want_m.push(mi);
+                want_v.push(vi);
+                want_e.push(0.75 * b64[i] + 0.25 * pi);
+            }
+            for (t, want, what) in [
+                (&param, &want_p, "param"),
+                (&m, &want_m, "m"),
+                (&v, &want_v, "v"),
+                (&ema, &want_e, "ema"),
+            ] {
+                let label = format!("adam {what}, {operands}");
+                assert_close(&t.to_vec().unwrap(), want, 1e-5, 1e-5, &label);
+            }
+            // the INR sine layer: x [N, T, H] = a viewed as [37, 5, 12], d1 and s2 [37, 12]
+            let d1 = upload_to(&g, &row_b, &[rows, inner]);
+            let s2 = upload_to(&g, &row_b, &[rows, inner]);
+            let b1 = upload_to(&g, &b[..inner], &[inner]);
+            let (y, ran) = dispatched(&g, || inr_sine_forward(&at, &d1, &b1, &s2).unwrap());
+            check(&ran, "inr_sine", "inr_sine_forward", "inr sine");
+            let want: Vec<f64> = (0..n)
+                .map(|i| {
+                    let (nn, o) = (i / (5 * inner), i % inner);
+                    let dv = row64[nn * inner + o];
+                    dv * (dv * a64[i] + b64[o]).sin()
+                })
+                .collect();
+            assert_close(
+                &y.to_vec().unwrap(),
+                &want,
+                1e-5,
+                1e-5,
+                &format!("inr sine, {operands}"),
+            );
         });
     }
 }

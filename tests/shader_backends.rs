@@ -1,6 +1,7 @@
 //! Portability without the hardware: every shader module the launchers can dispatch — each
 //! `shaders/*.wgsl` file and every generated variant (matmul tile/texture variants, the texture and
-//! no-subgroup variants of attention and LayerNorm) — is validated with the capabilities of each
+//! no-subgroup variants of attention, the texture variants of LayerNorm and of the memory-bound
+//! families: elementwise, reduce, layout, Adam, the INR sine layer) — is validated with the capabilities of each
 //! target and translated, entry point by entry point, with naga's own back ends, as wgpu does on
 //! that platform: SPIR-V (Vulkan), MSL 2.4 (Metal), HLSL shader model 6.0 (DX12) and GLSL ES 3.10
 //! (the GL backend). Override constants take their defaults (as a pipeline without constants does).
@@ -12,7 +13,7 @@
 use naga::back::PipelineConstants;
 use naga::back::pipeline_constants::process_overrides;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use vitgan::ops::{attention, layer_norm, matmul};
+use vitgan::ops::{adam, attention, elementwise, inr_sine, layer_norm, layout, matmul, reduce};
 
 /// (name, source) of every module the launchers can build.
 fn modules() -> Vec<(String, String)> {
@@ -40,6 +41,11 @@ fn modules() -> Vec<(String, String)> {
         attention::shader_with_textures(),
         attention::shader_without_subgroups(),
         layer_norm::shader_with_textures(),
+        elementwise::shader_with_textures(),
+        reduce::shader_with_textures(),
+        layout::shader_with_textures(),
+        adam::shader_with_textures(),
+        inr_sine::shader_with_textures(),
     ] {
         out.push((s.name.to_string(), s.source.to_string()));
     }

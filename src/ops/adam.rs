@@ -1,12 +1,16 @@
 //! Adam fused with the EMA update (`shaders/adam.wgsl`); one dispatch per parameter tensor, all
 //! recorded into the same submit. On CPU adapters each invocation updates 8 vec4s
-//! (`adam_step_chunks4`) when the tensor's length is a multiple of 4.
+//! (`adam_step_chunks4`) when the tensor's length is a multiple of 4, reading its operands from
+//! textures for larger tensors.
 
 use super::elementwise::{CHUNK4, chunks4};
-use super::{grid_1d, shader};
+use super::{
+    dispatch_reading_textures, grid_1d, operand_textures_for, shader, with_texture_readers,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
+use std::sync::OnceLock;
 
 pub static SHADER: Shader = shader!("adam");
 
@@ -92,8 +96,14 @@ pub fn adam_step(
             &dummy
         }
     };
-    param.gpu().dispatch(
+    let mut operands = vec![(grad, 0, 8), (param, 1, 9), (m, 2, 10), (v, 3, 11)];
+    if ema.is_some() {
+        operands.push((ema_buf, 4, 12));
+    }
+    dispatch_reading_textures(
+        param.gpu(),
         &SHADER,
+        shader_with_textures,
         entry,
         &[("WITH_EMA", ema.is_some() as u32 as f64)],
         bytemuck::bytes_of(&params),
@@ -104,6 +114,28 @@ pub fn adam_step(
             (v.buffer(), Access::ReadWrite),
             (ema_buf.buffer(), Access::ReadWrite),
         ],
+        &operands,
+        vec4 && operand_textures_for(param.gpu(), n, "VITGAN_ADAM_OPERANDS"),
         groups,
     )
+}
+
+/// The shader with `adam_step_chunks4` reading its operands from the textures at bindings 8–12 (on
+/// CPU adapters for tensors of at least [`super::OPERAND_TEXTURE_MIN_ELEMENTS`] floats;
+/// `VITGAN_ADAM_OPERANDS=buffers|textures` forces either).
+pub fn shader_with_textures() -> &'static Shader {
+    static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
+    WITH_TEXTURES.get_or_init(|| {
+        with_texture_readers(
+            "adam_textures",
+            SHADER.source,
+            &[
+                ("grad4_at", "grad_tex"),
+                ("param4_at", "param_tex"),
+                ("m4_at", "m_tex"),
+                ("v4_at", "v_tex"),
+                ("ema4_at", "ema_tex"),
+            ],
+        )
+    })
 }

@@ -1,12 +1,67 @@
 //! Elementwise kernels (`shaders/elementwise.wgsl`): unary maps and their backward, broadcasting binary
-//! ops, fill.
+//! ops, fill. On CPU adapters the vec4 kernels read operands of at least
+//! [`super::OPERAND_TEXTURE_MIN_ELEMENTS`] from operand textures (`VITGAN_ELEMENTWISE_OPERANDS=buffers|textures` forces either).
 
-use super::{MAX_RANK, coalesce_dims, grid_1d, pack8, shader};
+use super::{
+    MAX_RANK, coalesce_dims, dispatch_reading_textures, grid_1d, operand_textures_for, pack8,
+    shader, with_texture_readers,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
+use std::sync::OnceLock;
 
 pub static SHADER: Shader = shader!("elementwise");
+
+/// The shader with the vec4 kernels' operand readers loading from the textures at bindings 8 (the
+/// first operand) and 9 (the second).
+pub fn shader_with_textures() -> &'static Shader {
+    static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
+    WITH_TEXTURES.get_or_init(|| {
+        with_texture_readers(
+            "elementwise_textures",
+            SHADER.source,
+            &[
+                ("ux4_at", "tex_a"),
+                ("bx4_at", "tex_a"),
+                ("bdy4_at", "tex_b"),
+                ("ba4_at", "tex_a"),
+                ("bb4_at", "tex_b"),
+            ],
+        )
+    })
+}
+
+/// Launch a vec4 kernel of this family with `inputs` as its texture operands (slots 0, 1 at bindings
+/// 8, 9) where [`operand_textures_for`] says so.
+fn dispatch_vec4(
+    entry: &'static str,
+    code: u32,
+    params: &[u8],
+    buffers: &[(&wgpu::Buffer, Access)],
+    inputs: &[&Tensor],
+    n: usize,
+    groups: [u32; 3],
+) -> Result<()> {
+    let gpu = inputs[0].gpu();
+    let operands: Vec<(&Tensor, u8, u32)> = inputs
+        .iter()
+        .zip([(0u8, 8u32), (1, 9)])
+        .map(|(t, (slot, binding))| (*t, slot, binding))
+        .collect();
+    dispatch_reading_textures(
+        gpu,
+        &SHADER,
+        shader_with_textures,
+        entry,
+        &[("OP", code as f64)],
+        params,
+        buffers,
+        &operands,
+        operand_textures_for(gpu, n, "VITGAN_ELEMENTWISE_OPERANDS"),
+        groups,
+    )
+}
 
 /// Unary maps `y = f(x)`; the formulas are in the WGSL header.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,6 +188,17 @@ fn launch_unary(entry: &'static str, op: Unary, inputs: &[&Tensor], out: &Tensor
     let mut bufs: Vec<(&wgpu::Buffer, Access)> =
         inputs.iter().map(|t| (t.buffer(), Access::Read)).collect();
     bufs.push((out.buffer(), Access::ReadWrite));
+    if vec4 {
+        return dispatch_vec4(
+            entry,
+            code,
+            bytemuck::bytes_of(&params),
+            &bufs,
+            inputs,
+            n,
+            groups,
+        );
+    }
     out.gpu().dispatch(
         &SHADER,
         entry,
@@ -274,18 +340,31 @@ pub fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
         b_strides: pack8(&strides[1]),
     };
     let code = op as u32;
-    a.gpu().dispatch(
-        &SHADER,
-        entry,
-        &[("OP", code as f64)],
-        bytemuck::bytes_of(&params),
-        &[
-            (a.buffer(), Access::Read),
-            (b.buffer(), Access::Read),
-            (out.buffer(), Access::ReadWrite),
-        ],
-        groups,
-    )?;
+    let buffers = [
+        (a.buffer(), Access::Read),
+        (b.buffer(), Access::Read),
+        (out.buffer(), Access::ReadWrite),
+    ];
+    if vec4 || runs4 {
+        dispatch_vec4(
+            entry,
+            code,
+            bytemuck::bytes_of(&params),
+            &buffers,
+            &[a, b],
+            n,
+            groups,
+        )?;
+    } else {
+        a.gpu().dispatch(
+            &SHADER,
+            entry,
+            &[("OP", code as f64)],
+            bytemuck::bytes_of(&params),
+            &buffers,
+            groups,
+        )?;
+    }
     Ok(out)
 }
 

@@ -8,17 +8,19 @@
 //!
 //! The forward saves `μ` and `rstd = 1/√(σ² + eps)` per row (shape `x.shape[..rank-1]`) for the backward.
 
-use super::layout::to_operand_texture;
-use super::{grid_1d, operand_textures_forced, reduce, shader, with_texture_readers};
+use super::{
+    dispatch_reading_textures, grid_1d, operand_textures_for, reduce, shader, with_texture_readers,
+};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Shader, TextureAccess};
+use crate::gpu::{Access, Gpu, Shader};
 use crate::tensor::Tensor;
 use std::sync::OnceLock;
 
 pub static SHADER: Shader = shader!("layer_norm");
 
-/// The shader with the `_rows4` kernels reading `γ` (binding 8) and `β` (binding 9) from operand
-/// textures instead of storage buffers: the three `*4_at` reader lines swapped for texel loads.
+/// The shader with the CPU kernels (`_rows4`, `_cols4`) reading `γ` (binding 8), `β` (binding 9), `x`
+/// (binding 10) and `dy` (binding 11) from operand textures instead of storage buffers: the `*4_at`
+/// reader lines swapped for texel loads.
 pub fn shader_with_textures() -> &'static Shader {
     static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
     WITH_TEXTURES.get_or_init(|| {
@@ -29,67 +31,53 @@ pub fn shader_with_textures() -> &'static Shader {
                 ("fgamma4_at", "gamma_tex"),
                 ("fbeta4_at", "beta_tex"),
                 ("bgamma4_at", "gamma_tex"),
+                ("fx4_at", "x_tex"),
+                ("bx4_at", "x_tex"),
+                ("ax4_at", "x_tex"),
+                ("bdy4_at", "dy_tex"),
+                ("ady4_at", "dy_tex"),
             ],
         )
     })
 }
 
-/// Operand texture slots of `γ` and `β` (matmul uses 0 and 1, attention 2..=6).
-const GAMMA_SLOT: u8 = 7;
-const BETA_SLOT: u8 = 8;
+/// Operand texture slots and bindings of `γ`, `β`, `x` and `dy` (slots 0 and 1 are matmul's too;
+/// commands run in order, so sharing a slot is safe).
+const GAMMA: (u8, u32) = (7, 8);
+const BETA: (u8, u32) = (8, 9);
+const X: (u8, u32) = (0, 10);
+const DY: (u8, u32) = (1, 11);
 
-/// Elements of `x` from which the `_rows4` kernels read `γ, β` from textures by default: the two texture
-/// copies cost two dispatches (~35 µs each on lavapipe), which ~2.4 ns saved per vec4 of `x` repays
-/// from about this size on.
-const TEXTURE_MIN_ELEMENTS: usize = 1 << 18;
-
-/// Launch a `_rows4` kernel (`entry`) or a workgroup kernel: on CPU adapters, for `x` of at least
-/// [`TEXTURE_MIN_ELEMENTS`], the `_rows4` kernels read the affine rows `affine` (`γ`, and `β` in the
-/// forward) from operand textures at bindings 8, 9 (`VITGAN_LAYER_NORM_OPERANDS=buffers|textures`
-/// forces either at any size), falling back to the buffers when they do not fit the adapter's textures.
+/// Launch a kernel of this family: on CPU adapters, for `x` of at least
+/// [`super::OPERAND_TEXTURE_MIN_ELEMENTS`], the `_rows4` and `_cols4` kernels read `operands`
+/// (tensor, (slot, binding)) from operand textures (`VITGAN_LAYER_NORM_OPERANDS=buffers|textures`
+/// forces either at any size), falling back to the buffers when they do not fit the adapter's
+/// textures; the workgroup kernels read buffers.
 fn dispatch_rows(
     gpu: &Gpu,
     entry: &'static str,
     params: &Params,
     buffers: &[(&wgpu::Buffer, Access)],
-    affine: &[&Tensor],
+    operands: &[(&Tensor, (u8, u32))],
     grid: [u32; 3],
 ) -> Result<()> {
     let elements = params.rows as usize * params.d as usize;
-    let textures = operand_textures_forced("VITGAN_LAYER_NORM_OPERANDS")
-        .unwrap_or(gpu.is_cpu() && elements >= TEXTURE_MIN_ELEMENTS)
-        && gpu.limits().max_storage_textures_per_shader_stage >= 2;
-    if entry.ends_with("_rows4") && textures {
-        let mut views = Vec::with_capacity(affine.len());
-        for (t, slot) in affine.iter().zip([GAMMA_SLOT, BETA_SLOT]) {
-            match to_operand_texture(t, slot)? {
-                Some(view) => views.push(view),
-                None => break,
-            }
-        }
-        if views.len() == affine.len() {
-            let bound: Vec<(u32, &wgpu::TextureView, TextureAccess)> = views
-                .iter()
-                .zip(8u32..)
-                .map(|(v, b)| (b, v, TextureAccess::ReadOnly))
-                .collect();
-            return gpu.dispatch_with_textures(
-                shader_with_textures(),
-                entry,
-                &[],
-                bytemuck::bytes_of(params),
-                buffers,
-                &bound,
-                grid,
-            );
-        }
-    }
-    gpu.dispatch(
+    let textures = operand_textures_for(gpu, elements, "VITGAN_LAYER_NORM_OPERANDS")
+        && (entry.ends_with("_rows4") || entry.ends_with("_cols4"));
+    let operands: Vec<(&Tensor, u8, u32)> = operands
+        .iter()
+        .map(|(t, (slot, binding))| (*t, *slot, *binding))
+        .collect();
+    dispatch_reading_textures(
+        gpu,
         &SHADER,
+        shader_with_textures,
         entry,
         &[],
         bytemuck::bytes_of(params),
         buffers,
+        &operands,
+        textures,
         grid,
     )
 }
@@ -216,7 +204,7 @@ pub fn layer_norm_forward(
             (mean.buffer(), Access::ReadWrite),
             (rstd.buffer(), Access::ReadWrite),
         ],
-        &[gamma, beta],
+        &[(gamma, GAMMA), (beta, BETA), (x, X)],
         grid,
     )?;
     Ok((y, mean, rstd))
@@ -300,7 +288,7 @@ pub fn layer_norm_backward(
             (dy.buffer(), Access::Read),
             (dx.buffer(), Access::ReadWrite),
         ],
-        &[gamma],
+        &[(gamma, GAMMA), (x, X), (dy, DY)],
         grid,
     )?;
 
@@ -317,11 +305,10 @@ pub fn layer_norm_backward(
         let workgroups = params.col_tiles as usize * groups.groups * chunks;
         ("layer_norm_backward_affine", grid_1d(workgroups, 1))
     };
-    gpu.dispatch(
-        &SHADER,
+    dispatch_rows(
+        gpu,
         entry,
-        &[],
-        bytemuck::bytes_of(&params),
+        &params,
         &[
             (x.buffer(), Access::Read),
             (mean.buffer(), Access::Read),
@@ -330,6 +317,7 @@ pub fn layer_norm_backward(
             (partial_gamma.buffer(), Access::ReadWrite),
             (partial_beta.buffer(), Access::ReadWrite),
         ],
+        &[(x, X), (dy, DY)],
         grid,
     )?;
     let finish = |partial: Tensor| -> Result<Tensor> {

@@ -1,10 +1,14 @@
 //! Layout kernels (`shaders/layout.wgsl`): permute/transpose, slice, concat, padding (slice backward) and
 //! broadcast, all through one strided-copy kernel; and copies into operand textures.
 
-use super::{MAX_RANK, coalesce_dims, contiguous_strides, grid_1d, pack8, shader, split_loop};
+use super::{
+    LoopSplit, MAX_RANK, coalesce_dims, contiguous_strides, dispatch_reading_textures, grid_1d,
+    operand_textures_for, pack8, shader, split_loop, with_texture_readers,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::{Tensor, numel};
+use std::sync::OnceLock;
 
 pub static SHADER: Shader = shader!("layout");
 
@@ -49,7 +53,14 @@ pub fn strided_copy(
     // pieces within the loop budget (the index decode loops over up to MAX_RANK dimensions)
     let rank = dims.len();
     let run = dims[rank - 1];
-    let split = split_loop(run / 4, MAX_RANK);
+    // pieces of at most RUN4_PIECE vec4s, so that a few long runs still spread over many invocations
+    // (and workgroups, i.e. CPU threads); never more per piece than the loop budget allows
+    let budget = split_loop(run / 4, MAX_RANK);
+    let pieces = budget.pieces.max((run / 4).div_ceil(RUN4_PIECE));
+    let split = LoopSplit {
+        pieces,
+        trips_per_piece: (run / 4).div_ceil(pieces).max(1),
+    };
     let params = Params {
         n: n as u32,
         rank: rank as u32,
@@ -75,8 +86,14 @@ pub fn strided_copy(
     } else {
         ("strided_copy", grid_1d(n, 256))
     };
-    src.gpu().dispatch(
+    // the source through a texture where that pays: it copies all of `src`, so not for small slices
+    let textures = runs4
+        && src.numel() <= 8 * n
+        && operand_textures_for(src.gpu(), n, "VITGAN_LAYOUT_OPERANDS");
+    dispatch_reading_textures(
+        src.gpu(),
         &SHADER,
+        shader_with_textures,
         entry,
         &[],
         bytemuck::bytes_of(&params),
@@ -84,8 +101,23 @@ pub fn strided_copy(
             (src.buffer(), Access::Read),
             (dst.buffer(), Access::ReadWrite),
         ],
+        &[(src, 0, 8)],
+        textures,
         groups,
     )
+}
+
+/// Most vec4s one invocation of `strided_copy_runs4` moves.
+const RUN4_PIECE: usize = 64;
+
+/// The shader with `strided_copy_runs4` reading the source from the operand texture at binding 8 (on
+/// CPU adapters for copies of at least [`super::OPERAND_TEXTURE_MIN_ELEMENTS`] floats;
+/// `VITGAN_LAYOUT_OPERANDS=buffers|textures` forces either).
+pub fn shader_with_textures() -> &'static Shader {
+    static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
+    WITH_TEXTURES.get_or_init(|| {
+        with_texture_readers("layout_textures", SHADER.source, &[("src4_at", "src_tex")])
+    })
 }
 
 /// `out[c] = x[c permuted]`: output axis `i` is input axis `perm[i]`.

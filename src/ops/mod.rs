@@ -7,6 +7,7 @@ pub mod augment;
 pub mod conv;
 pub mod elementwise;
 pub mod inr;
+pub mod inr_sine;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
@@ -147,15 +148,22 @@ pub fn coalesce_dims(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<V
 
 /// For the texture variants of a shader: if `line` is one of the one-line operand readers named in
 /// `readers` (`(function, texture)`, e.g. `("a4_at", "a_tex")`: `fn a4_at(i: u32) -> vec4<f32> { … }`),
-/// the same reader loading vec4 `i` from the operand texture instead.
+/// the same reader loading vec4 `i` from the operand texture instead. A scalar reader
+/// (`fn x_at(i: u32) -> f32 { … }`) becomes a load of component `i % 4` of texel `i / 4`.
 pub(crate) fn texture_reader(line: &str, readers: &[(&str, &str)]) -> Option<String> {
     readers
         .iter()
         .find(|(function, _)| line.starts_with(&format!("fn {function}(i")))
         .map(|(function, texture)| {
-            format!(
-                "fn {function}(i: u32) -> vec4<f32> {{ return textureLoad({texture}, texel(i)); }}"
-            )
+            if line.contains("-> f32") {
+                format!(
+                    "fn {function}(i: u32) -> f32 {{ return textureLoad({texture}, texel(i / 4u))[i % 4u]; }}"
+                )
+            } else {
+                format!(
+                    "fn {function}(i: u32) -> vec4<f32> {{ return textureLoad({texture}, texel(i)); }}"
+                )
+            }
         })
 }
 
@@ -179,6 +187,67 @@ pub(crate) fn with_texture_readers(
         name,
         source: Box::leak(src.into_boxed_str()),
     }
+}
+
+/// Elements from which the memory-bound CPU kernels (elementwise, reductions, copies, Adam, the INR
+/// sine layer) read their operands from textures: on lavapipe a storage-buffer load whose address
+/// differs per lane is a loop over the lanes (~4 ns per float, measured on a 262,144-float map),
+/// against ~1.5 ns through a texture, its copy included; each texture copy costs about a dispatch
+/// (~35 µs), which the saving repays from about this size on.
+pub const OPERAND_TEXTURE_MIN_ELEMENTS: usize = 1 << 14;
+
+/// Whether a memory-bound kernel over `n` elements reads its operands from textures: on CPU adapters
+/// from [`OPERAND_TEXTURE_MIN_ELEMENTS`] on, unless the variable `var` (`buffers|textures`) forces
+/// either.
+pub(crate) fn operand_textures_for(gpu: &crate::gpu::Gpu, n: usize, var: &str) -> bool {
+    operand_textures_forced(var).unwrap_or(gpu.is_cpu() && n >= OPERAND_TEXTURE_MIN_ELEMENTS)
+}
+
+/// Launch `entry` with `operands` (tensor, operand-texture slot, binding) read from operand textures
+/// ([`layout::to_operand_texture`]) by `textured()`, the texture variant of `plain`, when `textures`
+/// holds, the adapter binds that many storage textures and every operand fits; otherwise `plain`
+/// reads them from their buffers (which `buffers` binds either way). Commands run in order, so a slot
+/// can be reused by the next launch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch_reading_textures(
+    gpu: &crate::gpu::Gpu,
+    plain: &'static crate::gpu::Shader,
+    textured: impl FnOnce() -> &'static crate::gpu::Shader,
+    entry: &'static str,
+    constants: &[(&'static str, f64)],
+    params: &[u8],
+    buffers: &[(&wgpu::Buffer, crate::gpu::Access)],
+    operands: &[(&crate::tensor::Tensor, u8, u32)],
+    textures: bool,
+    grid: [u32; 3],
+) -> crate::error::Result<()> {
+    let enough = gpu.limits().max_storage_textures_per_shader_stage as usize >= operands.len();
+    if textures && enough && operands.iter().all(|(t, _, _)| t.numel().is_multiple_of(4)) {
+        let mut views = Vec::with_capacity(operands.len());
+        for (t, slot, _) in operands {
+            match layout::to_operand_texture(t, *slot)? {
+                Some(view) => views.push(view),
+                None => break,
+            }
+        }
+        if views.len() == operands.len() {
+            let bound: Vec<(u32, &wgpu::TextureView, crate::gpu::TextureAccess)> = views
+                .iter()
+                .zip(operands)
+                .map(|(v, (_, _, binding))| (*binding, v, crate::gpu::TextureAccess::ReadOnly))
+                .collect();
+            return gpu.dispatch_with_textures(
+                textured(),
+                entry,
+                constants,
+                params,
+                buffers,
+                &bound,
+                grid,
+            );
+        }
+    }
+    gpu.dispatch(plain, entry, constants, params, buffers, grid)
 }
 
 /// Row-major strides of a shape.

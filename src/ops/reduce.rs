@@ -1,10 +1,14 @@
 //! Reductions (`shaders/reduce.wgsl`): sum and mean over one axis or over all elements, and summing a
 //! broadcast gradient back to an operand's shape.
 
-use super::{grid_1d, one_invocation_per_output, shader, split_loop};
+use super::{
+    dispatch_reading_textures, grid_1d, one_invocation_per_output, operand_textures_for, shader,
+    split_loop, with_texture_readers,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
+use std::sync::OnceLock;
 
 pub static SHADER: Shader = shader!("reduce");
 
@@ -91,8 +95,12 @@ fn launch_sum(
     } else {
         ("sum_axis", grid_1d(outputs, 1))
     };
-    x.gpu().dispatch(
+    let textures = entry == "sum_axis_lanes"
+        && operand_textures_for(x.gpu(), x.numel(), "VITGAN_REDUCE_OPERANDS");
+    dispatch_reading_textures(
+        x.gpu(),
         &SHADER,
+        shader_with_textures,
         entry,
         &[],
         bytemuck::bytes_of(&params),
@@ -100,8 +108,20 @@ fn launch_sum(
             (x.buffer(), Access::Read),
             (out.buffer(), Access::ReadWrite),
         ],
+        &[(x, 0, 8)],
+        textures,
         groups,
     )
+}
+
+/// The shader with `sum_axis_lanes` reading `x` from the operand texture at binding 8 (on CPU
+/// adapters for inputs of at least [`super::OPERAND_TEXTURE_MIN_ELEMENTS`] floats; `VITGAN_REDUCE_OPERANDS=
+/// buffers|textures` forces either).
+pub fn shader_with_textures() -> &'static Shader {
+    static WITH_TEXTURES: OnceLock<Shader> = OnceLock::new();
+    WITH_TEXTURES.get_or_init(|| {
+        with_texture_readers("reduce_textures", SHADER.source, &[("x_at", "x_tex")])
+    })
 }
 
 /// Σ over `axis`.
