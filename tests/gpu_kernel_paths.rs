@@ -907,6 +907,16 @@ fn memory_bound_kernels_read_buffers_and_textures() {
                 let label = format!("adam {what}, {operands}");
                 assert_close(&t.to_vec().unwrap(), want, 1e-5, 1e-5, &label);
             }
+            // the same step without an EMA (D's optimiser)
+            let param = at.deep_clone().unwrap();
+            let m = upload_to(&g, &row_b.repeat(5), &[n]);
+            let v = upload_to(&g, &vec![0.25; n], &[n]);
+            let ((), ran) = dispatched(&g, || {
+                adam_step(&param, &grad, &m, &v, None, cfg, 1).unwrap()
+            });
+            check(&ran, "adam", "adam_step_chunks4", "adam without EMA");
+            let label = format!("adam without EMA, {operands}");
+            assert_close(&param.to_vec().unwrap(), &want_p, 1e-5, 1e-5, &label);
             // the INR sine layer: x [N, T, H] = a viewed as [37, 5, 12], d1 and s2 [37, 12]
             let d1 = upload_to(&g, &row_b, &[rows, inner]);
             let s2 = upload_to(&g, &row_b, &[rows, inner]);

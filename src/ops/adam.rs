@@ -96,10 +96,14 @@ pub fn adam_step(
             &dummy
         }
     };
-    let mut operands = vec![(grad, 0, 8), (param, 1, 9), (m, 2, 10), (v, 3, 11)];
-    if ema.is_some() {
-        operands.push((ema_buf, 4, 12));
-    }
+    // the EMA texture is bound even when WITH_EMA is off (the pipeline's layout needs it; never read)
+    let operands = [
+        (grad, 0, 8),
+        (param, 1, 9),
+        (m, 2, 10),
+        (v, 3, 11),
+        (ema_buf, 4, 12),
+    ];
     dispatch_reading_textures(
         param.gpu(),
         &SHADER,
