@@ -3,8 +3,8 @@
 //! Also the CPU kernels of matmul and attention with both operand sources, storage buffers and
 //! textures (on CPU adapters operands are read from textures by default; on GPUs these kernels run only
 //! when forced), the LayerNorm row and column kernels with γ, β, x, dy from buffers and from
-//! textures, and the memory-bound CPU kernels (elementwise, sums, strided copies, Adam, the INR sine
-//! layer) with their operands from buffers and from textures.
+//! textures, and the memory-bound CPU kernels (elementwise, sums, strided copies, Adam) with their
+//! operands from buffers and from textures.
 //!
 //! Every forced path is checked twice: its results against the f64 references (forward and backward),
 //! and the kernel that actually ran, read from the GPU's profile (`VITGAN_PROFILE=1` records every
@@ -38,13 +38,11 @@ static ENV_LOCK: Mutex<()> = Mutex::new(());
 
 /// The variables that choose kernels and paths. [`with_env`] removes those it is not given, so each
 /// call runs under a fully stated choice whatever the surrounding environment holds.
-const PATH_VARS: [&str; 15] = [
+const PATH_VARS: [&str; 13] = [
     "VITGAN_ELEMENTWISE_OPERANDS",
     "VITGAN_REDUCE_OPERANDS",
     "VITGAN_LAYOUT_OPERANDS",
     "VITGAN_ADAM_OPERANDS",
-    "VITGAN_INR_SINE_OPERANDS",
-    "VITGAN_INR_SINE",
     "VITGAN_MATMUL_KERNEL",
     "VITGAN_MATMUL_TILE",
     "VITGAN_MATMUL_OPERANDS",
@@ -740,7 +738,7 @@ fn tape_attention_composes_only_when_asked() {
 
 // ---- memory-bound kernels: operands from buffers and from textures --------------------------------
 
-/// Elementwise maps, sums over an axis, strided copies, Adam and the INR sine layer, each forced to
+/// Elementwise maps, sums over an axis, strided copies and Adam, each forced to
 /// read its operands from buffers and from textures (`VITGAN_*_OPERANDS`), against f64 references,
 /// with the kernel that ran checked (on CPU adapters; elsewhere these vec4 kernels do not run and
 /// only the results are checked).
@@ -748,7 +746,6 @@ fn tape_attention_composes_only_when_asked() {
 fn memory_bound_kernels_read_buffers_and_textures() {
     use vitgan::ops::adam::{AdamConfig, adam_step};
     use vitgan::ops::elementwise::{Binary, Unary, binary, unary, unary_backward};
-    use vitgan::ops::inr_sine::inr_sine_forward;
     use vitgan::ops::{layout, reduce};
     let g = profiled_gpu(None).unwrap();
     let cpu = g.is_cpu();
@@ -779,7 +776,6 @@ fn memory_bound_kernels_read_buffers_and_textures() {
             "VITGAN_REDUCE_OPERANDS",
             "VITGAN_LAYOUT_OPERANDS",
             "VITGAN_ADAM_OPERANDS",
-            "VITGAN_INR_SINE_OPERANDS",
         ]
         .into_iter()
         .map(|v| (v, operands))
@@ -917,26 +913,6 @@ fn memory_bound_kernels_read_buffers_and_textures() {
             check(&ran, "adam", "adam_step_chunks4", "adam without EMA");
             let label = format!("adam without EMA, {operands}");
             assert_close(&param.to_vec().unwrap(), &want_p, 1e-5, 1e-5, &label);
-            // the INR sine layer: x [N, T, H] = a viewed as [37, 5, 12], d1 and s2 [37, 12]
-            let d1 = upload_to(&g, &row_b, &[rows, inner]);
-            let s2 = upload_to(&g, &row_b, &[rows, inner]);
-            let b1 = upload_to(&g, &b[..inner], &[inner]);
-            let (y, ran) = dispatched(&g, || inr_sine_forward(&at, &d1, &b1, &s2).unwrap());
-            check(&ran, "inr_sine", "inr_sine_forward", "inr sine");
-            let want: Vec<f64> = (0..n)
-                .map(|i| {
-                    let (nn, o) = (i / (5 * inner), i % inner);
-                    let dv = row64[nn * inner + o];
-                    dv * (dv * a64[i] + b64[o]).sin()
-                })
-                .collect();
-            assert_close(
-                &y.to_vec().unwrap(),
-                &want,
-                1e-5,
-                1e-5,
-                &format!("inr sine, {operands}"),
-            );
         });
     }
 }

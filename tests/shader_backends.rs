@@ -1,7 +1,7 @@
 //! Portability without the hardware: every shader module the launchers can dispatch — each
 //! `shaders/*.wgsl` file and every generated variant (matmul tile/texture variants, the texture and
 //! no-subgroup variants of attention, the texture variants of LayerNorm and of the memory-bound
-//! families: elementwise, reduce, layout, Adam, the INR sine layer) — is validated with the capabilities of each
+//! families: elementwise, reduce, layout, Adam) — is validated with the capabilities of each
 //! target and translated, entry point by entry point, with naga's own back ends, as wgpu does on
 //! that platform: SPIR-V (Vulkan), MSL 2.4 (Metal), HLSL shader model 6.0 (DX12) and GLSL ES 3.10
 //! (the GL backend). Override constants take their defaults (as a pipeline without constants does).
@@ -13,7 +13,7 @@
 use naga::back::PipelineConstants;
 use naga::back::pipeline_constants::process_overrides;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use vitgan::ops::{adam, attention, elementwise, inr_sine, layer_norm, layout, matmul, reduce};
+use vitgan::ops::{adam, attention, elementwise, layer_norm, layout, matmul, reduce};
 
 /// (name, source) of every module the launchers can build.
 fn modules() -> Vec<(String, String)> {
@@ -45,7 +45,6 @@ fn modules() -> Vec<(String, String)> {
         reduce::shader_with_textures(),
         layout::shader_with_textures(),
         adam::shader_with_textures(),
-        inr_sine::shader_with_textures(),
     ] {
         out.push((s.name.to_string(), s.source.to_string()));
     }

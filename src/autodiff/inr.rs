@@ -1,25 +1,12 @@
-//! Tape ops of the `inr` kernel families (kernels and launchers in `crate::ops::inr` and
-//! `crate::ops::inr_sine`).
+//! Tape ops of the `inr` kernel family (kernels and launchers in `crate::ops::inr`).
 
 use crate::autodiff::{Tape, Var};
 use crate::error::Result;
 use crate::ops::elementwise::Unary;
 use crate::ops::inr::*;
-use crate::ops::inr_sine::{inr_sine_backward, inr_sine_forward, inr_sine_supported};
 use crate::ops::matmul::Activation;
 
 impl Tape {
-    /// `s2 ⊙ sin(d1 ⊙ x + b1)` on the tape: `x` [N, T, H], `d1` and `s2` [N, H] broadcast over the
-    /// T pixels, `b1` [H] (one kernel each way; see [`inr_sine_forward`]).
-    pub fn inr_sine(&self, x: Var, d1: Var, b1: Var, s2: Var) -> Result<Var> {
-        let [xv, d1v, b1v, s2v] = [x, d1, b1, s2].map(|v| self.value(v));
-        let out = inr_sine_forward(&xv, &d1v, &b1v, &s2v)?;
-        Ok(self.record(out, &[x, d1, b1, s2], move |g| {
-            let gr = inr_sine_backward(&xv, &d1v, &b1v, &s2v, g)?;
-            Ok(vec![Some(gr.dx), Some(gr.dd1), Some(gr.db1), Some(gr.ds2)])
-        }))
-    }
-
     /// The fused INR patch decoder on the tape: `e` [T, F], `s1` [N, F], `s2` [N, Hd], `w1` [Hd, F],
     /// `b1` [Hd], `w2` [C, Hd], `b2` [C] → [N, T, C] (see [`inr_forward`]); the output layer is
     /// demodulated when `demodulate_output`.
@@ -121,18 +108,13 @@ pub fn inr_decode_unfused(
     let x = tape.matmul_fused(u, w1, None, false, true, Activation::None)?; // [N·T, Hd]
     let x = tape.reshape(x, &[n, t, hd])?;
     let d1 = demodulation(s1, w1)?; // [N, Hd]
-    // h = sin(x ⊙ d1 + b1), then modulated by s2 for layer 2: one kernel where it applies
-    // (`VITGAN_INR_SINE=off` composes it from elementwise ops, for comparisons)
-    let fused = std::env::var("VITGAN_INR_SINE").map_or(true, |v| v.trim() != "off");
-    let hs = if fused && inr_sine_supported(t, hd) {
-        tape.inr_sine(x, d1, b1, s2)?
-    } else {
-        let d1 = tape.reshape(d1, &[n, 1, hd])?;
-        let z = tape.add(tape.mul(x, d1)?, b1)?;
-        let h = tape.unary(z, Unary::Sin)?;
-        tape.mul(h, tape.reshape(s2, &[n, 1, hd])?)?
-    };
+    let d1 = tape.reshape(d1, &[n, 1, hd])?;
+    let z = tape.mul(x, d1)?;
+    let z = tape.add(z, b1)?;
+    let h = tape.unary(z, Unary::Sin)?;
     // layer 2
+    let s2_3 = tape.reshape(s2, &[n, 1, hd])?;
+    let hs = tape.mul(h, s2_3)?;
     let hs = tape.reshape(hs, &[n * t, hd])?;
     let y = tape.matmul_fused(hs, w2, None, false, true, Activation::None)?; // [N·T, C]
     let y = tape.reshape(y, &[n, t, c])?;

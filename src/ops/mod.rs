@@ -7,7 +7,6 @@ pub mod augment;
 pub mod conv;
 pub mod elementwise;
 pub mod inr;
-pub mod inr_sine;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
@@ -189,8 +188,8 @@ pub(crate) fn with_texture_readers(
     }
 }
 
-/// Elements from which the memory-bound CPU kernels (elementwise, reductions, copies, Adam, the INR
-/// sine layer) read their operands from textures: on lavapipe a storage-buffer load whose address
+/// Elements from which the memory-bound CPU kernels (elementwise, reductions, copies, Adam,
+/// LayerNorm) read their operands from textures: on lavapipe a storage-buffer load whose address
 /// differs per lane is a loop over the lanes (~4 ns per float, measured on a 262,144-float map),
 /// against ~1.5 ns through a texture, its copy included; each texture copy costs about a dispatch
 /// (~35 µs), which the saving repays from about this size on.
