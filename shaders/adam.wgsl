@@ -70,17 +70,13 @@ fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 
 // Readers of the chunked kernel; the launcher's texture variant (larger tensors) swaps these lines for
 // loads from the operand textures below (a copy of each operand taken just before the kernel; vec4 i
-// at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)): a vector gather on lavapipe, where a storage-buffer
+// at texel (i % 1024, i / 1024)): a vector gather on lavapipe, where a storage-buffer
 // load is a loop over the lanes. The kernel still writes m, v, the parameter and the EMA in place.
 @group(0) @binding(8) var grad_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(9) var param_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(10) var m_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(11) var v_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(12) var ema_tex: texture_storage_2d<rgba32float, read>;
-const TEXTURE_WIDTH: u32 = 1024u;
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
-}
 fn grad4_at(i: u32) -> vec4<f32> { return grad4[i]; }
 fn param4_at(i: u32) -> vec4<f32> { return param4[i]; }
 fn m4_at(i: u32) -> vec4<f32> { return m4[i]; }

@@ -509,7 +509,7 @@ fn sg_at(hb: u32, row: u32, c: u32) -> u32 {
 }
 
 // The same inputs copied into rgba32float storage textures (layout::to_operand_texture: vec4 i at
-// texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)). The launcher's texture variant swaps the five `*_at`
+// texel (i % 1024, i / 1024)). The launcher's texture variant swaps the five `*_at`
 // lines below for texel loads, which on lavapipe cost about a quarter of a storage-buffer load.
 @group(0) @binding(10) var q_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(11) var k_tex: texture_storage_2d<rgba32float, read>;
@@ -517,11 +517,6 @@ fn sg_at(hb: u32, row: u32, c: u32) -> u32 {
 @group(0) @binding(13) var dout_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(14) var out_tex: texture_storage_2d<rgba32float, read>;
 
-const TEXTURE_WIDTH: u32 = 1024u;
-
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
-}
 
 fn q4_at(i: u32) -> vec4<f32> { return q4[i]; }
 fn k4_at(i: u32) -> vec4<f32> { return k4[i]; }

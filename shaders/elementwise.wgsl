@@ -260,13 +260,9 @@ fn unary_derivative4(x: vec4<f32>) -> vec4<f32> {
 @group(0) @binding(1) var<storage, read> ux4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> uy4: array<vec4<f32>>;
 
-// The operand textures of the texture variant: vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH).
+// The operand textures of the texture variant: vec4 i at texel (i % 1024, i / 1024).
 @group(0) @binding(8) var tex_a: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(9) var tex_b: texture_storage_2d<rgba32float, read>;
-const TEXTURE_WIDTH: u32 = 1024u;
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
-}
 
 fn ux4_at(i: u32) -> vec4<f32> { return ux4[i]; }
 

@@ -57,13 +57,9 @@ fn strided_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
 // The launcher's texture variant (CPU adapters, larger copies) swaps the reader line below for a load
-// from this operand texture, which holds vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH): a
+// from this operand texture, which holds vec4 i at texel (i % 1024, i / 1024): a
 // vector gather on lavapipe, where a storage-buffer load is a loop over the lanes.
 @group(0) @binding(8) var src_tex: texture_storage_2d<rgba32float, read>;
-const TEXTURE_WIDTH: u32 = 1024u;
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
-}
 fn src4_at(i: u32) -> vec4<f32> { return src4[i]; }
 
 @compute @workgroup_size(64)

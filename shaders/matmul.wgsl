@@ -81,15 +81,11 @@ struct Params {
 @group(0) @binding(10) var a_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(11) var b_tex: texture_storage_2d<rgba32float, read>;
 
-// Operand textures hold vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH) (layout::to_operand_texture).
-const TEXTURE_WIDTH: u32 = 1024u;
-
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
-}
+// Operand textures hold vec4 i at texel (i % 1024, i / 1024) (layout::to_operand_texture; the
+// generated texture readers compute it).
 
 // vec4 i of A / B, the reads of the CPU kernels. The launcher's texture variant (CPU adapters) swaps
-// these two lines for `textureLoad(a_tex, texel(i))` / `textureLoad(b_tex, texel(i))`: on lavapipe a
+// these two lines for texel loads from `a_tex` / `b_tex` (`ops::texture_reader`): on lavapipe a
 // texel load costs about a quarter of a storage-buffer load (a vector gather instead of a scalar loop
 // over the lanes with a bounds check each).
 fn a4_at(i: u32) -> vec4<f32> { return a4[i]; }

@@ -26,11 +26,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(8) var x_tex: texture_storage_2d<rgba32float, read>;
 
-// Operand textures hold vec4 i at texel (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH).
-const TEXTURE_WIDTH: u32 = 1024u;
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
-}
+// Operand textures hold vec4 i at texel (i % 1024, i / 1024); the generated readers compute it.
 
 fn x_at(i: u32) -> f32 { return x[i]; }
 

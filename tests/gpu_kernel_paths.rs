@@ -751,7 +751,8 @@ fn memory_bound_kernels_read_buffers_and_textures() {
     let cpu = g.is_cpu();
     let mut r = rng(41);
     // odd outer sizes; the innermost a multiple of 4 (the vec4 kernels' condition)
-    let (rows, inner) = (37usize, 12usize);
+    // 5,180 floats: past the first texture row (1,024 vec4s)
+    let (rows, inner) = (37usize, 28usize);
     let n = rows * 5 * inner;
     let a = random(&mut r, n, -2.0, 2.0);
     let b = random(&mut r, n, -2.0, 2.0);

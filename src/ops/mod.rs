@@ -147,20 +147,26 @@ pub fn coalesce_dims(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<V
 
 /// For the texture variants of a shader: if `line` is one of the one-line operand readers named in
 /// `readers` (`(function, texture)`, e.g. `("a4_at", "a_tex")`: `fn a4_at(i: u32) -> vec4<f32> { … }`),
-/// the same reader loading vec4 `i` from the operand texture instead. A scalar reader
+/// the same reader loading vec4 `i` from the operand texture instead (at texel `(i % W, i / W)`, `W` =
+/// [`crate::gpu::OPERAND_TEXTURE_WIDTH`], computed in the generated line, so the shaders need no
+/// helper of their own). A scalar reader
 /// (`fn x_at(i: u32) -> f32 { … }`) becomes a load of component `i % 4` of texel `i / 4`.
 pub(crate) fn texture_reader(line: &str, readers: &[(&str, &str)]) -> Option<String> {
     readers
         .iter()
         .find(|(function, _)| line.starts_with(&format!("fn {function}(i")))
         .map(|(function, texture)| {
+            // vec4 i lives at texel (i % W, i / W), W = OPERAND_TEXTURE_WIDTH
+            let w = crate::gpu::OPERAND_TEXTURE_WIDTH;
             if line.contains("-> f32") {
                 format!(
-                    "fn {function}(i: u32) -> f32 {{ return textureLoad({texture}, texel(i / 4u))[i % 4u]; }}"
+                    "fn {function}(i: u32) -> f32 {{ let t = i / 4u; \
+                     return textureLoad({texture}, vec2(t % {w}u, t / {w}u))[i % 4u]; }}"
                 )
             } else {
                 format!(
-                    "fn {function}(i: u32) -> vec4<f32> {{ return textureLoad({texture}, texel(i)); }}"
+                    "fn {function}(i: u32) -> vec4<f32> {{ \
+                     return textureLoad({texture}, vec2(i % {w}u, i / {w}u)); }}"
                 )
             }
         })
