@@ -7,6 +7,7 @@
 // Normalised weight:   W̄ = σ0 · W / σ            (scale_by_sigma_ratio; σ0 = σ(W_init), a constant)
 // Backward, u and v held constant (∂σ/∂W = u vᵀ), with G = dL/dW̄ and s = ⟨G, W⟩ = Σ_ij G_ij W_ij:
 //   dW = σ0/σ · (G − s/σ · u vᵀ)    (row_dots, then sum_vector, then spectral_normalize_backward)
+// The three products have opt-in `_lanes` forms for CPU adapters (below).
 
 struct Params {
     rows: u32,
@@ -122,6 +123,50 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (valid && lid == 0u) {
         mv_out[row] = total;
     }
+}
+
+// The same three products with one invocation per output and no workgroup memory, for CPU adapters
+// (opt-in, `VITGAN_SPECTRAL_NORM_KERNEL=lanes`): on lavapipe a workgroup barrier is a switch between
+// the invocations' coroutines, which the tree reductions above pay at every level. The launcher
+// keeps each loop within the CPU loop budget.
+@compute @workgroup_size(64)
+fn transposed_matvec_lanes(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let col = gid.y * nwg.x * WG + gid.x;
+    if (col >= p.cols) {
+        return;
+    }
+    var s = 0.0;
+    for (var i = 0u; i < p.rows; i = i + 1u) {
+        s = s + tv_w[i * p.cols + col] * tv_u[i];
+    }
+    tv_out[col] = s;
+}
+
+@compute @workgroup_size(64)
+fn matvec_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * WG + gid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.cols; j = j + 1u) {
+        s = s + mv_w[row * p.cols + j] * mv_v[j];
+    }
+    mv_out[row] = s;
+}
+
+@compute @workgroup_size(64)
+fn row_dots_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * WG + gid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.cols; j = j + 1u) {
+        s = s + rd_g[row * p.cols + j] * rd_w[row * p.cols + j];
+    }
+    rd_out[row] = s;
 }
 
 // One workgroup: nm_out = nm_x / ‖nm_x‖ (nm_out may not alias nm_x: the launcher binds distinct buffers).

@@ -17,6 +17,7 @@
 mod common;
 use common::attention::{Dims, attention_backward_ref, attention_ref};
 use common::layer_norm::{layer_norm_backward_ref, layer_norm_ref};
+use common::spectral_norm::power_iteration_ref;
 use common::*;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -38,7 +39,8 @@ static ENV_LOCK: Mutex<()> = Mutex::new(());
 
 /// The variables that choose kernels and paths. [`with_env`] removes those it is not given, so each
 /// call runs under a fully stated choice whatever the surrounding environment holds.
-const PATH_VARS: [&str; 13] = [
+const PATH_VARS: [&str; 14] = [
+    "VITGAN_SPECTRAL_NORM_KERNEL",
     "VITGAN_ELEMENTWISE_OPERANDS",
     "VITGAN_REDUCE_OPERANDS",
     "VITGAN_LAYOUT_OPERANDS",
@@ -915,5 +917,94 @@ fn memory_bound_kernels_read_buffers_and_textures() {
             let label = format!("adam without EMA, {operands}");
             assert_close(&param.to_vec().unwrap(), &want_p, 1e-5, 1e-5, &label);
         });
+    }
+}
+
+// ---- spectral normalisation: workgroup reductions and one invocation per output -------------------
+
+/// The power iteration and the backward's ⟨G, W⟩ with the workgroup kernels (the default) and the
+/// opt-in `_lanes` kernels, each forced, against the f64 references; odd shapes, a weight
+/// wider than 64 columns and one taller than 64 rows.
+#[test]
+fn spectral_norm_paths_match_the_reference() {
+    use vitgan::ops::spectral_norm::{power_iteration, spectral_normalize_backward};
+    let g = profiled_gpu(None).unwrap();
+    for (i, &(out, inp)) in [(7usize, 13usize), (65, 33), (3, 300), (130, 70)]
+        .iter()
+        .enumerate()
+    {
+        let mut r = rng(900 + i as u64);
+        let w = random(&mut r, out * inp, -1.0, 1.0);
+        let u0 = random(&mut r, out, -1.0, 1.0);
+        let grad = random(&mut r, out * inp, -1.0, 1.0);
+        let (w64, g64) = (to_f64(&w), to_f64(&grad));
+        let (want_u, want_v, want_sigma) = power_iteration_ref(&w64, out, inp, &to_f64(&u0), 2);
+        for kernel in ["workgroup", "lanes"] {
+            let label = format!("{out}x{inp}, {kernel}");
+            with_env(
+                &[
+                    ("VITGAN_SPECTRAL_NORM_KERNEL", kernel),
+                    ("VITGAN_PROFILE", "1"),
+                ],
+                || {
+                    let wt = upload_to(&g, &w, &[out, inp]);
+                    let u = upload_to(&g, &u0, &[out]);
+                    let ((sigma, v), ran) = dispatched(&g, || power_iteration(&wt, &u, 2).unwrap());
+                    for entry in ["transposed_matvec", "matvec"] {
+                        let wanted = match kernel {
+                            "lanes" => format!("spectral_norm::{entry}_lanes"),
+                            _ => format!("spectral_norm::{entry}"),
+                        };
+                        assert!(
+                            ran.contains(&wanted),
+                            "{label}: wanted {wanted}, ran {ran:?}"
+                        );
+                    }
+                    assert_close(
+                        &u.to_vec().unwrap(),
+                        &want_u,
+                        1e-5,
+                        1e-4,
+                        &format!("u, {label}"),
+                    );
+                    assert_close(
+                        &v.to_vec().unwrap(),
+                        &want_v,
+                        1e-5,
+                        1e-4,
+                        &format!("v, {label}"),
+                    );
+                    let got_sigma = sigma.to_vec().unwrap();
+                    assert_close(&got_sigma, &[want_sigma], 0.0, 1e-5, &format!("σ, {label}"));
+                    // dW = σ0/σ · (G − ⟨G, W⟩/σ · u vᵀ), with this call's u, v and σ
+                    let sigma0 = upload_to(&g, &[1.7], &[1]);
+                    let gt = upload_to(&g, &grad, &[out, inp]);
+                    let (dw, ran) = dispatched(&g, || {
+                        spectral_normalize_backward(&gt, &wt, &u, &v, &sigma0, &sigma).unwrap()
+                    });
+                    let wanted = match kernel {
+                        "lanes" => "spectral_norm::row_dots_lanes",
+                        _ => "spectral_norm::row_dots",
+                    };
+                    assert!(
+                        ran.iter().any(|k| k == wanted),
+                        "{label}: wanted {wanted}, ran {ran:?}"
+                    );
+                    let (u64_, v64) = (to_f64(&u.to_vec().unwrap()), to_f64(&v.to_vec().unwrap()));
+                    let s = got_sigma[0] as f64;
+                    let dot: f64 = g64.iter().zip(&w64).map(|(a, b)| a * b).sum();
+                    let want: Vec<f64> = (0..out * inp)
+                        .map(|k| 1.7 / s * (g64[k] - dot / s * u64_[k / inp] * v64[k % inp]))
+                        .collect();
+                    assert_close(
+                        &dw.to_vec().unwrap(),
+                        &want,
+                        1e-5,
+                        1e-4,
+                        &format!("dW, {label}"),
+                    );
+                },
+            );
+        }
     }
 }

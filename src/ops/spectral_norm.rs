@@ -7,7 +7,7 @@
 //! Backward, with `u, v` constant: `dW = σ0/σ · (G − ⟨G, W⟩/σ · u vᵀ)`.
 //! Everything stays on the GPU: `u` is updated in place and `σ` is a one-element tensor.
 
-use super::{grid_1d, shader};
+use super::{fits_loop_budget, grid_1d, shader};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Shader};
 use crate::tensor::Tensor;
@@ -72,6 +72,16 @@ fn params(rows: usize, cols: usize, n: usize) -> Params {
 }
 
 /// `out = x / ‖x‖` and `norm[0] = ‖x‖` (one workgroup).
+/// Whether the products run their `_lanes` kernels (one invocation per output, a serial loop of
+/// `loop_len` terms, no barriers): only when `VITGAN_SPECTRAL_NORM_KERNEL=lanes` asks for them, and
+/// only while the loop fits the CPU loop budget. Opt-in: on lavapipe they made the `tiny` step ~10 %
+/// faster, but they sum in another order, and four training seeds so perturbed measured worse
+/// (README, Performance); the workgroup reductions stay the default everywhere.
+fn lanes(loop_len: usize) -> bool {
+    std::env::var("VITGAN_SPECTRAL_NORM_KERNEL").as_deref() == Ok("lanes")
+        && fits_loop_budget(loop_len)
+}
+
 fn normalize(x: &Tensor, out: &Tensor, norm: &Tensor) -> Result<()> {
     x.gpu().dispatch(
         &SHADER,
@@ -133,9 +143,13 @@ fn iterate(w: &Tensor, u_in: &Tensor, u_out: &Tensor, iters: u32) -> Result<(Ten
     let p = params(out, inp, 0);
     let mut u = u_in;
     for _ in 0..iters {
+        let (entry, grid) = match lanes(out) {
+            true => ("transposed_matvec_lanes", grid_1d(inp, 64)),
+            false => ("transposed_matvec", grid_1d(inp, TV_COLS)),
+        };
         gpu.dispatch(
             &SHADER,
-            "transposed_matvec",
+            entry,
             &[],
             bytemuck::bytes_of(&p),
             &[
@@ -143,13 +157,17 @@ fn iterate(w: &Tensor, u_in: &Tensor, u_out: &Tensor, iters: u32) -> Result<(Ten
                 (u.buffer(), Access::Read),
                 (v_raw.buffer(), Access::ReadWrite),
             ],
-            grid_1d(inp, TV_COLS),
+            grid,
         )?;
         // ‖Wᵀu‖ lands in `sigma` and is overwritten by σ below.
         normalize(&v_raw, &v, &sigma)?;
+        let (entry, grid) = match lanes(inp) {
+            true => ("matvec_lanes", grid_1d(out, 64)),
+            false => ("matvec", grid_1d(out, 1)),
+        };
         gpu.dispatch(
             &SHADER,
-            "matvec",
+            entry,
             &[],
             bytemuck::bytes_of(&p),
             &[
@@ -157,7 +175,7 @@ fn iterate(w: &Tensor, u_in: &Tensor, u_out: &Tensor, iters: u32) -> Result<(Ten
                 (v.buffer(), Access::Read),
                 (u_raw.buffer(), Access::ReadWrite),
             ],
-            grid_1d(out, 1),
+            grid,
         )?;
         normalize(&u_raw, u_out, &sigma)?;
         u = u_out;
@@ -225,9 +243,13 @@ pub fn spectral_normalize_backward(
     check_scalar(op, "sigma", sigma)?;
     let gpu = w.gpu();
     let row_dots = Tensor::empty(gpu, &[out])?;
+    let (entry, grid) = match lanes(inp) {
+        true => ("row_dots_lanes", grid_1d(out, 64)),
+        false => ("row_dots", grid_1d(out, 1)),
+    };
     gpu.dispatch(
         &SHADER,
-        "row_dots",
+        entry,
         &[],
         bytemuck::bytes_of(&params(out, inp, 0)),
         &[
@@ -235,7 +257,7 @@ pub fn spectral_normalize_backward(
             (w.buffer(), Access::Read),
             (row_dots.buffer(), Access::ReadWrite),
         ],
-        grid_1d(out, 1),
+        grid,
     )?;
     let dot = Tensor::empty(gpu, &[1])?;
     gpu.dispatch(
