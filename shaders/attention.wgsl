@@ -517,7 +517,6 @@ fn sg_at(hb: u32, row: u32, c: u32) -> u32 {
 @group(0) @binding(13) var dout_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(14) var out_tex: texture_storage_2d<rgba32float, read>;
 
-
 fn q4_at(i: u32) -> vec4<f32> { return q4[i]; }
 fn k4_at(i: u32) -> vec4<f32> { return k4[i]; }
 fn v4_at(i: u32) -> vec4<f32> { return v4[i]; }

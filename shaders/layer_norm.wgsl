@@ -192,12 +192,11 @@ fn layer_norm_backward_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
 
 // γ and β copied into rgba32float storage textures (layout::to_operand_texture: vec4 i at texel
 // (i % 1024, i / 1024)). On CPU adapters the launcher uses a copy of this source with
-// the three `*_at` reader lines below swapped for texel loads: the lanes of a subgroup work on
+// the `*_at` reader lines below (γ, β, x, dy) swapped for texel loads: the lanes of a subgroup work on
 // different rows, and on lavapipe a storage-buffer load with per-lane addresses is a scalar loop over
 // the lanes while a texel load is one vector gather (γ and β were ~35 % of the forward's time).
 @group(0) @binding(8) var gamma_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(9) var beta_tex: texture_storage_2d<rgba32float, read>;
-
 
 fn fgamma4_at(i: u32) -> vec4<f32> { return fgamma4[i]; }
 fn fbeta4_at(i: u32) -> vec4<f32> { return fbeta4[i]; }

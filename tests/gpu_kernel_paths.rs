@@ -924,14 +924,22 @@ fn memory_bound_kernels_read_buffers_and_textures() {
 
 /// The power iteration and the backward's ⟨G, W⟩ with the workgroup kernels (the default) and the
 /// opt-in `_lanes` kernels, each forced, against the f64 references; odd shapes, a weight
-/// wider than 64 columns and one taller than 64 rows.
+/// wider than 64 columns, one taller than 64 rows, and one whose rows are longer than the CPU loop
+/// budget (16,400 columns: `W v` and the row sums must fall back to the workgroup kernels there,
+/// while `Wᵀu`, a loop over 2 rows, stays on the lanes kernel).
 #[test]
 fn spectral_norm_paths_match_the_reference() {
     use vitgan::ops::spectral_norm::{power_iteration, spectral_normalize_backward};
     let g = profiled_gpu(None).unwrap();
-    for (i, &(out, inp)) in [(7usize, 13usize), (65, 33), (3, 300), (130, 70)]
-        .iter()
-        .enumerate()
+    for (i, &(out, inp)) in [
+        (7usize, 13usize),
+        (65, 33),
+        (3, 300),
+        (130, 70),
+        (2, 16_400),
+    ]
+    .iter()
+    .enumerate()
     {
         let mut r = rng(900 + i as u64);
         let w = random(&mut r, out * inp, -1.0, 1.0);
@@ -950,10 +958,12 @@ fn spectral_norm_paths_match_the_reference() {
                     let wt = upload_to(&g, &w, &[out, inp]);
                     let u = upload_to(&g, &u0, &[out]);
                     let ((sigma, v), ran) = dispatched(&g, || power_iteration(&wt, &u, 2).unwrap());
-                    for entry in ["transposed_matvec", "matvec"] {
-                        let wanted = match kernel {
-                            "lanes" => format!("spectral_norm::{entry}_lanes"),
-                            _ => format!("spectral_norm::{entry}"),
+                    // each product's loop: Wᵀu over the rows, W v and the row sums over the columns
+                    let fits = |loop_len: usize| loop_len <= vitgan::ops::CPU_LOOP_BUDGET;
+                    for (entry, loop_len) in [("transposed_matvec", out), ("matvec", inp)] {
+                        let wanted = match kernel == "lanes" && fits(loop_len) {
+                            true => format!("spectral_norm::{entry}_lanes"),
+                            false => format!("spectral_norm::{entry}"),
                         };
                         assert!(
                             ran.contains(&wanted),
@@ -982,9 +992,9 @@ fn spectral_norm_paths_match_the_reference() {
                     let (dw, ran) = dispatched(&g, || {
                         spectral_normalize_backward(&gt, &wt, &u, &v, &sigma0, &sigma).unwrap()
                     });
-                    let wanted = match kernel {
-                        "lanes" => "spectral_norm::row_dots_lanes",
-                        _ => "spectral_norm::row_dots",
+                    let wanted = match kernel == "lanes" && fits(inp) {
+                        true => "spectral_norm::row_dots_lanes",
+                        false => "spectral_norm::row_dots",
                     };
                     assert!(
                         ran.iter().any(|k| k == wanted),

@@ -91,10 +91,10 @@ pub(crate) fn one_invocation_per_output(gpu: &crate::gpu::Gpu, outputs: usize) -
 /// Whether the CPU kernels of matmul and attention read their operands from textures: by default on
 /// CPU adapters, where a texel load costs about a quarter of a storage-buffer load; the environment
 /// variable `var` (`VITGAN_MATMUL_OPERANDS`, `VITGAN_ATTENTION_OPERANDS`) = `buffers|textures` forces
-/// either (for comparisons and tests). LayerNorm decides with [`operand_textures_forced`] and a size
-/// threshold of its own.
+/// either (for comparisons and tests). The memory-bound kernels use [`operand_textures_for`], which
+/// adds a size threshold.
 pub(crate) fn operand_textures_wanted(gpu: &crate::gpu::Gpu, var: &str) -> bool {
-    operand_textures_forced(var).unwrap_or(gpu.is_cpu())
+    operand_textures_for(gpu, usize::MAX, var)
 }
 
 /// The operand source the environment variable `var` forces (`buffers` → false, `textures` → true),

@@ -71,7 +71,6 @@ fn params(rows: usize, cols: usize, n: usize) -> Params {
     }
 }
 
-/// `out = x / ‖x‖` and `norm[0] = ‖x‖` (one workgroup).
 /// Whether the products run their `_lanes` kernels (one invocation per output, a serial loop of
 /// `loop_len` terms, no barriers): only when `VITGAN_SPECTRAL_NORM_KERNEL=lanes` asks for them, and
 /// only while the loop fits the CPU loop budget. Opt-in: on lavapipe they made the `tiny` step ~10 %
@@ -82,6 +81,7 @@ fn lanes(loop_len: usize) -> bool {
         && fits_loop_budget(loop_len)
 }
 
+/// `out = x / ‖x‖` and `norm[0] = ‖x‖` (one workgroup).
 fn normalize(x: &Tensor, out: &Tensor, norm: &Tensor) -> Result<()> {
     x.gpu().dispatch(
         &SHADER,
