@@ -310,6 +310,18 @@ fn main() -> Result<()> {
         ),
     ];
     let fused = MatmulShape::plain(8192, 384, 1536);
+    // the narrow weight gradients of a `tiny` step: the INR's output and hidden layers over 8,192
+    // pixels (cut into K-slices on CPU adapters, see `ops::matmul::k_slices`), D's and G's 64 × 64
+    // weights over 1,088 and 512 tokens
+    if bench.selected("matmul_at_narrow") {
+        for (m, k, n) in [(3, 8192, 32), (32, 8192, 32), (64, 1088, 64), (64, 512, 64)] {
+            let shape = MatmulShape {
+                trans_a: true,
+                ..MatmulShape::plain(m, k, n)
+            };
+            bench.matmul_case("matmul_at_narrow", shape, false, false)?;
+        }
+    }
     if bench.selected("matmul") {
         for s in plain {
             bench.matmul_case("matmul", s, false, false)?;

@@ -15,6 +15,7 @@ Knobs (defaults = the crate's recipe before issue 11):
     --inr-freq 2.0      std of the INR's Fourier-feature frequencies (patch coordinates in [-1, 1])
     --bcr-mode shift    shift (T on top of what D saw) | pair (two independent DiffAugment draws)
     --eq-affine 0       SLN γ/β and INR style layers with equalised lr (stored N(0,1), ×0.1/√fan_in)
+    --w2-gain 1.0       multiplier on the init of the INR output layer's weights
     --threads 2         PyTorch's CPU threads (another count changes reduction orders, i.e. rounding:
                         a way to see how far two runs of one recipe drift apart)
 Prints the multi-scale SWD (x1e3, mean of levels) of 2,048 EMA samples against 2,048 real images.
@@ -197,7 +198,8 @@ def init_g(P, cfg, k):
     else:
         P.params[dec + ".w1"] = torch.randn(hd, hd)
     P.params[dec + ".b1"] = (torch.rand(hd) * 2 - 1) * 0.5
-    P.params[dec + ".w2"] = torch.randn(c, hd) * (1.0 if k.torgb_demod else 1.0 / math.sqrt(hd))
+    P.params[dec + ".w2"] = (torch.randn(c, hd) * (1.0 if k.torgb_demod else 1.0 / math.sqrt(hd))
+                             * k.w2_gain)
     P.params[dec + ".b2"] = torch.zeros(c)
 
 
@@ -270,6 +272,13 @@ def discriminator(Dn, cfg, img, iters):
 
 # ---------------------------------------------------------------------------------------------- SWD
 
+def chroma(x):
+    """Mean absolute deviation of each pixel's channels from their mean, in [0, 1] units of the
+    [-1, 1] range: 0 for grey images; what colour speckle on grey data adds."""
+    x = x.clamp(-1, 1)
+    return float((x - x.mean(-1, keepdim=True)).abs().mean() / 2)
+
+
 def gauss_down(x):
     """[N, C, H, W] → blur [1 4 6 4 1]/16 (reflect) and take every other pixel."""
     k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -341,6 +350,7 @@ def main():
     ap.add_argument("--siren", type=int, default=0)
     ap.add_argument("--inr-freq", type=float, default=2.0)
     ap.add_argument("--eq-affine", type=int, default=0)
+    ap.add_argument("--w2-gain", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-n", type=int, default=2048)
     ap.add_argument("--save", default=None)
@@ -423,7 +433,8 @@ def main():
         s = swd(gen, ref)
         floor = swd(ref2, ref)
     print(f"RESULT swd {np.mean(s):.1f} levels {[round(v, 1) for v in s]} "
-          f"floor {np.mean(floor):.1f} train_s {train_s:.0f} args {vars(k)}", flush=True)
+          f"floor {np.mean(floor):.1f} chroma {chroma(gen):.4f} (real {chroma(ref):.4f}) "
+          f"train_s {train_s:.0f} args {vars(k)}", flush=True)
     if k.save:
         grid = ((gen[:64].clamp(-1, 1) + 1) * 127.5).byte().numpy()
         g = grid.reshape(8, 8, 16, 16, 3).transpose(0, 2, 1, 3, 4).reshape(128, 128, 3)

@@ -28,7 +28,8 @@ use vitgan::ops::attention::{
 };
 use vitgan::ops::layer_norm::{layer_norm_backward, layer_norm_forward};
 use vitgan::ops::matmul::{
-    MatmulKernel, MatmulOptions, TileConfig, matmul_fused, supports_subgroup_kernel,
+    K_SLICES_MIN_K, MatmulKernel, MatmulOptions, TileConfig, k_slices, matmul_fused,
+    supports_subgroup_kernel,
 };
 use vitgan::{Gpu, GpuOptions, Tensor};
 
@@ -39,8 +40,9 @@ static ENV_LOCK: Mutex<()> = Mutex::new(());
 
 /// The variables that choose kernels and paths. [`with_env`] removes those it is not given, so each
 /// call runs under a fully stated choice whatever the surrounding environment holds.
-const PATH_VARS: [&str; 14] = [
+const PATH_VARS: [&str; 15] = [
     "VITGAN_SPECTRAL_NORM_KERNEL",
+    "VITGAN_MATMUL_K_SLICES",
     "VITGAN_ELEMENTWISE_OPERANDS",
     "VITGAN_REDUCE_OPERANDS",
     "VITGAN_LAYOUT_OPERANDS",
@@ -319,6 +321,73 @@ fn forced_matmul_kernels_run_the_kernel_asked_for_and_match_references() {
             500 + 10 * i as u64,
         );
     }
+}
+
+/// Narrow weight gradients `Aᵀ·B` (`A: [K, M]`, `B: [K, N]`) with a long K, computed whole and as
+/// K-slices summed (`VITGAN_MATMUL_K_SLICES`), against the f64 reference: M or N not multiples of 4
+/// (padded on the sliced path), K past the slicing threshold and past one invocation's loop budget
+/// (66,560: 16,704 K-steps against `CPU_LOOP_BUDGET`'s 16,384, so the whole product is summed in
+/// pieces and the sliced one has 16 slices of 4,160), and shapes the slicing must leave alone (a K
+/// under the threshold or not divisible, a wide output, a transposed B).
+#[test]
+fn narrow_weight_gradients_match_the_reference_whole_and_in_k_slices() {
+    let g = profiled_gpu(None).unwrap();
+    let ta = MatmulOptions {
+        trans_a: true,
+        ..Default::default()
+    };
+    // (m, k, n, sliced when allowed)
+    let cases = [
+        (3, 8192, 32, true),
+        (32, 8192, 32, true),
+        (5, 4096, 7, true),
+        (1, K_SLICES_MIN_K, 4, true),
+        (64, 66_560, 3, true),
+        (3, K_SLICES_MIN_K - 4, 32, false),
+        (3, 4099, 32, false),
+        (128, 4096, 128, false),
+    ];
+    for (i, &(m, k, n, sliced)) in cases.iter().enumerate() {
+        let mut r = rng(900 + i as u64);
+        let a = random(&mut r, k * m, -1.0, 1.0);
+        let b = random(&mut r, k * n, -1.0, 1.0);
+        let want = matmul_ref(&to_f64(&a), &to_f64(&b), 1, 1, m, k, n, true, false);
+        let (a_t, b_t) = (upload_to(&g, &a, &[k, m]), upload_to(&g, &b, &[k, n]));
+        for mode in ["off", "on"] {
+            let label = format!("{m}x{k}x{n} Aᵀ·B, K-slices {mode}");
+            let ((c, ran), slices) = with_env(&[("VITGAN_MATMUL_K_SLICES", mode)], || {
+                (
+                    dispatched(&g, || matmul_fused(&a_t, &b_t, ta).unwrap()),
+                    k_slices(&a_t, &b_t, ta, m, n, k),
+                )
+            });
+            let (c, _) = c;
+            assert_eq!(c.shape(), [m, n], "{label}");
+            assert_close(&c.to_vec().unwrap(), &want, 2e-4, 1e-4, &label);
+            let expect_sliced = sliced && mode == "on";
+            assert_eq!(slices.is_some(), expect_sliced, "{label}");
+            let summed = ran.iter().any(|k| k.starts_with("reduce"));
+            assert_eq!(summed, expect_sliced, "{label}: ran {ran:?}");
+            assert_eq!(
+                ran.iter().filter(|k| k.starts_with("matmul_")).count(),
+                1,
+                "{label}: ran {ran:?}"
+            );
+        }
+    }
+    // a transposed B or an epilogue keeps the product whole
+    with_env(&[("VITGAN_MATMUL_K_SLICES", "on")], || {
+        let (a_t, b_t) = (
+            upload_to(&g, &vec![0.5; 8192 * 3], &[8192, 3]),
+            upload_to(&g, &vec![0.5; 8192 * 32], &[32, 8192]),
+        );
+        let tb = MatmulOptions {
+            trans_a: true,
+            trans_b: true,
+            ..Default::default()
+        };
+        assert_eq!(k_slices(&a_t, &b_t, tb, 3, 32, 8192), None);
+    });
 }
 
 // ---- attention -----------------------------------------------------------------------------------

@@ -403,6 +403,9 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
         ));
     }
     let gpu = a.gpu();
+    if let Some(slices) = k_slices(a, b, o, m, n, ka) {
+        return matmul_k_slices(a, b, m, n, ka, slices);
+    }
     let c = Tensor::empty(gpu, &out_shape)?;
     let pre = if o.save_preact {
         Some(Tensor::empty(gpu, &out_shape)?)
@@ -541,6 +544,96 @@ fn check_forced_kernel(gpu: &Gpu) -> Result<()> {
         "registers" | "subgroup" => Ok(()),
         _ => refuse("expected tiled, registers or subgroup".into()),
     }
+}
+
+/// Shortest inner dimension [`k_slices`] cuts.
+pub const K_SLICES_MIN_K: usize = 2048;
+
+/// Inner-dimension length a slice of [`k_slices`] keeps at least.
+const K_SLICE_MIN_LEN: usize = 256;
+
+/// How many K-slices to compute `Aᵀ·B` in, or `None` to run it as one product: on CPU adapters, a
+/// plain product whose operands both lead with the inner dimension (stored `[K, M]` and `[K, N]`:
+/// a weight gradient `Xᵀ·dY`), `K ≥` [`K_SLICES_MIN_K`], and so few output tiles that it would be
+/// one or two workgroups — one llvmpipe thread runs the whole K loop while the other waits (the
+/// INR's `[3, 32]` output-weight gradient over 8,192 pixels took 11.7 ms in one workgroup). The
+/// slices are free views: 16, 8 or 4 of them, each ≥ 256 long, dividing K (see
+/// `matmul_k_slices`). `VITGAN_MATMUL_K_SLICES=off` turns this off, `on` allows it on any adapter.
+pub fn k_slices(
+    a: &Tensor,
+    b: &Tensor,
+    o: MatmulOptions,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Option<usize> {
+    let forced = std::env::var("VITGAN_MATMUL_K_SLICES").map(|s| s.trim().to_ascii_lowercase());
+    let allowed = match forced.as_deref() {
+        Ok("off") => false,
+        Ok("on") => true,
+        _ => a.gpu().is_cpu(),
+    };
+    let plain = o.trans_a
+        && !o.trans_b
+        && o.bias.is_none()
+        && o.act == Activation::None
+        && !o.save_preact
+        && a.rank() == 2
+        && b.rank() == 2;
+    if !allowed || !plain || k < K_SLICES_MIN_K {
+        return None;
+    }
+    let t = TileConfig::for_problem(a.gpu(), 2.0 * (m * n * k) as f64).fitted_to(m, n);
+    let tiles = m.div_ceil(t.bm() as usize) * n.div_ceil(t.bn() as usize);
+    if tiles > 2 {
+        return None;
+    }
+    [16, 8, 4]
+        .into_iter()
+        .find(|&s| k.is_multiple_of(s) && k / s >= K_SLICE_MIN_LEN)
+}
+
+/// `Aᵀ·B` for `A: [K, M]`, `B: [K, N]` as `slices` products of K-slices, one batch (a workgroup per
+/// slice at least), then summed over the slices: `C = Σ_s A_sᵀ·B_s`. An `M` or `N` that is not a
+/// multiple of 4 is zero-padded to one first (a copy of `K × M` floats), so that the kernel reads
+/// both operands as vec4s — scalar reads made the INR's `[3, 32]` gradient 5× slower than `[32, 32]`
+/// — and the padded rows and columns are cut off the sum.
+fn matmul_k_slices(
+    a: &Tensor,
+    b: &Tensor,
+    m: usize,
+    n: usize,
+    k: usize,
+    slices: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    use super::{layout, reduce};
+    let pad = |x: &Tensor, cols: usize| -> Result<Tensor> {
+        if cols.is_multiple_of(4) {
+            Ok(x.clone())
+        } else {
+            layout::pad_slice(x, &[k, cols.next_multiple_of(4)], 1, 0)
+        }
+    };
+    let (mp, np) = (m.next_multiple_of(4), n.next_multiple_of(4));
+    let a3 = pad(a, m)?.reshape(&[slices, k / slices, mp])?;
+    let b3 = pad(b, n)?.reshape(&[slices, k / slices, np])?;
+    let partial = matmul_fused(
+        &a3,
+        &b3,
+        MatmulOptions {
+            trans_a: true,
+            ..MatmulOptions::default()
+        },
+    )?
+    .0;
+    let mut c = reduce::sum_axis(&partial, 0, false)?;
+    if mp != m {
+        c = layout::slice(&c, 0, 0, m)?;
+    }
+    if np != n {
+        c = layout::slice(&c, 1, 0, n)?;
+    }
+    Ok((c, None))
 }
 
 /// Workgroups a dispatch may have along one dimension (WebGPU's and every adapter's minimum limit).
