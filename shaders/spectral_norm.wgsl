@@ -7,7 +7,7 @@
 // Normalised weight:   W̄ = σ0 · W / σ            (scale_by_sigma_ratio; σ0 = σ(W_init), a constant)
 // Backward, u and v held constant (∂σ/∂W = u vᵀ), with G = dL/dW̄ and s = ⟨G, W⟩ = Σ_ij G_ij W_ij:
 //   dW = σ0/σ · (G − s/σ · u vᵀ)    (row_dots, then sum_vector, then spectral_normalize_backward)
-// The three products have opt-in `_lanes` forms for CPU adapters (below).
+// The three products have `_lanes` forms, the default on CPU adapters (below).
 
 struct Params {
     rows: u32,
@@ -125,10 +125,10 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
 }
 
-// The same three products with one invocation per output and no workgroup memory, for CPU adapters
-// (opt-in, `VITGAN_SPECTRAL_NORM_KERNEL=lanes`): on lavapipe a workgroup barrier is a switch between
-// the invocations' coroutines, which the tree reductions above pay at every level. The launcher
-// keeps each loop within the CPU loop budget.
+// The same three products with one invocation per output and no workgroup memory, the default on
+// CPU adapters (`VITGAN_SPECTRAL_NORM_KERNEL=lanes|workgroup` forces either): on lavapipe a
+// workgroup barrier is a switch between the invocations' coroutines, which the tree reductions
+// above pay at every level. The launcher keeps each loop within the CPU loop budget.
 @compute @workgroup_size(64)
 fn transposed_matvec_lanes(@builtin(global_invocation_id) gid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -991,8 +991,8 @@ fn memory_bound_kernels_read_buffers_and_textures() {
 
 // ---- spectral normalisation: workgroup reductions and one invocation per output -------------------
 
-/// The power iteration and the backward's ⟨G, W⟩ with the workgroup kernels (the default) and the
-/// opt-in `_lanes` kernels, each forced, against the f64 references; odd shapes, a weight
+/// The power iteration and the backward's ⟨G, W⟩ with the workgroup kernels (the GPU default) and the
+/// `_lanes` kernels (the CPU default), each forced, against the f64 references; odd shapes, a weight
 /// wider than 64 columns, one taller than 64 rows, and one whose rows are longer than the CPU loop
 /// budget (16,400 columns: `W v` and the row sums must fall back to the workgroup kernels there,
 /// while `Wᵀu`, a loop over 2 rows, stays on the lanes kernel).

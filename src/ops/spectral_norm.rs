@@ -9,7 +9,7 @@
 
 use super::{fits_loop_budget, grid_1d, shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Shader};
+use crate::gpu::{Access, Gpu, Shader};
 use crate::tensor::Tensor;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -72,13 +72,17 @@ fn params(rows: usize, cols: usize, n: usize) -> Params {
 }
 
 /// Whether the products run their `_lanes` kernels (one invocation per output, a serial loop of
-/// `loop_len` terms, no barriers): only when `VITGAN_SPECTRAL_NORM_KERNEL=lanes` asks for them, and
-/// only while the loop fits the CPU loop budget. Opt-in: on lavapipe they made the `tiny` step ~10 %
-/// faster, but they sum in another order, and four training seeds so perturbed measured worse
-/// (README, Performance); the workgroup reductions stay the default everywhere.
-fn lanes(loop_len: usize) -> bool {
-    std::env::var("VITGAN_SPECTRAL_NORM_KERNEL").as_deref() == Ok("lanes")
-        && fits_loop_budget(loop_len)
+/// `loop_len` terms, no barriers) rather than the workgroup reductions: on CPU adapters, while the
+/// loop fits the CPU loop budget (on lavapipe they made the `tiny` step ~10 % faster; README,
+/// Performance); elsewhere the workgroup reductions, which spread a long row over a workgroup.
+/// `VITGAN_SPECTRAL_NORM_KERNEL=lanes|workgroup` forces either (lanes still within the budget).
+fn lanes(gpu: &Gpu, loop_len: usize) -> bool {
+    let wanted = match std::env::var("VITGAN_SPECTRAL_NORM_KERNEL").as_deref() {
+        Ok("lanes") => true,
+        Ok("workgroup") => false,
+        _ => gpu.is_cpu(),
+    };
+    wanted && fits_loop_budget(loop_len)
 }
 
 /// `out = x / ‖x‖` and `norm[0] = ‖x‖` (one workgroup).
@@ -143,7 +147,7 @@ fn iterate(w: &Tensor, u_in: &Tensor, u_out: &Tensor, iters: u32) -> Result<(Ten
     let p = params(out, inp, 0);
     let mut u = u_in;
     for _ in 0..iters {
-        let (entry, grid) = match lanes(out) {
+        let (entry, grid) = match lanes(gpu, out) {
             true => ("transposed_matvec_lanes", grid_1d(inp, 64)),
             false => ("transposed_matvec", grid_1d(inp, TV_COLS)),
         };
@@ -161,7 +165,7 @@ fn iterate(w: &Tensor, u_in: &Tensor, u_out: &Tensor, iters: u32) -> Result<(Ten
         )?;
         // ‖Wᵀu‖ lands in `sigma` and is overwritten by σ below.
         normalize(&v_raw, &v, &sigma)?;
-        let (entry, grid) = match lanes(inp) {
+        let (entry, grid) = match lanes(gpu, inp) {
             true => ("matvec_lanes", grid_1d(out, 64)),
             false => ("matvec", grid_1d(out, 1)),
         };
@@ -243,7 +247,7 @@ pub fn spectral_normalize_backward(
     check_scalar(op, "sigma", sigma)?;
     let gpu = w.gpu();
     let row_dots = Tensor::empty(gpu, &[out])?;
-    let (entry, grid) = match lanes(inp) {
+    let (entry, grid) = match lanes(gpu, inp) {
         true => ("row_dots_lanes", grid_1d(out, 64)),
         false => ("row_dots", grid_1d(out, 1)),
     };
