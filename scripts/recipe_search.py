@@ -355,6 +355,10 @@ def main():
     ap.add_argument("--eval-n", type=int, default=2048)
     ap.add_argument("--save", default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ema-ramps", default="10",
+                    help="comma-separated c of the EMA decays min(0.999, (1+t)/(c+t)) to track; each is "
+                         "scored at the end (the first is saved); 0 = G's own weights (no EMA). The crate "
+                         "uses c = 10: roughly the mean over the last 1/c of the run")
     k = ap.parse_args()
     torch.set_num_threads(k.threads)
     torch.manual_seed(k.seed)
@@ -368,7 +372,8 @@ def main():
     for s in (G, Dn):
         for p in s.params.values():
             p.requires_grad_(True)
-    ema = {n: p.detach().clone() for n, p in G.params.items()}
+    ramps = [float(c) for c in k.ema_ramps.split(",")]
+    emas = [{n: p.detach().clone() for n, p in G.params.items()} for _ in ramps]
     mapping = [p for n, p in G.params.items() if ".mapping." in n]
     rest = [p for n, p in G.params.items() if ".mapping." not in n]
     opt_g = torch.optim.Adam([{"params": rest, "lr": k.lr},
@@ -414,27 +419,31 @@ def main():
         opt_g.step()
         for s in sched:
             s.step()
-        decay = min(0.999, (1 + step) / (10 + step))
         with torch.no_grad():
-            for n, p in G.params.items():
-                ema[n].mul_(decay).add_(p.detach(), alpha=1 - decay)
+            for c, ema in zip(ramps, emas):
+                decay = min(0.999, (1 + step) / (c + step)) if c > 0 else 0.0
+                for n, p in G.params.items():
+                    ema[n].mul_(decay).add_(p.detach(), alpha=1 - decay)
         if step % 100 == 0 or step == k.steps - 1:
             gap = float(lr_.mean() - lf.mean())
             print(f"step {step:5d} D {float(d_loss):.4f} G {float(g_loss):.4f} gap {gap:+.3f} "
                   f"{time.time() - t0:.0f}s", flush=True)
     train_s = time.time() - t0
-    E = Params()
-    E.params, E.states = ema, G.states
-    with torch.no_grad():
-        gen = torch.cat([generator(E, cfg, torch.randn(256, cfg["latent"]), k)
-                         for _ in range(k.eval_n // 256)])
-        ref = data[torch.tensor(rng.choice(len(data), k.eval_n, replace=False))]
-        ref2 = data[torch.tensor(rng.choice(len(data), k.eval_n, replace=False))]
-        s = swd(gen, ref)
-        floor = swd(ref2, ref)
-    print(f"RESULT swd {np.mean(s):.1f} levels {[round(v, 1) for v in s]} "
-          f"floor {np.mean(floor):.1f} chroma {chroma(gen):.4f} (real {chroma(ref):.4f}) "
-          f"train_s {train_s:.0f} args {vars(k)}", flush=True)
+    ref = data[torch.tensor(rng.choice(len(data), k.eval_n, replace=False))]
+    ref2 = data[torch.tensor(rng.choice(len(data), k.eval_n, replace=False))]
+    floor = swd(ref2, ref)
+    z_eval = torch.randn(k.eval_n // 256 * 256, cfg["latent"])
+    for i, (c, ema) in enumerate(zip(ramps, emas)):
+        E = Params()
+        E.params, E.states = ema, G.states
+        with torch.no_grad():
+            g = torch.cat([generator(E, cfg, z, k) for z in z_eval.split(256)])
+            s = swd(g, ref)
+        if i == 0:
+            gen = g
+        print(f"RESULT swd {np.mean(s):.1f} levels {[round(v, 1) for v in s]} "
+              f"floor {np.mean(floor):.1f} chroma {chroma(g):.4f} (real {chroma(ref):.4f}) "
+              f"ema_ramp {c:g} train_s {train_s:.0f} args {vars(k)}", flush=True)
     if k.save:
         grid = ((gen[:64].clamp(-1, 1) + 1) * 127.5).byte().numpy()
         g = grid.reshape(8, 8, 16, 16, 3).transpose(0, 2, 1, 3, 4).reshape(128, 128, 3)

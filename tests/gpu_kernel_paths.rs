@@ -38,25 +38,14 @@ use vitgan::{Gpu, GpuOptions, Tensor};
 /// Held while a test's environment is in place: kernel launches read these variables.
 static ENV_LOCK: Mutex<()> = Mutex::new(());
 
-/// The variables that choose kernels and paths. [`with_env`] removes those it is not given, so each
-/// call runs under a fully stated choice whatever the surrounding environment holds.
-const PATH_VARS: [&str; 15] = [
-    "VITGAN_SPECTRAL_NORM_KERNEL",
-    "VITGAN_MATMUL_K_SLICES",
-    "VITGAN_ELEMENTWISE_OPERANDS",
-    "VITGAN_REDUCE_OPERANDS",
-    "VITGAN_LAYOUT_OPERANDS",
-    "VITGAN_ADAM_OPERANDS",
-    "VITGAN_MATMUL_KERNEL",
-    "VITGAN_MATMUL_TILE",
-    "VITGAN_MATMUL_OPERANDS",
-    "VITGAN_ATTENTION_KERNEL",
-    "VITGAN_ATTENTION_TILE",
-    "VITGAN_ATTENTION_OPERANDS",
-    "VITGAN_LAYER_NORM_OPERANDS",
-    "VITGAN_INR",
-    "VITGAN_PROFILE",
-];
+/// The variables that choose kernels and paths (the crate's table of them). [`with_env`] removes
+/// those it is not given, so each call runs under a fully stated choice whatever the surrounding
+/// environment holds.
+fn path_vars() -> impl Iterator<Item = &'static str> {
+    vitgan::gpu::overrides::OVERRIDES
+        .iter()
+        .map(|(name, _)| *name)
+}
 
 /// Restores the saved variables when dropped (also while unwinding from a panic), then releases
 /// [`ENV_LOCK`] (fields drop after `drop` has run).
@@ -94,7 +83,7 @@ impl Drop for EnvGuard {
     }
 }
 
-/// Run `f` with `vars` set and the other [`PATH_VARS`] removed, holding [`ENV_LOCK`]; the previous
+/// Run `f` with `vars` set and the other [`path_vars`] removed, holding [`ENV_LOCK`]; the previous
 /// values come back afterwards, even if `f` panics. GPU work that launches kernels belongs inside
 /// (launches read the variables); calls must not nest (the lock is not re-entrant).
 fn with_env<T>(vars: &[(&'static str, &str)], f: impl FnOnce() -> T) -> T {
@@ -102,7 +91,7 @@ fn with_env<T>(vars: &[(&'static str, &str)], f: impl FnOnce() -> T) -> T {
         saved: Vec::new(),
         _lock: ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner()),
     };
-    for name in PATH_VARS {
+    for name in path_vars() {
         if !vars.iter().any(|(n, _)| *n == name) {
             guard.set(name, None);
         }
@@ -115,22 +104,21 @@ fn with_env<T>(vars: &[(&'static str, &str)], f: impl FnOnce() -> T) -> T {
 
 #[test]
 fn with_env_restores_the_environment_even_on_panic() {
-    // touched by this test only (other tests may reset PATH_VARS in between, which would hide a leak):
+    // touched by this test only (other tests may reset path_vars() in between, which would hide a leak):
     // one with a value to get back, one unset to be removed again
     const SET: &str = "VITGAN_TEST_ENV_PROBE_SET";
     const UNSET: &str = "VITGAN_TEST_ENV_PROBE_UNSET";
     let snapshot = || -> Vec<Option<OsString>> {
         let _lock = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        PATH_VARS
-            .iter()
-            .chain(&[SET, UNSET])
+        path_vars()
+            .chain([SET, UNSET])
             .map(std::env::var_os)
             .collect()
     };
     // SAFETY: inside with_env (ENV_LOCK held)
     with_env(&[], || unsafe { std::env::set_var(SET, "before") });
     let before = snapshot();
-    assert_eq!(before[PATH_VARS.len()..], [Some("before".into()), None]);
+    assert_eq!(before[path_vars().count()..], [Some("before".into()), None]);
     let result = std::panic::catch_unwind(|| {
         with_env(
             &[

@@ -2,6 +2,7 @@
 
 use crate::autodiff::{Tape, Var};
 use crate::error::Result;
+use crate::gpu::overrides;
 use crate::ops::attention::*;
 use crate::ops::elementwise;
 use crate::ops::matmul::Activation;
@@ -76,7 +77,7 @@ impl Tape {
 /// which is not understood yet: the function is the same (tested against the f64 reference), the
 /// rounding is not.
 pub fn composes_attention(q: &Tensor) -> bool {
-    if std::env::var("VITGAN_ATTENTION_KERNEL").as_deref() != Ok("composed") {
+    if overrides::value("VITGAN_ATTENTION_KERNEL").as_deref() != Some("composed") {
         return false;
     }
     let [b, h, l, _] = q.shape()[..] else {

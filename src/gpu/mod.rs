@@ -6,6 +6,7 @@
 //! uploads and the uniform arena filling up all trigger.
 
 mod adapter;
+pub mod overrides;
 pub mod pool;
 
 pub use adapter::{GpuOptions, choose_adapter, parse_backends};
@@ -123,6 +124,7 @@ impl Gpu {
     /// Open the adapter chosen by `opts` (then `VITGAN_BACKEND` / `VITGAN_ADAPTER`, then the default order).
     pub fn new(opts: GpuOptions) -> Result<Gpu> {
         let opts = opts.with_env();
+        overrides::check_environment()?;
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = match &opts.backend {
             Some(b) => parse_backends(b)?,
@@ -189,8 +191,7 @@ impl Gpu {
             submits: Cell::new(0),
             dispatches: Cell::new(0),
             uploaded_bytes: Cell::new(0),
-            profile: std::env::var("VITGAN_PROFILE")
-                .is_ok_and(|v| v == "1")
+            profile: (overrides::value("VITGAN_PROFILE").as_deref() == Some("1"))
                 .then(RefCell::default),
         })))
     }

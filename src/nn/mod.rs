@@ -9,7 +9,7 @@ pub mod init;
 use crate::autodiff::inr::inr_decode_unfused;
 use crate::autodiff::{ParamStore, Parameter, Tape, Var};
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, overrides};
 use crate::ops::attention::AttentionKind;
 use crate::ops::matmul::Activation;
 use crate::ops::spectral_norm::SpectralNorm;
@@ -560,10 +560,9 @@ impl InrPath {
     /// `VITGAN_INR=fused|composed` forces one (composed still only where the tensors fit a binding).
     pub fn for_problem(gpu: &Gpu, intermediate_bytes: usize) -> InrPath {
         let fits = gpu.fits_one_buffer(intermediate_bytes as u64);
-        let forced = std::env::var("VITGAN_INR").map(|s| s.trim().to_ascii_lowercase());
-        match forced.as_deref() {
-            Ok("fused") => InrPath::Fused,
-            Ok("composed") if fits => InrPath::Composed,
+        match overrides::value("VITGAN_INR").as_deref() {
+            Some("fused") => InrPath::Fused,
+            Some("composed") if fits => InrPath::Composed,
             _ if fits && gpu.is_cpu() && intermediate_bytes <= COMPOSED_INR_MAX_BYTES => {
                 InrPath::Composed
             }

@@ -31,7 +31,7 @@ use super::{
     with_texture_readers,
 };
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Shader, TextureAccess};
+use crate::gpu::{Access, Gpu, Shader, TextureAccess, overrides};
 use crate::ops::matmul::supports_subgroup_kernel;
 use crate::tensor::Tensor;
 use std::sync::OnceLock;
@@ -79,7 +79,7 @@ impl AttentionTiles {
     pub fn for_gpu(gpu: &Gpu, seq_len: usize, head_dim: usize) -> AttentionTiles {
         let d4 = head_dim.div_ceil(4).max(1) as u32;
         let fit = (TILE_VEC4 / d4).min(MAX_BLOCK);
-        if let Ok(s) = std::env::var("VITGAN_ATTENTION_TILE") {
+        if let Some(s) = overrides::value("VITGAN_ATTENTION_TILE") {
             let v: Vec<u32> = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
             if let [rows, block] = v[..]
                 && rows > 0
@@ -136,10 +136,10 @@ impl AttentionKernel {
     pub fn for_problem(gpu: &Gpu, head_dim: usize) -> AttentionKernel {
         let subgroup_ok = AttentionKernel::Subgroup.supports(gpu, head_dim);
         let lanes_ok = AttentionKernel::Lanes.supports(gpu, head_dim);
-        match std::env::var("VITGAN_ATTENTION_KERNEL").as_deref() {
-            Ok("tiled") => AttentionKernel::Tiled,
-            Ok("subgroup") if subgroup_ok => AttentionKernel::Subgroup,
-            Ok("lanes") if lanes_ok => AttentionKernel::Lanes,
+        match overrides::value("VITGAN_ATTENTION_KERNEL").as_deref() {
+            Some("tiled") => AttentionKernel::Tiled,
+            Some("subgroup") if subgroup_ok => AttentionKernel::Subgroup,
+            Some("lanes") if lanes_ok => AttentionKernel::Lanes,
             _ if subgroup_ok && gpu.is_cpu() => AttentionKernel::Subgroup,
             _ if lanes_ok && gpu.is_cpu() => AttentionKernel::Lanes,
             _ => AttentionKernel::Tiled,
@@ -150,7 +150,7 @@ impl AttentionKernel {
     /// is not it (the adapter or head width cannot run it): a forced choice never silently runs
     /// another kernel.
     pub fn check_forced(gpu: &Gpu, chosen: AttentionKernel) -> Result<()> {
-        let Ok(v) = std::env::var("VITGAN_ATTENTION_KERNEL") else {
+        let Some(v) = overrides::value("VITGAN_ATTENTION_KERNEL") else {
             return Ok(());
         };
         let detail = match v.as_str() {

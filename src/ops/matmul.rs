@@ -13,7 +13,7 @@ use super::elementwise::Unary;
 use super::layout::to_operand_texture;
 use super::{CPU_LOOP_BUDGET, fits_loop_budget, operand_textures_wanted, shader, texture_reader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Shader, TextureAccess};
+use crate::gpu::{Access, Gpu, Shader, TextureAccess, overrides};
 use crate::tensor::Tensor;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -137,12 +137,8 @@ impl TileConfig {
 
     /// The configuration a product of `flops` (2·M·N·K·batch) runs with on `gpu`.
     pub fn for_problem(gpu: &Gpu, flops: f64) -> TileConfig {
-        let tile_env = std::env::var("VITGAN_MATMUL_TILE")
-            .ok()
-            .and_then(|s| Self::parse_tiled(&s));
-        let kernel_env = std::env::var("VITGAN_MATMUL_KERNEL")
-            .ok()
-            .map(|s| s.trim().to_ascii_lowercase());
+        let tile_env = overrides::value("VITGAN_MATMUL_TILE").and_then(|s| Self::parse_tiled(&s));
+        let kernel_env = overrides::value("VITGAN_MATMUL_KERNEL");
         let subgroups = supports_subgroup_kernel(gpu);
         if !cpu_kernels_fit(gpu) {
             return tile_env.unwrap_or(TileConfig::GPU);
@@ -519,10 +515,22 @@ pub fn matmul_fused(a: &Tensor, b: &Tensor, o: MatmulOptions) -> Result<(Tensor,
     Ok((c, pre))
 }
 
-/// An error when `VITGAN_MATMUL_KERNEL` names an unknown kernel or one this adapter cannot run (a
-/// forced choice never silently runs another kernel).
+/// An error when `VITGAN_MATMUL_KERNEL` names an unknown kernel or one this adapter cannot run, or
+/// `VITGAN_MATMUL_TILE` a geometry past the kernel's limits (a forced choice never silently runs
+/// another kernel).
 fn check_forced_kernel(gpu: &Gpu) -> Result<()> {
-    let Ok(v) = std::env::var("VITGAN_MATMUL_KERNEL") else {
+    if let Some(t) = overrides::value("VITGAN_MATMUL_TILE")
+        && TileConfig::parse_tiled(&t).is_none()
+    {
+        return Err(Error::Config {
+            field: "VITGAN_MATMUL_TILE".into(),
+            detail: format!(
+                "`{t}`: expected wg_x,wg_y,tm,tn,tk, positive, with wg_x·wg_y ≤ 256 and tm·tn ≤ 256; \
+                 unset it to choose automatically"
+            ),
+        });
+    }
+    let Some(v) = overrides::value("VITGAN_MATMUL_KERNEL") else {
         return Ok(());
     };
     let refuse = |why: String| {
@@ -531,7 +539,7 @@ fn check_forced_kernel(gpu: &Gpu) -> Result<()> {
             detail: format!("`{v}`: {why}; unset it to choose automatically"),
         })
     };
-    match v.trim().to_ascii_lowercase().as_str() {
+    match v.as_str() {
         "tiled" => Ok(()),
         "registers" | "subgroup" if !cpu_kernels_fit(gpu) => refuse(format!(
             "{} allows fewer than {CPU_KERNEL_STORAGE_BUFFERS} storage buffers per shader stage",
@@ -567,10 +575,9 @@ pub fn k_slices(
     n: usize,
     k: usize,
 ) -> Option<usize> {
-    let forced = std::env::var("VITGAN_MATMUL_K_SLICES").map(|s| s.trim().to_ascii_lowercase());
-    let allowed = match forced.as_deref() {
-        Ok("off") => false,
-        Ok("on") => true,
+    let allowed = match overrides::value("VITGAN_MATMUL_K_SLICES").as_deref() {
+        Some("off") => false,
+        Some("on") => true,
         _ => a.gpu().is_cpu(),
     };
     let plain = o.trans_a

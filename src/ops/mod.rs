@@ -100,9 +100,9 @@ pub(crate) fn operand_textures_wanted(gpu: &crate::gpu::Gpu, var: &str) -> bool 
 /// The operand source the environment variable `var` forces (`buffers` → false, `textures` → true),
 /// if any.
 pub(crate) fn operand_textures_forced(var: &str) -> Option<bool> {
-    match std::env::var(var) {
-        Ok(v) if v.trim().eq_ignore_ascii_case("buffers") => Some(false),
-        Ok(v) if v.trim().eq_ignore_ascii_case("textures") => Some(true),
+    match crate::gpu::overrides::value(var).as_deref() {
+        Some("buffers") => Some(false),
+        Some("textures") => Some(true),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@
 
 use super::{fits_loop_budget, grid_1d, shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Shader};
+use crate::gpu::{Access, Gpu, Shader, overrides};
 use crate::tensor::Tensor;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -77,9 +77,9 @@ fn params(rows: usize, cols: usize, n: usize) -> Params {
 /// Performance); elsewhere the workgroup reductions, which spread a long row over a workgroup.
 /// `VITGAN_SPECTRAL_NORM_KERNEL=lanes|workgroup` forces either (lanes still within the budget).
 fn lanes(gpu: &Gpu, loop_len: usize) -> bool {
-    let wanted = match std::env::var("VITGAN_SPECTRAL_NORM_KERNEL").as_deref() {
-        Ok("lanes") => true,
-        Ok("workgroup") => false,
+    let wanted = match overrides::value("VITGAN_SPECTRAL_NORM_KERNEL").as_deref() {
+        Some("lanes") => true,
+        Some("workgroup") => false,
         _ => gpu.is_cpu(),
     };
     wanted && fits_loop_budget(loop_len)
