@@ -59,6 +59,8 @@ def main():
     aug_prob = sp.f32(train["aug_prob"])
     bcr_real, bcr_fake = sp.f32(train["bcr_real"]), sp.f32(train["bcr_fake"])
     bcr = bcr_real > 0 or bcr_fake > 0
+    loss = train.get("loss", "logistic")
+    reuse_fakes = bool(train.get("reuse_fakes", False))
     real = torch.tensor(tensors["parity.real"], dtype=torch.float32)
     G = sp.Store(tensors, "generator", trainable=True)
     Dn = sp.Store(tensors, "discriminator", trainable=True)
@@ -76,8 +78,12 @@ def main():
         # D: G frozen
         for p in Dn.params.values():
             p.requires_grad_(True)
-        with torch.no_grad():
-            fake = sp.generator_forward(G, cfg, torch.randn(B, cfg.latent_dim, generator=gen))
+        if reuse_fakes:  # G's step trains on these fakes: keep their graph, D sees them detached
+            fake_g = sp.generator_forward(G, cfg, torch.randn(B, cfg.latent_dim, generator=gen))
+            fake = fake_g.detach()
+        else:
+            with torch.no_grad():
+                fake = sp.generator_forward(G, cfg, torch.randn(B, cfg.latent_dim, generator=gen))
         xa, fa = augment(real, seeds[0]), augment(fake, seeds[1])
         inputs = [xa, fa]
         if bcr:
@@ -86,7 +92,7 @@ def main():
         logits = sp.discriminator_forward(Dn, cfg, torch.cat(inputs, 0), iters=1)
         part = lambda i: logits[i * B:(i + 1) * B]
         lr_, lf = part(0), part(1)
-        d_loss = sp.softplus(-lr_).mean() + sp.softplus(lf).mean()
+        d_loss = sp.d_loss_terms(lr_, lf, loss)
         if bcr:
             d_loss = (d_loss + bcr_real * ((lr_ - part(2)) ** 2).mean()
                       + bcr_fake * ((lf - part(3)) ** 2).mean())
@@ -96,9 +102,10 @@ def main():
         # G: D frozen, its power iteration not advanced
         for p in Dn.params.values():
             p.requires_grad_(False)
-        fake = sp.generator_forward(G, cfg, torch.randn(B, cfg.latent_dim, generator=gen))
-        g_loss = sp.softplus(-sp.discriminator_forward(Dn, cfg, augment(fake, seeds[4]),
-                                                       iters=0)).mean()
+        if not reuse_fakes:
+            fake_g = sp.generator_forward(G, cfg, torch.randn(B, cfg.latent_dim, generator=gen))
+        g_loss = sp.g_loss_of(sp.discriminator_forward(Dn, cfg, augment(fake_g, seeds[4]), iters=0),
+                              loss)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()

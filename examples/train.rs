@@ -21,7 +21,7 @@ use vitgan::ops::attention::AttentionKind;
 use vitgan::ops::layout;
 use vitgan::train::diagnostics::{AttentionStats, LogitStats};
 use vitgan::train::evaluate::{InceptionEvaluator, SampleEvaluator, SampleMetrics};
-use vitgan::train::{StepOutput, TrainConfig, Trainer};
+use vitgan::train::{GanLoss, StepOutput, TrainConfig, Trainer};
 use vitgan::{Error, Gpu, GpuOptions, Result, Tensor};
 
 /// Train a ViTGAN (Lee et al., ICLR 2022) on the GPU through wgpu.
@@ -153,6 +153,15 @@ struct TrainFlags {
     /// Learning-rate multiplier of G's mapping network [default: 1]
     #[arg(long, value_name = "X", help_heading = "Hyperparameters", value_parser = cli::positive, allow_negative_numbers = true)]
     mapping_lr_mult: Option<f32>,
+    /// logistic | hinge: the adversarial loss (the paper: logistic) [default: logistic]
+    #[arg(long, value_name = "L", help_heading = "Hyperparameters",
+          value_parser = cli::switch(&LOSS), hide_possible_values = true)]
+    loss: Option<GanLoss>,
+    /// on | off: G's step trains on the latents and images of D's step (one generator forward
+    /// fewer per step) [default: off]
+    #[arg(long, value_name = "B", help_heading = "Hyperparameters",
+          value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
+    reuse_fakes: Option<bool>,
 
     /// l2 | dot: D's attention [default: l2]
     #[arg(long, value_name = "A", help_heading = "Model switches (the paper's ablations and init)",
@@ -226,7 +235,7 @@ impl TrainFlags {
             preset, data, crop, decode_cache, channels, out, config, resume, steps, log_every,
             sample_every, plot_log, checkpoint_every, eval_every, eval_n, fid_every, fid_n, inception, batch,
             lr, lr_g, lr_d, beta1, beta2, bcr, lecam, aug_prob, ema, seed, warmup, mapping_lr_mult,
-            d_attention, d_norm, d_overlap, g_style, g_decoder, d_query_gain, equalised_affines,
+            loss, reuse_fakes, d_attention, d_norm, d_overlap, g_style, g_decoder, d_query_gain, equalised_affines,
             inr_demod)
     }
 }
@@ -276,6 +285,7 @@ impl ModelSwitches {
 /// The values of the switch flags by name: parsed with [`cli::switch`], written back with
 /// [`name_of`].
 const ON_OFF: [(&str, bool); 2] = [("on", true), ("off", false)];
+const LOSS: [(&str, GanLoss); 2] = [("logistic", GanLoss::Logistic), ("hinge", GanLoss::Hinge)];
 const D_ATTENTION: [(&str, AttentionKind); 2] =
     [("l2", AttentionKind::L2), ("dot", AttentionKind::Dot)];
 const D_NORM: [(&str, WeightNorm); 3] = [
@@ -417,6 +427,8 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
     set("seed", int(train.seed));
     set("warmup", int(train.warmup_steps));
     set("mapping-lr-mult", float(train.mapping_lr_mult));
+    set("loss", text(name_of(&LOSS, &train.loss)));
+    set("reuse-fakes", text(name_of(&ON_OFF, &train.reuse_fakes)));
     set(
         "d-attention",
         text(name_of(&D_ATTENTION, &model.d_attention)),
@@ -508,6 +520,8 @@ fn parse_args() -> Result<Args> {
     set(&mut train.mapping_lr_mult, flags.mapping_lr_mult);
     train.seed = flags.seed.unwrap_or(train.seed);
     train.warmup_steps = flags.warmup.unwrap_or(train.warmup_steps);
+    train.loss = flags.loss.unwrap_or(train.loss);
+    train.reuse_fakes = flags.reuse_fakes.unwrap_or(train.reuse_fakes);
     Ok(Args {
         switches: ModelSwitches {
             d_attention: flags.d_attention,

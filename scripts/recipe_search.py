@@ -16,6 +16,8 @@ Knobs (defaults = the crate's recipe before issue 11):
     --bcr-mode shift    shift (T on top of what D saw) | pair (two independent DiffAugment draws)
     --eq-affine 0       SLN γ/β and INR style layers with equalised lr (stored N(0,1), ×0.1/√fan_in)
     --w2-gain 1.0       multiplier on the init of the INR output layer's weights
+    --reuse-fakes 0     1: G's step reuses the fakes of D's step (one generator forward fewer a step)
+    --loss logistic     logistic (non-saturating, the crate's) | hinge
     --threads 2         PyTorch's CPU threads (another count changes reduction orders, i.e. rounding:
                         a way to see how far two runs of one recipe drift apart)
 Prints the multi-scale SWD (x1e3, mean of levels) of 2,048 EMA samples against 2,048 real images.
@@ -351,6 +353,10 @@ def main():
     ap.add_argument("--inr-freq", type=float, default=2.0)
     ap.add_argument("--eq-affine", type=int, default=0)
     ap.add_argument("--w2-gain", type=float, default=1.0)
+    ap.add_argument("--reuse-fakes", type=int, default=0,
+                    help="1: G's step trains on the fakes (and latents) D's step just saw, saving one "
+                         "generator forward a step, as the PyTorch DCGAN example does")
+    ap.add_argument("--loss", default="logistic", choices=["logistic", "hinge"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-n", type=int, default=2048)
     ap.add_argument("--save", default=None)
@@ -391,8 +397,12 @@ def main():
         real = data[rng.integers(0, len(data), B)]
         seeds = rng.integers(0, 2**31, 5)
         # D
-        with torch.no_grad():
-            fake = generator(G, cfg, torch.randn(B, cfg["latent"]), k)
+        if k.reuse_fakes:
+            fake_g = generator(G, cfg, torch.randn(B, cfg["latent"]), k)
+            fake = fake_g.detach()
+        else:
+            with torch.no_grad():
+                fake = generator(G, cfg, torch.randn(B, cfg["latent"]), k)
         xa, fa = aug(real, seeds[0]), aug(fake, seeds[1])
         inputs = [xa, fa]
         if k.bcr > 0:
@@ -404,16 +414,22 @@ def main():
         logits = discriminator(Dn, cfg, torch.cat(inputs, 0), 1)
         part = lambda i: logits[i * B:(i + 1) * B]
         lr_, lf = part(0), part(1)
-        d_loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
+        if k.loss == "hinge":
+            d_loss = F.relu(1 - lr_).mean() + F.relu(1 + lf).mean()
+        else:
+            d_loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
         if k.bcr > 0:
             d_loss = d_loss + k.bcr * (((lr_ - part(2)) ** 2).mean() + ((lf - part(3)) ** 2).mean())
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
         # G
-        fake = generator(G, cfg, torch.randn(B, cfg["latent"]), k)
+        if k.reuse_fakes:
+            fake = fake_g
+        else:
+            fake = generator(G, cfg, torch.randn(B, cfg["latent"]), k)
         g_logits = discriminator(Dn, cfg, aug(fake, seeds[4]), 0)
-        g_loss = F.softplus(-g_logits).mean()
+        g_loss = -g_logits.mean() if k.loss == "hinge" else F.softplus(-g_logits).mean()
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()

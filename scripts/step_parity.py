@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent float64 PyTorch reference of ONE training step of the `vitgan` crate.
 
-Mirrors `Trainer::step_with_trace` (src/train/mod.rs): D's step (non-saturating logistic loss, bCR,
+Mirrors `Trainer::step_with_trace` (src/train/mod.rs): D's step (non-saturating logistic or hinge loss, bCR,
 DiffAugment, one power iteration of every spectrally normalised weight, Adam), then G's step (D frozen
 with its updated weights, power iteration not advanced, non-saturating loss on augmented fakes).
 Every op is re-derived from the crate's documented formulas (src/nn, src/model, src/autodiff,
@@ -494,6 +494,19 @@ def adam_update(param, grad, m, v, t, lr, beta1, beta2, eps):
     return param - f32(lr) * (mi / bc1) / (torch.sqrt(vi / bc2) + f32(eps))
 
 
+def d_loss_terms(lr, lf, loss):
+    """D's adversarial loss (`GanLoss` in src/train/mod.rs): logistic `E softplus(−D(x)) + E
+    softplus(D(G(z)))`, or hinge `E max(0, 1 − D(x)) + E max(0, 1 + D(G(z)))`."""
+    if loss == "hinge":
+        return torch.clamp(1.0 - lr, min=0.0).mean() + torch.clamp(1.0 + lf, min=0.0).mean()
+    return softplus(-lr).mean() + softplus(lf).mean()
+
+
+def g_loss_of(logits, loss):
+    """G's loss: logistic `E softplus(−D(G(z)))`, or hinge `−E D(G(z))`."""
+    return -logits.mean() if loss == "hinge" else softplus(-logits).mean()
+
+
 def softplus(x):
     """`ln(1 + eˣ)` (stable form of shaders/elementwise.wgsl; exact math)."""
     return torch.clamp(x, min=0.0) + torch.log1p(torch.exp(-x.abs()))
@@ -538,6 +551,9 @@ def run_step(tensors, meta):
     aug_prob = f32(train["aug_prob"])
     bcr_real, bcr_fake, lecam = f32(train["bcr_real"]), f32(train["bcr_fake"]), f32(train["lecam"])
     bcr = bcr_real > 0 or bcr_fake > 0
+    # fields added later: older fixtures were made with the logistic loss and fresh latents in G's step
+    loss = train.get("loss", "logistic")
+    reuse_fakes = bool(train.get("reuse_fakes", False))
 
     def maybe_augment(x, k):
         return diff_augment(x, seeds[k], aug_prob, OPS_ALL) if aug_prob > 0 else x
@@ -555,7 +571,7 @@ def run_step(tensors, meta):
     logits = discriminator_forward(Dn, cfg, torch.cat(inputs, 0), iters=1)
     part = lambda i: logits[i * B:(i + 1) * B]
     lr, lf = part(0), part(1)
-    d_loss = softplus(-lr).mean() + softplus(lf).mean()
+    d_loss = d_loss_terms(lr, lf, loss)
     if bcr:
         d_loss = d_loss + bcr_real * ((lr - part(2)) ** 2).mean() + bcr_fake * ((lf - part(3)) ** 2).mean()
     if lecam > 0:
@@ -580,11 +596,12 @@ def run_step(tensors, meta):
                                         train["beta1"], train["beta2"], train["eps"])
     D2 = Store.frozen(updated, Dn.states)  # D's new weights, its advanced u vectors
 
-    # ---- generator step: D frozen, its power iteration not advanced
+    # ---- generator step: D frozen, its power iteration not advanced; with `reuse_fakes` on D's
+    # latents (G's weights have not changed, so recomputing G(z_d) is the crate's kept forward)
     G = Store(tensors, "generator", trainable=True)
-    fake = generator_forward(G, cfg, z_g)
+    fake = generator_forward(G, cfg, z_d if reuse_fakes else z_g)
     g_logits = discriminator_forward(D2, cfg, maybe_augment(fake, 4), iters=0)
-    g_loss = softplus(-g_logits).mean()
+    g_loss = g_loss_of(g_logits, loss)
     g_loss.backward()
     g_grads = collect_grads(G)
     G.check_covered("generator")

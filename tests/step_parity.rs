@@ -7,7 +7,7 @@
 //! ```sh
 //! cargo test --release --test step_parity -- --ignored dump   # writes target/step_parity/*
 //! python3 scripts/step_parity.py target/step_parity/tiny_b32.safetensors \
-//!     tests/fixtures/step_parity/tiny_b32.json                # likewise for cifar32_b8
+//!     tests/fixtures/step_parity/tiny_b32.json                # likewise for the other cases
 //! ```
 //! The `.safetensors` input holds the initial weights (a training checkpoint), the real batch, both
 //! latent batches and the augmentation seeds; no weights are committed.
@@ -20,22 +20,34 @@ use vitgan::Tensor;
 use vitgan::data::Batcher;
 use vitgan::data::synthetic::synthetic_shapes;
 use vitgan::model::ModelConfig;
-use vitgan::train::{StepTrace, TrainConfig, Trainer};
+use vitgan::train::{GanLoss, StepTrace, TrainConfig, Trainer};
 
 /// The parity cases: (name, preset, batch). cifar32 at batch 8 crosses lavapipe's loop limit in the
 /// per-head slices of D's attention (4·B·D·(L+1) floats in one run) on an unsplit strided copy.
-const CASES: [(&str, &str, usize); 2] = [("tiny_b32", "tiny", 32), ("cifar32_b8", "cifar32", 8)];
+/// `tiny_b32_reuse`: the same step with G's step on D's latents and generated images (their
+/// forward kept on the tape through D's update). The hinge loss has no case: at initialisation
+/// every logit lies in (−1, 1), where the exact gradient of D's head bias and final LayerNorm shift
+/// is 0, and Adam's first step (`lr·g/(|g| + ε)`) turns float32's ~1e-8 remainder into a move of
+/// ~0.8·lr that float64 does not make; `hinge_loss_is_the_formula` checks that loss instead.
+const CASES: [(&str, &str, usize); 3] = [
+    ("tiny_b32", "tiny", 32),
+    ("cifar32_b8", "cifar32", 8),
+    ("tiny_b32_reuse", "tiny", 32),
+];
 
 /// Gradient entries compared per parameter tensor.
 const ENTRIES_PER_TENSOR: usize = 4;
 
 /// The training config of every parity case: [`TrainConfig::paper`] (bCR λ = 10, augmentation
-/// p = 0.8, Adam lr 0.002, β = (0, 0.99)), not the default, so changes of the default recipe do not
-/// move the fixtures.
-fn parity_config(batch: usize) -> TrainConfig {
+/// p = 0.8, Adam lr 0.002, β = (0, 0.99), logistic loss, fresh latents in G's step), not the
+/// default, so changes of the default recipe do not move the fixtures; a case named `*_reuse`
+/// turns on `reuse_fakes`.
+fn parity_config(case: &str, batch: usize) -> TrainConfig {
     TrainConfig {
         batch,
         seed: 7,
+        loss: GanLoss::Logistic,
+        reuse_fakes: case.ends_with("_reuse"),
         ..TrainConfig::paper()
     }
 }
@@ -55,13 +67,13 @@ fn entry_indices(n: usize) -> Vec<usize> {
 
 /// A fresh trainer for `preset` and the real batch it trains on (the first images of the
 /// synthetic set in the batcher's order of step 0).
-fn setup(preset: &str, batch: usize) -> (Trainer, Tensor) {
+fn setup(case: &str, preset: &str, batch: usize) -> (Trainer, Tensor) {
     let mut model = ModelConfig::preset(preset).unwrap();
     // the paper's model, pinned like the training recipe
     model.d_query_gain = 1.0;
     model.g_equalised_affines = false;
     model.inr_demodulate_output = true;
-    let config = parity_config(batch);
+    let config = parity_config(case, batch);
     let trainer = Trainer::new(&gpu(), &model, &config).unwrap();
     let data = synthetic_shapes(256, model.image_size, config.seed);
     let batcher = Batcher::new(data.len, batch, config.seed);
@@ -206,10 +218,10 @@ fn check_case(case: &str, preset: &str, batch: usize) {
     assert_eq!(want["preset"], preset, "{case}: fixture preset");
     assert_eq!(
         want["train"],
-        train_fields(&parity_config(batch)),
+        train_fields(&parity_config(case, batch)),
         "{case}: the fixture was made with another training config; regenerate it"
     );
-    let (mut trainer, real) = setup(preset, batch);
+    let (mut trainer, real) = setup(case, preset, batch);
     let got = run_step(&mut trainer, &real);
     let (bad, worst) = compare(&got, &want);
     eprintln!("{case}: worst relative differences {worst:?}");
@@ -233,6 +245,12 @@ fn cifar32_step_matches_pytorch() {
     check_case(case, preset, batch);
 }
 
+#[test]
+fn tiny_reuse_step_matches_pytorch() {
+    let (case, preset, batch) = CASES[2];
+    check_case(case, preset, batch);
+}
+
 /// Writes each case's input for `scripts/step_parity.py` (initial checkpoint + batch + latents +
 /// augmentation seeds) and this crate's own results, into `target/step_parity/`.
 #[test]
@@ -241,13 +259,13 @@ fn dump() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/step_parity");
     std::fs::create_dir_all(&dir).unwrap();
     for (case, preset, batch) in CASES {
-        let (mut trainer, real) = setup(preset, batch);
+        let (mut trainer, real) = setup(case, preset, batch);
         let mut ckpt = trainer.step_inputs(&real).unwrap();
         ckpt.metadata.insert("parity.case".into(), case.into());
         ckpt.save(&dir.join(format!("{case}.safetensors"))).unwrap();
         let mut result = run_step(&mut trainer, &real);
         result["preset"] = json!(preset);
-        result["train"] = train_fields(&parity_config(batch));
+        result["train"] = train_fields(&parity_config(case, batch));
         std::fs::write(
             dir.join(format!("{case}.rust.json")),
             serde_json::to_string_pretty(&result).unwrap(),
@@ -255,4 +273,68 @@ fn dump() {
         .unwrap();
         eprintln!("wrote {}/{case}.*", dir.display());
     }
+}
+
+/// The hinge loss on the crate's own logits, in float64: `L_D = E max(0, 1 − D(x)) + E max(0, 1 +
+/// D(G(z)))` plus bCR's `λ E (D(x) − D(T x))²` for real and fake, `L_G = −E D(G(z))`; and the
+/// gradient of D's head bias, which every logit carries with weight 1, is `(#{D(G(z)) > −1} −
+/// #{D(x) < 1}) / B` (bCR's differences do not depend on it). A logistic loss gives other values.
+#[test]
+fn hinge_loss_is_the_formula() {
+    let batch = 8;
+    let mut config = parity_config("tiny_hinge", batch);
+    config.loss = GanLoss::Hinge;
+    let (_, real) = setup("tiny_hinge", "tiny", batch);
+    let model = {
+        let mut m = ModelConfig::preset("tiny").unwrap();
+        m.inr_demodulate_output = true;
+        m
+    };
+    let mut trainer = Trainer::new(&gpu(), &model, &config).unwrap();
+    let (out, trace) = trainer.train_step_traced(&real).unwrap();
+    let logits: Vec<f64> = trace
+        .d_logits
+        .to_vec()
+        .unwrap()
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    assert_eq!(
+        logits.len(),
+        4 * batch,
+        "bCR is on: real, fake and both shifted"
+    );
+    let b = batch as f64;
+    let part = |i: usize| &logits[i * batch..(i + 1) * batch];
+    let (lr, lf, lrs, lfs) = (part(0), part(1), part(2), part(3));
+    let mean = |v: &mut dyn Iterator<Item = f64>| v.sum::<f64>() / b;
+    let sq = |a: &[f64], c: &[f64]| mean(&mut a.iter().zip(c).map(|(x, y)| (x - y).powi(2)));
+    let want_d = mean(&mut lr.iter().map(|x| (1.0 - x).max(0.0)))
+        + mean(&mut lf.iter().map(|x| (1.0 + x).max(0.0)))
+        + config.bcr_real as f64 * sq(lr, lrs)
+        + config.bcr_fake as f64 * sq(lf, lfs);
+    let got_d = out.d_loss.to_vec().unwrap()[0] as f64;
+    assert!(
+        (got_d - want_d).abs() <= 1e-5 * want_d.abs(),
+        "D's hinge loss {got_d}, formula {want_d}"
+    );
+    let g_logits = trace.g_logits.to_vec().unwrap();
+    let want_g = -g_logits.iter().map(|&x| x as f64).sum::<f64>() / b;
+    let got_g = out.g_loss.to_vec().unwrap()[0] as f64;
+    assert!(
+        (got_g - want_g).abs() <= 1e-5 * want_g.abs().max(1e-3),
+        "G's hinge loss {got_g}, formula {want_g}"
+    );
+    let count = |v: &[f64], f: fn(f64) -> bool| v.iter().filter(|&&x| f(x)).count() as f64;
+    let want_bias = (count(lf, |x| x > -1.0) - count(lr, |x| x < 1.0)) / b;
+    let (_, bias) = trace
+        .d_grads
+        .iter()
+        .find(|(n, _)| n == "discriminator.head.bias")
+        .expect("D's head has a bias");
+    let got_bias = bias.to_vec().unwrap()[0] as f64;
+    assert!(
+        (got_bias - want_bias).abs() <= 1e-5,
+        "∂L_D/∂(head bias) {got_bias}, formula {want_bias}"
+    );
 }

@@ -20,6 +20,28 @@ use crate::tensor::Tensor;
 use augment::{AugmentOps, diff_augment};
 use optimizer::Optimizer;
 
+/// The adversarial loss, as a function of D's logits `D(x)` on real and `D(G(z))` on generated
+/// images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GanLoss {
+    /// Non-saturating logistic (the paper's): `L_D = E softplus(−D(x)) + E softplus(D(G(z)))`,
+    /// `L_G = E softplus(−D(G(z)))`.
+    Logistic,
+    /// Hinge (SAGAN, BigGAN): `L_D = E max(0, 1 − D(x)) + E max(0, 1 + D(G(z)))`,
+    /// `L_G = −E D(G(z))`.
+    Hinge,
+}
+
+impl GanLoss {
+    /// The name the trainer's `--loss` flag and [`TrainConfig::step_fields_json`] use.
+    pub fn name(self) -> &'static str {
+        match self {
+            GanLoss::Logistic => "logistic",
+            GanLoss::Hinge => "hinge",
+        }
+    }
+}
+
 /// Training hyperparameters. Defaults: the recipe measured best here (README, *Recipe*): the
 /// paper's optimiser (Adam lr 0.002, β = (0, 0.99)) and EMA, without bCR and DiffAugment — at the
 /// budgets measured (≤ 1,000 steps of `tiny`) both regularisers kept D at 2 ln 2 and cost SWD;
@@ -52,6 +74,13 @@ pub struct TrainConfig {
     pub warmup_steps: u64,
     /// Learning-rate multiplier of G's mapping network (StyleGAN: 0.01).
     pub mapping_lr_mult: f32,
+    /// G's step trains on the latents and generated images of D's step (their forward kept on the
+    /// tape) instead of drawing new ones: one generator forward fewer per step, as in PyTorch's
+    /// DCGAN example. G's weights do not change between the two steps, so the images are the same
+    /// function of G; only the latents are shared.
+    pub reuse_fakes: bool,
+    /// The adversarial loss (paper: logistic).
+    pub loss: GanLoss,
 }
 
 impl Default for TrainConfig {
@@ -83,12 +112,15 @@ impl TrainConfig {
             seed: 0,
             warmup_steps: 0,
             mapping_lr_mult: 1.0,
+            reuse_fakes: false,
+            loss: GanLoss::Logistic,
         }
     }
 
     /// The fields an independent implementation of one step needs, as a JSON object: `batch`,
     /// `lr_g`, `lr_d`, `beta1`, `beta2`, `eps` (Adam's, 1e-8), `bcr_real`, `bcr_fake`, `lecam`,
-    /// `aug_prob`, `seed`; each f32 as its shortest decimal, always with a `.` or an exponent (a
+    /// `aug_prob`, `seed`, `loss` (`"logistic"` | `"hinge"`), `reuse_fakes` (G's step on the latents of
+    /// D's, whose `z_d` it then uses); each f32 as its shortest decimal, always with a `.` or an exponent (a
     /// float to JSON readers). Warm-up and the mapping multiplier are left out: they do not act on
     /// the first step of a run without warm-up.
     pub fn step_fields_json(&self) -> String {
@@ -98,7 +130,8 @@ impl TrainConfig {
         };
         format!(
             "{{\"batch\": {}, \"lr_g\": {}, \"lr_d\": {}, \"beta1\": {}, \"beta2\": {}, \"eps\": 1e-8, \
-             \"bcr_real\": {}, \"bcr_fake\": {}, \"lecam\": {}, \"aug_prob\": {}, \"seed\": {}}}",
+             \"bcr_real\": {}, \"bcr_fake\": {}, \"lecam\": {}, \"aug_prob\": {}, \"seed\": {}, \
+             \"loss\": \"{}\", \"reuse_fakes\": {}}}",
             self.batch,
             f(self.lr_g),
             f(self.lr_d),
@@ -108,7 +141,9 @@ impl TrainConfig {
             f(self.bcr_fake),
             f(self.lecam),
             f(self.aug_prob),
-            self.seed
+            self.seed,
+            self.loss.name(),
+            self.reuse_fakes
         )
     }
 
@@ -341,10 +376,20 @@ impl Trainer {
         // ---- discriminator step
         t.clear();
         t.unfreeze_all();
-        t.freeze("generator.");
+        let reuse = self.config.reuse_fakes;
+        if !reuse {
+            t.freeze("generator.");
+        }
         t.set_power_iterations(1);
         let z = t.constant(self.latents(b, self.step, 0)?);
-        let fake = t.no_grad(|| self.generator.forward(t, z))?;
+        // with reuse, G's forward is recorded for G's step and D sees a detached copy, so D's
+        // backward stops at the images
+        let (fake, fake_for_g) = if reuse {
+            let f = self.generator.forward(t, z)?;
+            (t.detach(f), Some(f))
+        } else {
+            (t.no_grad(|| self.generator.forward(t, z))?, None)
+        };
         let x = t.constant(real.clone());
         let bcr = self.config.bcr_real > 0.0 || self.config.bcr_fake > 0.0;
         let (xa, fa) = (self.maybe_augment(x, 0)?, self.maybe_augment(fake, 1)?);
@@ -369,8 +414,16 @@ impl Trainer {
         let logits = self.discriminator.forward(t, t.concat(&inputs, 0)?)?;
         let part = |i: usize| t.slice(logits, 0, i * b, b);
         let (lr, lf) = (part(0)?, part(1)?);
-        let real_term = t.mean(t.unary(t.scale(lr, -1.0)?, Unary::Softplus)?)?;
-        let fake_term = t.mean(t.unary(lf, Unary::Softplus)?)?;
+        let (real_term, fake_term) = match self.config.loss {
+            GanLoss::Logistic => (
+                t.mean(t.unary(t.scale(lr, -1.0)?, Unary::Softplus)?)?,
+                t.mean(t.unary(lf, Unary::Softplus)?)?,
+            ),
+            GanLoss::Hinge => (
+                t.mean(t.unary(t.unary(lr, Unary::Affine(-1.0, 1.0))?, Unary::Relu)?)?,
+                t.mean(t.unary(t.unary(lf, Unary::Affine(1.0, 1.0))?, Unary::Relu)?)?,
+            ),
+        };
         let mut d_loss = t.add(real_term, fake_term)?;
         if bcr {
             let sq_diff =
@@ -403,17 +456,28 @@ impl Trainer {
         }
         let d_loss = t.value(d_loss);
 
-        // ---- generator step (D frozen, its power iteration not advanced)
-        t.clear();
+        // ---- generator step (D frozen, its power iteration not advanced); with reuse the tape
+        // keeps D's step, whose nodes get no gradient from G's loss
+        if fake_for_g.is_none() {
+            t.clear();
+        }
         t.unfreeze_all();
         t.freeze("discriminator.");
         t.set_power_iterations(0);
-        let z = t.constant(self.latents(b, self.step, 1)?);
-        let fake = self.generator.forward(t, z)?;
+        let fake = match fake_for_g {
+            Some(f) => f,
+            None => {
+                let z = t.constant(self.latents(b, self.step, 1)?);
+                self.generator.forward(t, z)?
+            }
+        };
         let logits = self
             .discriminator
             .forward(t, self.maybe_augment(fake, 4)?)?;
-        let g_loss = t.mean(t.unary(t.scale(logits, -1.0)?, Unary::Softplus)?)?;
+        let g_loss = match self.config.loss {
+            GanLoss::Logistic => t.mean(t.unary(t.scale(logits, -1.0)?, Unary::Softplus)?)?,
+            GanLoss::Hinge => t.scale(t.mean(logits)?, -1.0)?,
+        };
         t.backward(g_loss)?;
         let g_grads = t.param_grads()?;
         let g_norm = if want_norms {
