@@ -6,7 +6,8 @@
 //! - the INR patch decoder fused vs unfused (128×64 patches of 4×4 pixels);
 //! - G and D forward and forward+backward time per image at the `cifar32` preset;
 //! - a full training step (G and D, bCR and augmentation on) in images/s at `cifar32` and `tiny`
-//!   (`VITGAN_BENCH_RECIPE=default`: the trainer's default recipe instead, neither bCR nor aug);
+//!   (`VITGAN_BENCH_RECIPE=default`: the trainer's default recipe instead, neither bCR nor aug;
+//!   `VITGAN_BENCH_REUSE_FAKES=on|off`: G's step on D's latents and images, or not, over the recipe's);
 //! - InceptionV3 (pytorch-fid's network, closed-form weights: same work) forward in images/s.
 //!
 //! Batches default to the paper's 128 on GPUs and to smaller ones on CPU adapters (lavapipe), where
@@ -105,6 +106,16 @@ fn main() -> Result<()> {
         Ok(other) => {
             return Err(vitgan::Error::Other(format!(
                 "VITGAN_BENCH_RECIPE={other}: use `paper` or `default`"
+            )));
+        }
+    };
+    let reuse_fakes = match std::env::var("VITGAN_BENCH_REUSE_FAKES").as_deref() {
+        Err(_) => None,
+        Ok("on") => Some(true),
+        Ok("off") => Some(false),
+        Ok(other) => {
+            return Err(vitgan::Error::Other(format!(
+                "VITGAN_BENCH_REUSE_FAKES={other}: use `on` or `off` (unset: the recipe's)"
             )));
         }
     };
@@ -347,7 +358,16 @@ fn main() -> Result<()> {
         } else {
             (TrainConfig::paper(), "bCR, aug 0.8")
         };
-        let cfg = TrainConfig { batch, ..recipe };
+        let cfg = TrainConfig {
+            batch,
+            reuse_fakes: reuse_fakes.unwrap_or(recipe.reuse_fakes),
+            ..recipe
+        };
+        let recipe_label = if cfg.reuse_fakes {
+            format!("{recipe_label}; G's step on D's fakes")
+        } else {
+            recipe_label.to_string()
+        };
         let mut first = Trainer::new(&bench.gpu, &model, &cfg)?;
         let s = model.image_size;
         let real = bench.random_tensor(&[batch, s, s, model.channels])?;

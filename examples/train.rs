@@ -499,7 +499,11 @@ fn parse_args() -> Result<Args> {
         resumed.as_ref().and_then(|c| c.metadata.get("run.config")),
     ) {
         let source = format!("{} (its run.config)", path.display());
-        let from_run = settings_flags(text, "--resume", &source)?;
+        let mut from_run = settings_flags(text, "--resume", &source)?;
+        // runs recorded before --loss and --reuse-fakes existed trained with the logistic loss and
+        // fresh latents in G's step; they continue so, whatever today's defaults are
+        from_run.loss = from_run.loss.or(Some(GanLoss::Logistic));
+        from_run.reuse_fakes = from_run.reuse_fakes.or(Some(false));
         flags = flags.over(from_run);
     }
     let mut train = TrainConfig::default();

@@ -16,6 +16,7 @@ Knobs (defaults = the crate's recipe before issue 11):
     --bcr-mode shift    shift (T on top of what D saw) | pair (two independent DiffAugment draws)
     --eq-affine 0       SLN γ/β and INR style layers with equalised lr (stored N(0,1), ×0.1/√fan_in)
     --w2-gain 1.0       multiplier on the init of the INR output layer's weights
+    --w2-tied 0         1: its rows (one per output channel) equal at init, so G starts grey
     --reuse-fakes 0     1: G's step reuses the fakes of D's step (one generator forward fewer a step)
     --loss logistic     logistic (non-saturating, the crate's) | hinge
     --threads 2         PyTorch's CPU threads (another count changes reduction orders, i.e. rounding:
@@ -202,6 +203,8 @@ def init_g(P, cfg, k):
     P.params[dec + ".b1"] = (torch.rand(hd) * 2 - 1) * 0.5
     P.params[dec + ".w2"] = (torch.randn(c, hd) * (1.0 if k.torgb_demod else 1.0 / math.sqrt(hd))
                              * k.w2_gain)
+    if k.w2_tied:  # every channel's row the same at init: G starts grey (R = G = B)
+        P.params[dec + ".w2"] = P.params[dec + ".w2"][:1].repeat(c, 1)
     P.params[dec + ".b2"] = torch.zeros(c)
 
 
@@ -356,6 +359,8 @@ def main():
     ap.add_argument("--reuse-fakes", type=int, default=0,
                     help="1: G's step trains on the fakes (and latents) D's step just saw, saving one "
                          "generator forward a step, as the PyTorch DCGAN example does")
+    ap.add_argument("--w2-tied", type=int, default=0,
+                    help="1: the INR output layer's rows (one per channel) equal at init")
     ap.add_argument("--loss", default="logistic", choices=["logistic", "hinge"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-n", type=int, default=2048)
