@@ -195,6 +195,11 @@ struct TrainFlags {
     #[arg(long, value_name = "B", help_heading = "Model switches (the paper's ablations and init)",
           value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
     inr_demod: Option<bool>,
+    /// on | off: the INR output layer's rows (one per channel) equal at init, so G starts grey
+    /// [default: on for tiny, off for the other presets]
+    #[arg(long, value_name = "B", help_heading = "Model switches (the paper's ablations and init)",
+          value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
+    inr_tied_init: Option<bool>,
 
     #[command(flatten)]
     device: cli::DeviceFlags,
@@ -236,7 +241,7 @@ impl TrainFlags {
             sample_every, plot_log, checkpoint_every, eval_every, eval_n, fid_every, fid_n, inception, batch,
             lr, lr_g, lr_d, beta1, beta2, bcr, lecam, aug_prob, ema, seed, warmup, mapping_lr_mult,
             loss, reuse_fakes, d_attention, d_norm, d_overlap, g_style, g_decoder, d_query_gain, equalised_affines,
-            inr_demod)
+            inr_demod, inr_tied_init)
     }
 }
 
@@ -251,6 +256,7 @@ struct ModelSwitches {
     d_query_gain: Option<f32>,
     equalised_affines: Option<bool>,
     inr_demod: Option<bool>,
+    inr_tied_init: Option<bool>,
 }
 
 impl ModelSwitches {
@@ -278,6 +284,9 @@ impl ModelSwitches {
         }
         if let Some(v) = self.inr_demod {
             m.inr_demodulate_output = v;
+        }
+        if let Some(v) = self.inr_tied_init {
+            m.inr_tied_output_init = v;
         }
     }
 }
@@ -449,6 +458,10 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
         "inr-demod",
         text(name_of(&ON_OFF, &model.inr_demodulate_output)),
     );
+    set(
+        "inr-tied-init",
+        text(name_of(&ON_OFF, &model.inr_tied_output_init)),
+    );
     set("log-every", int(args.log_every));
     set("sample-every", int(args.sample_every));
     set("checkpoint-every", int(args.checkpoint_every));
@@ -536,6 +549,7 @@ fn parse_args() -> Result<Args> {
             d_query_gain: flags.d_query_gain,
             equalised_affines: flags.equalised_affines,
             inr_demod: flags.inr_demod,
+            inr_tied_init: flags.inr_tied_init,
         },
         preset: flags.preset.unwrap_or_else(|| "tiny".into()),
         data: flags.data.unwrap_or_else(|| "synthetic".into()),

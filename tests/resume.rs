@@ -509,3 +509,38 @@ fn a_checkpoint_from_another_config_is_refused() {
         "{msg}"
     );
 }
+
+/// An initialisation-only setting (`inr_tied_output_init`) may differ, or be missing from a
+/// checkpoint written before it existed: the checkpoint's weights replace what it chose, so the
+/// resumed state is the checkpoint's either way.
+#[test]
+fn an_init_only_setting_does_not_block_resume() {
+    let g = gpu();
+    let ckpt = Trainer::new(&g, &micro(), &config())
+        .unwrap()
+        .to_checkpoint()
+        .unwrap();
+    let key = "config.inr_tied_output_init";
+    assert_eq!(ckpt.metadata.get(key).map(String::as_str), Some("true"));
+    let mut older = ckpt.clone();
+    older.metadata.remove(key);
+    let untied = ModelConfig {
+        inr_tied_output_init: false,
+        ..micro()
+    };
+    for (what, model, saved) in [
+        ("another value", &untied, &ckpt),
+        ("no value", &micro(), &older),
+    ] {
+        let mut t = Trainer::new(&g, model, &config()).unwrap();
+        t.load_checkpoint(saved, "test checkpoint")
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        // the resumed run records its own value of the setting; everything else is the checkpoint's
+        let mut resumed = t.to_checkpoint().unwrap();
+        match saved.metadata.get(key) {
+            Some(v) => resumed.metadata.insert(key.into(), v.clone()),
+            None => resumed.metadata.remove(key),
+        };
+        assert_identical(saved, &resumed, what);
+    }
+}

@@ -73,6 +73,7 @@ fn setup(case: &str, preset: &str, batch: usize) -> (Trainer, Tensor) {
     model.d_query_gain = 1.0;
     model.g_equalised_affines = false;
     model.inr_demodulate_output = true;
+    model.inr_tied_output_init = false;
     let config = parity_config(case, batch);
     let trainer = Trainer::new(&gpu(), &model, &config).unwrap();
     let data = synthetic_shapes(256, model.image_size, config.seed);
@@ -288,6 +289,7 @@ fn hinge_loss_is_the_formula() {
     let model = {
         let mut m = ModelConfig::preset("tiny").unwrap();
         m.inr_demodulate_output = true;
+        m.inr_tied_output_init = false;
         m
     };
     let mut trainer = Trainer::new(&gpu(), &model, &config).unwrap();

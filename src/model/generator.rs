@@ -90,6 +90,7 @@ impl Generator {
                 config.inr_hidden,
                 config.g_equalised_affines,
                 config.inr_demodulate_output,
+                config.inr_tied_output_init,
             )?),
             PatchDecoder::Linear => {
                 Decoder::Linear(Linear::new(&mut root.sub("decoder"), d, pixels, lin)?)

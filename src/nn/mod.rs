@@ -483,6 +483,7 @@ impl InrDecoder {
         hidden: usize,
         equalised: bool,
         demodulate_output: bool,
+        tied_output_init: bool,
     ) -> Result<Self> {
         let fourier = SineEmbedding::new(&mut b.sub("fourier"), patch, patch, hidden, 2.0)?;
         let mod_opts = LinearOptions {
@@ -501,7 +502,14 @@ impl InrDecoder {
         } else {
             1.0 / (hidden as f32).sqrt()
         };
-        let w2 = b.init.normal(channels * hidden, w2_std);
+        let mut w2 = b.init.normal(channels * hidden, w2_std);
+        if tied_output_init {
+            // every channel's row = the first's (the same draws are taken either way, so the rest
+            // of the initialisation does not move)
+            let (first, rest) = w2.split_at_mut(hidden);
+            rest.chunks_mut(hidden)
+                .for_each(|row| row.copy_from_slice(first));
+        }
         let phase = b.init.uniform(hidden, 0.5);
         Ok(InrDecoder {
             fourier,

@@ -154,7 +154,16 @@ impl Trainer {
                 ),
             });
         }
-        ckpt.check_config(&self.checkpoint_config())?;
+        // initialisation-only settings need not match: the checkpoint's weights replace what they
+        // chose (and checkpoints from before such a setting existed do not record it)
+        let mut expected = self.checkpoint_config();
+        for key in ModelConfig::INIT_ONLY_FIELDS {
+            match ckpt.metadata.get(key) {
+                Some(saved) => expected.insert(key.to_string(), saved.clone()),
+                None => expected.remove(key),
+            };
+        }
+        ckpt.check_config(&expected)?;
         let number = |key: &str| -> Result<u64> {
             ckpt.metadata
                 .get(key)
