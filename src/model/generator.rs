@@ -7,8 +7,8 @@ use crate::autodiff::{ParamStore, Tape, Var};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::nn::{
-    Attention, Block, Builder, Init, InrDecoder, LayerNorm, Linear, LinearOptions, Mlp, Norm,
-    SelfModulatedLayerNorm, SineEmbedding,
+    Attention, Block, Builder, Init, InrDecoder, InrOptions, LayerNorm, Linear, LinearOptions, Mlp,
+    Norm, SelfModulatedLayerNorm, SineEmbedding,
 };
 use crate::ops::attention::AttentionKind;
 use crate::ops::elementwise::Unary;
@@ -88,9 +88,11 @@ impl Generator {
                 net.patch,
                 config.channels,
                 config.inr_hidden,
-                config.g_equalised_affines,
-                config.inr_demodulate_output,
-                config.inr_tied_output_init,
+                InrOptions {
+                    equalised: config.g_equalised_affines,
+                    demodulate_output: config.inr_demodulate_output,
+                    tied_output_init: config.inr_tied_output_init,
+                },
             )?),
             PatchDecoder::Linear => {
                 Decoder::Linear(Linear::new(&mut root.sub("decoder"), d, pixels, lin)?)

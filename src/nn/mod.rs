@@ -472,19 +472,33 @@ pub struct InrDecoder {
     pub demodulate_output: bool,
 }
 
+/// How an [`InrDecoder`] is built (the `ModelConfig` switches it takes).
+#[derive(Clone, Copy, Debug)]
+pub struct InrOptions {
+    /// The modulations (style affines) with equalised learning rate.
+    pub equalised: bool,
+    /// Demodulate the output layer too (`false`: modulated only, as StyleGAN2's toRGB).
+    pub demodulate_output: bool,
+    /// Every channel's output row starts as the first channel's draw (G starts grey).
+    pub tied_output_init: bool,
+}
+
 impl InrDecoder {
     /// Embeddings of width `dim` → `patch × patch × channels` pixels through `hidden` units; the
-    /// modulations start at 1 with weights of std `0.1/√dim` (stored ~N(0, 1) when `equalised`).
+    /// modulations start at 1 with weights of std `0.1/√dim` (stored ~N(0, 1) when equalised).
     pub fn new(
         b: &mut Builder,
         dim: usize,
         patch: usize,
         channels: usize,
         hidden: usize,
-        equalised: bool,
-        demodulate_output: bool,
-        tied_output_init: bool,
+        options: InrOptions,
     ) -> Result<Self> {
+        let InrOptions {
+            equalised,
+            demodulate_output,
+            tied_output_init,
+        } = options;
         let fourier = SineEmbedding::new(&mut b.sub("fourier"), patch, patch, hidden, 2.0)?;
         let mod_opts = LinearOptions {
             bias_init: 1.0,
