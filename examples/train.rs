@@ -294,7 +294,10 @@ impl ModelSwitches {
 /// The values of the switch flags by name: parsed with [`cli::switch`], written back with
 /// [`name_of`].
 const ON_OFF: [(&str, bool); 2] = [("on", true), ("off", false)];
-const LOSS: [(&str, GanLoss); 2] = [("logistic", GanLoss::Logistic), ("hinge", GanLoss::Hinge)];
+const LOSS: [(&str, GanLoss); 2] = [
+    (GanLoss::Logistic.name(), GanLoss::Logistic),
+    (GanLoss::Hinge.name(), GanLoss::Hinge),
+];
 const D_ATTENTION: [(&str, AttentionKind); 2] =
     [("l2", AttentionKind::L2), ("dot", AttentionKind::Dot)];
 const D_NORM: [(&str, WeightNorm); 3] = [

@@ -65,17 +65,17 @@ fn entry_indices(n: usize) -> Vec<usize> {
     idx
 }
 
-/// A fresh trainer for `preset` and the real batch it trains on (the first images of the
-/// synthetic set in the batcher's order of step 0).
-fn setup(case: &str, preset: &str, batch: usize) -> (Trainer, Tensor) {
+/// A fresh trainer for `preset` under `config` and the real batch it trains on (the first images
+/// of the synthetic set in the batcher's order of step 0).
+fn setup(preset: &str, config: &TrainConfig) -> (Trainer, Tensor) {
+    let batch = config.batch;
     let mut model = ModelConfig::preset(preset).unwrap();
     // the paper's model, pinned like the training recipe
     model.d_query_gain = 1.0;
     model.g_equalised_affines = false;
     model.inr_demodulate_output = true;
     model.inr_tied_output_init = false;
-    let config = parity_config(case, batch);
-    let trainer = Trainer::new(&gpu(), &model, &config).unwrap();
+    let trainer = Trainer::new(&gpu(), &model, config).unwrap();
     let data = synthetic_shapes(256, model.image_size, config.seed);
     let batcher = Batcher::new(data.len, batch, config.seed);
     let mut host = Vec::new();
@@ -222,7 +222,7 @@ fn check_case(case: &str, preset: &str, batch: usize) {
         train_fields(&parity_config(case, batch)),
         "{case}: the fixture was made with another training config; regenerate it"
     );
-    let (mut trainer, real) = setup(case, preset, batch);
+    let (mut trainer, real) = setup(preset, &parity_config(case, batch));
     let got = run_step(&mut trainer, &real);
     let (bad, worst) = compare(&got, &want);
     eprintln!("{case}: worst relative differences {worst:?}");
@@ -260,7 +260,7 @@ fn dump() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/step_parity");
     std::fs::create_dir_all(&dir).unwrap();
     for (case, preset, batch) in CASES {
-        let (mut trainer, real) = setup(case, preset, batch);
+        let (mut trainer, real) = setup(preset, &parity_config(case, batch));
         let mut ckpt = trainer.step_inputs(&real).unwrap();
         ckpt.metadata.insert("parity.case".into(), case.into());
         ckpt.save(&dir.join(format!("{case}.safetensors"))).unwrap();
@@ -283,16 +283,11 @@ fn dump() {
 #[test]
 fn hinge_loss_is_the_formula() {
     let batch = 8;
-    let mut config = parity_config("tiny_hinge", batch);
-    config.loss = GanLoss::Hinge;
-    let (_, real) = setup("tiny_hinge", "tiny", batch);
-    let model = {
-        let mut m = ModelConfig::preset("tiny").unwrap();
-        m.inr_demodulate_output = true;
-        m.inr_tied_output_init = false;
-        m
+    let config = TrainConfig {
+        loss: GanLoss::Hinge,
+        ..parity_config("tiny_hinge", batch)
     };
-    let mut trainer = Trainer::new(&gpu(), &model, &config).unwrap();
+    let (mut trainer, real) = setup("tiny", &config);
     let (out, trace) = trainer.train_step_traced(&real).unwrap();
     let logits: Vec<f64> = trace
         .d_logits

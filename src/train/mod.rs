@@ -34,7 +34,7 @@ pub enum GanLoss {
 
 impl GanLoss {
     /// The name the trainer's `--loss` flag and [`TrainConfig::step_fields_json`] use.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             GanLoss::Logistic => "logistic",
             GanLoss::Hinge => "hinge",
