@@ -7,7 +7,11 @@
 // Normalised weight:   W̄ = σ0 · W / σ            (scale_by_sigma_ratio; σ0 = σ(W_init), a constant)
 // Backward, u and v held constant (∂σ/∂W = u vᵀ), with G = dL/dW̄ and s = ⟨G, W⟩ = Σ_ij G_ij W_ij:
 //   dW = σ0/σ · (G − s/σ · u vᵀ)    (row_dots, then sum_vector, then spectral_normalize_backward)
-// The three products have `_lanes` forms, the default on CPU adapters (below).
+// The three products have `_lanes` forms, the default on CPU adapters (below), and for weights whose
+// vectors fit workgroup memory the whole forward and the whole backward are one dispatch each
+// (`normalize_weight_fused`, `normalize_weight_backward_fused`, at the end): the same sums in the same
+// order as the `_lanes` kernels and the normalize / sum_vector reductions, so the results are the same
+// bits, from 1 dispatch instead of 5 (forward) and 3 (backward).
 
 struct Params {
     rows: u32,
@@ -233,5 +237,125 @@ fn spectral_normalize_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
         let i = k / p.cols;
         let j = k % p.cols;
         bw_dw[k] = bw_sigma_init[0] / sigma * (bw_g[k] - bw_dot[0] / sigma * bw_u[i] * bw_v[j]);
+    }
+}
+
+// ---- One dispatch per weight (one workgroup of FUSED_WG invocations; the launcher checks that both
+// vectors fit FUSED_MAX_VEC and that every invocation's loops stay within the CPU loop budget).
+// Each phase computes what the separate kernels above compute, in their order: the products as
+// the `_lanes` kernels (one invocation per output, a serial loop), the norms as `normalize`.
+
+const FUSED_WG: u32 = 256u;
+const FUSED_MAX_VEC: u32 = 1024u;
+var<workgroup> fused_u: array<f32, FUSED_MAX_VEC>;
+var<workgroup> fused_v: array<f32, FUSED_MAX_VEC>;
+
+// Whether normalize_weight_fused writes the new u back into fu_state (a training step's iteration)
+// or leaves it (G's step and evaluation: σ estimated from the current u).
+override ADVANCE: bool = true;
+
+// normalize_weight_fused: fu_w̄ = σ0 · W / σ after one power iteration from fu_state
+@group(0) @binding(1) var<storage, read> fu_w: array<f32>;
+@group(0) @binding(2) var<storage, read> fu_sigma_init: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fu_state: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fu_u: array<f32>;
+@group(0) @binding(5) var<storage, read_write> fu_v: array<f32>;
+@group(0) @binding(6) var<storage, read_write> fu_sigma: array<f32>;
+@group(0) @binding(7) var<storage, read_write> fu_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn normalize_weight_fused(@builtin(local_invocation_index) lid: u32) {
+    let rows = p.rows;
+    let cols = p.cols;
+    for (var i = lid; i < rows; i = i + FUSED_WG) {
+        fused_u[i] = fu_state[i];
+    }
+    workgroupBarrier();
+    // v_raw = Wᵀu (transposed_matvec_lanes), into fused_v
+    for (var j = lid; j < cols; j = j + FUSED_WG) {
+        var s = 0.0;
+        for (var i = 0u; i < rows; i = i + 1u) {
+            s = s + fu_w[i * cols + j] * fused_u[i];
+        }
+        fused_v[j] = s;
+    }
+    workgroupBarrier();
+    // v = v_raw / ‖v_raw‖ (normalize)
+    var sv = 0.0;
+    for (var j = lid; j < cols; j = j + FUSED_WG) {
+        sv = sv + fused_v[j] * fused_v[j];
+    }
+    let inv_v = 1.0 / max(sqrt(workgroup_sum(sv, lid, FUSED_WG)), TINY);
+    for (var j = lid; j < cols; j = j + FUSED_WG) {
+        let x = fused_v[j] * inv_v;
+        fused_v[j] = x;
+        fu_v[j] = x;
+    }
+    workgroupBarrier();
+    // u_raw = W v (matvec_lanes), into fused_u (every read of the old u is behind the barrier above)
+    for (var i = lid; i < rows; i = i + FUSED_WG) {
+        var s = 0.0;
+        for (var j = 0u; j < cols; j = j + 1u) {
+            s = s + fu_w[i * cols + j] * fused_v[j];
+        }
+        fused_u[i] = s;
+    }
+    workgroupBarrier();
+    // u = u_raw / ‖u_raw‖, σ = ‖u_raw‖ (normalize)
+    var su = 0.0;
+    for (var i = lid; i < rows; i = i + FUSED_WG) {
+        su = su + fused_u[i] * fused_u[i];
+    }
+    let sigma = sqrt(workgroup_sum(su, lid, FUSED_WG));
+    let inv_u = 1.0 / max(sigma, TINY);
+    for (var i = lid; i < rows; i = i + FUSED_WG) {
+        let x = fused_u[i] * inv_u;
+        fu_u[i] = x;
+        if (ADVANCE) {
+            fu_state[i] = x;
+        }
+    }
+    if (lid == 0u) {
+        fu_sigma[0] = sigma;
+    }
+    // W̄ = σ0 · W / σ (scale_by_sigma_ratio)
+    let ratio = fu_sigma_init[0] / max(sigma, TINY);
+    for (var k = lid; k < p.n; k = k + FUSED_WG) {
+        fu_out[k] = fu_w[k] * ratio;
+    }
+}
+
+// normalize_weight_backward_fused: the dW formula at the top (row_dots_lanes, sum_vector,
+// spectral_normalize_backward in one workgroup); bw_dot is not bound, s stays in the workgroup.
+@group(0) @binding(1) var<storage, read> fb_g: array<f32>;
+@group(0) @binding(2) var<storage, read> fb_w: array<f32>;
+@group(0) @binding(3) var<storage, read> fb_u: array<f32>;
+@group(0) @binding(4) var<storage, read> fb_v: array<f32>;
+@group(0) @binding(5) var<storage, read> fb_sigma_init: array<f32>;
+@group(0) @binding(6) var<storage, read> fb_sigma: array<f32>;
+@group(0) @binding(7) var<storage, read_write> fb_dw: array<f32>;
+
+@compute @workgroup_size(256)
+fn normalize_weight_backward_fused(@builtin(local_invocation_index) lid: u32) {
+    let rows = p.rows;
+    let cols = p.cols;
+    for (var i = lid; i < rows; i = i + FUSED_WG) {
+        var s = 0.0;
+        for (var j = 0u; j < cols; j = j + 1u) {
+            s = s + fb_g[i * cols + j] * fb_w[i * cols + j];
+        }
+        fused_u[i] = s;
+    }
+    workgroupBarrier();
+    var sd = 0.0;
+    for (var i = lid; i < rows; i = i + FUSED_WG) {
+        sd = sd + fused_u[i];
+    }
+    let dot = workgroup_sum(sd, lid, FUSED_WG);
+    let sigma = max(fb_sigma[0], TINY);
+    for (var k = lid; k < p.n; k = k + FUSED_WG) {
+        let i = k / cols;
+        let j = k % cols;
+        fb_dw[k] = fb_sigma_init[0] / sigma * (fb_g[k] - dot / sigma * fb_u[i] * fb_v[j]);
     }
 }

@@ -1075,3 +1075,115 @@ fn spectral_norm_paths_match_the_reference() {
         }
     }
 }
+
+/// ISN's one-dispatch kernels (`normalize_weight_fused`, `normalize_weight_backward_fused`, the
+/// default on CPU adapters for weights whose vectors fit workgroup memory) against the f64 reference
+/// and, on CPU adapters, bit for bit against the separate `_lanes` kernels whose sums they repeat
+/// in the same order (which keeps the default's training runs what they were). Odd sizes, both
+/// 1,024-limits, and shapes past them (1,025 rows; 16,400 columns, past the loop budget too) that
+/// must fall back to the separate kernels; one iteration that advances `u`, and none (σ estimated
+/// from `u`, which must stay as it was).
+#[test]
+fn spectral_norm_fused_kernels_match_the_separate_ones() {
+    use vitgan::ops::spectral_norm::{SpectralNorm, normalize_weight, spectral_normalize_backward};
+    let g = profiled_gpu(None).unwrap();
+    for (i, &(out, inp)) in [
+        (1usize, 1usize),
+        (7, 13),
+        (65, 33),
+        (3, 300),
+        (300, 3),
+        (257, 1000),
+        (1024, 1024),
+        (1025, 4),
+        (2, 16_400),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let fits = out <= 1024 && inp <= 1024;
+        let mut r = rng(950 + i as u64);
+        let w = random(&mut r, out * inp, -1.0, 1.0);
+        let u0 = random(&mut r, out, -1.0, 1.0);
+        let grad = random(&mut r, out * inp, -1.0, 1.0);
+        let (w64, g64) = (to_f64(&w), to_f64(&grad));
+        let (want_u, want_v, want_sigma) = power_iteration_ref(&w64, out, inp, &to_f64(&u0), 1);
+        for iters in [0u32, 1] {
+            let mut results = Vec::new();
+            for kernel in ["fused", "lanes"] {
+                let label = format!("{out}x{inp}, {iters} iteration(s), {kernel}");
+                let got = with_env(
+                    &[
+                        ("VITGAN_SPECTRAL_NORM_KERNEL", kernel),
+                        ("VITGAN_PROFILE", "1"),
+                    ],
+                    || {
+                        let wt = upload_to(&g, &w, &[out, inp]);
+                        let sn = SpectralNorm {
+                            u: upload_to(&g, &u0, &[out]),
+                            sigma_init: upload_to(&g, &[1.7], &[1]),
+                        };
+                        let (nw, ran) =
+                            dispatched(&g, || normalize_weight(&wt, &sn, iters, true).unwrap());
+                        let is_fused = ran
+                            .iter()
+                            .any(|k| k == "spectral_norm::normalize_weight_fused");
+                        assert_eq!(is_fused, kernel == "fused" && fits, "{label}: ran {ran:?}");
+                        if is_fused {
+                            assert_eq!(ran.len(), 1, "{label}: one dispatch, ran {ran:?}");
+                        }
+                        let state = sn.u.to_vec().unwrap();
+                        let (u, v) = (nw.u.to_vec().unwrap(), nw.v.to_vec().unwrap());
+                        let sigma = nw.sigma.to_vec().unwrap();
+                        let weight = nw.weight.to_vec().unwrap();
+                        assert_close(&u, &want_u, 1e-5, 1e-4, &format!("u, {label}"));
+                        assert_close(&v, &want_v, 1e-5, 1e-4, &format!("v, {label}"));
+                        assert_close(&sigma, &[want_sigma], 0.0, 1e-5, &format!("σ, {label}"));
+                        let want_state = if iters == 1 {
+                            want_u.clone()
+                        } else {
+                            to_f64(&u0)
+                        };
+                        assert_close(&state, &want_state, 1e-5, 1e-4, &format!("sn.u, {label}"));
+                        let want_w: Vec<f64> = w64.iter().map(|x| 1.7 * x / want_sigma).collect();
+                        assert_close(&weight, &want_w, 1e-5, 1e-4, &format!("W̄, {label}"));
+                        let gt = upload_to(&g, &grad, &[out, inp]);
+                        let (dw, ran) = dispatched(&g, || {
+                            spectral_normalize_backward(
+                                &gt,
+                                &wt,
+                                &nw.u,
+                                &nw.v,
+                                &sn.sigma_init,
+                                &nw.sigma,
+                            )
+                            .unwrap()
+                        });
+                        let bw_fused = ran
+                            .iter()
+                            .any(|k| k == "spectral_norm::normalize_weight_backward_fused");
+                        assert_eq!(bw_fused, is_fused, "{label}: backward ran {ran:?}");
+                        let dw = dw.to_vec().unwrap();
+                        // dW = σ0/σ · (G − ⟨G, W⟩/σ · u vᵀ), with this call's u, v and σ
+                        let (u64_, v64, s) = (to_f64(&u), to_f64(&v), sigma[0] as f64);
+                        let dot: f64 = g64.iter().zip(&w64).map(|(a, b)| a * b).sum();
+                        let want: Vec<f64> = (0..out * inp)
+                            .map(|k| 1.7 / s * (g64[k] - dot / s * u64_[k / inp] * v64[k % inp]))
+                            .collect();
+                        assert_close(&dw, &want, 1e-5, 1e-4, &format!("dW, {label}"));
+                        (state, u, v, sigma, weight, dw)
+                    },
+                );
+                results.push(got);
+            }
+            if g.is_cpu() && fits {
+                // the same sums in the same order: the same bits (CPU adapters, where both run
+                // on one compiler; a GPU's may contract multiply-adds differently per kernel)
+                assert!(
+                    results[0] == results[1],
+                    "{out}x{inp}, {iters} iteration(s): fused and lanes differ"
+                );
+            }
+        }
+    }
+}

@@ -30,7 +30,7 @@ pub const OVERRIDES: &[(&str, Accepts)] = &[
     ("VITGAN_ATTENTION_TILE", Accepts::Integers(2)),
     (
         "VITGAN_SPECTRAL_NORM_KERNEL",
-        Accepts::OneOf(&["lanes", "workgroup"]),
+        Accepts::OneOf(&["lanes", "workgroup", "fused"]),
     ),
     ("VITGAN_INR", Accepts::OneOf(&["fused", "composed"])),
     ("VITGAN_PROFILE", Accepts::OneOf(&["0", "1"])),

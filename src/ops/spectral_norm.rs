@@ -85,6 +85,44 @@ fn lanes(gpu: &Gpu, loop_len: usize) -> bool {
     wanted && fits_loop_budget(loop_len)
 }
 
+/// Largest `[out]` or `[in]` of a weight the one-dispatch kernels take (`FUSED_MAX_VEC` in the WGSL:
+/// both vectors live in workgroup memory).
+const FUSED_MAX_VEC: usize = 1024;
+/// Invocations of the one-dispatch kernels' single workgroup (`FUSED_WG`).
+const FUSED_WG: usize = 256;
+
+/// Loop iterations of one invocation of `normalize_weight_fused` (the larger of the two fused
+/// kernels): loading `u`, the two products, the two norms and their tree sums, the scaling.
+fn fused_trips(rows: usize, cols: usize) -> usize {
+    let per = |n: usize| n.div_ceil(FUSED_WG);
+    let tree = FUSED_WG.trailing_zeros() as usize;
+    per(rows)
+        + per(cols) * rows
+        + 2 * per(cols)
+        + per(rows) * cols
+        + 2 * per(rows)
+        + per(rows * cols)
+        + 2 * tree
+}
+
+/// Whether a weight `[rows, cols]` runs its forward and backward as one dispatch each
+/// (`normalize_weight_fused`, `normalize_weight_backward_fused`): the default on CPU adapters for a
+/// weight whose vectors fit workgroup memory and whose loops fit the CPU loop budget, since they
+/// compute the `_lanes` path's sums in its order (the same bits) from 1 dispatch instead of 5 and 3;
+/// `VITGAN_SPECTRAL_NORM_KERNEL=fused` asks for them on any adapter (within those limits),
+/// `lanes|workgroup` for the separate kernels.
+fn fused(gpu: &Gpu, rows: usize, cols: usize) -> bool {
+    let wanted = match overrides::value("VITGAN_SPECTRAL_NORM_KERNEL").as_deref() {
+        Some("fused") => true,
+        Some(_) => false,
+        None => gpu.is_cpu(),
+    };
+    wanted
+        && rows <= FUSED_MAX_VEC
+        && cols <= FUSED_MAX_VEC
+        && fits_loop_budget(fused_trips(rows, cols))
+}
+
 /// `out = x / ‖x‖` and `norm[0] = ‖x‖` (one workgroup).
 fn normalize(x: &Tensor, out: &Tensor, norm: &Tensor) -> Result<()> {
     x.gpu().dispatch(
@@ -121,6 +159,91 @@ pub fn estimate_sigma(w: &Tensor, u: &Tensor) -> Result<(Tensor, Tensor, Tensor)
     let u_new = Tensor::empty(w.gpu(), u.shape())?;
     let (sigma, v) = iterate(w, u, &u_new, 1)?;
     Ok((sigma, v, u_new))
+}
+
+/// What [`normalize_weight`] returns: `W̄` and the `σ`, `u`, `v` of its iteration, which the
+/// backward ([`spectral_normalize_backward`]) holds constant.
+pub struct NormalizedWeight {
+    /// `W̄ = σ0 · W / σ`, shaped like `W`.
+    pub weight: Tensor,
+    /// `σ = uᵀ W v`, `[1]`.
+    pub sigma: Tensor,
+    /// `[out]`.
+    pub u: Tensor,
+    /// `[in]`.
+    pub v: Tensor,
+}
+
+/// `W̄ = σ0 · W / σ(W)` for a forward pass: after `iters` power iterations that advance `sn.u` (1
+/// per training step), or, with `iters = 0`, with σ estimated from the current `sn.u` without
+/// changing it (G's step, evaluation). The returned `u` is its own tensor when `keep_u` (the
+/// backward needs this call's `u`, and later calls change `sn.u` in place); without it, it may be
+/// `sn.u` itself. One dispatch where [`fused`] holds and `iters ≤ 1`, else the separate kernels.
+pub fn normalize_weight(
+    w: &Tensor,
+    sn: &SpectralNorm,
+    iters: u32,
+    keep_u: bool,
+) -> Result<NormalizedWeight> {
+    let (out, inp) = weight_dims("normalize_weight", w)?;
+    if sn.u.shape() != [out] {
+        return Err(Error::shape(
+            "normalize_weight",
+            format!(
+                "u {:?} must be [out] = [{out}] for the weight {:?}",
+                sn.u.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    check_scalar("normalize_weight", "sigma_init", &sn.sigma_init)?;
+    let gpu = w.gpu();
+    if iters <= 1 && fused(gpu, out, inp) {
+        let u = Tensor::empty(gpu, &[out])?;
+        let v = Tensor::empty(gpu, &[inp])?;
+        let sigma = Tensor::empty(gpu, &[1])?;
+        let weight = Tensor::empty(gpu, w.shape())?;
+        gpu.dispatch(
+            &SHADER,
+            "normalize_weight_fused",
+            &[("ADVANCE", if iters == 1 { 1.0 } else { 0.0 })],
+            bytemuck::bytes_of(&params(out, inp, w.numel())),
+            &[
+                (w.buffer(), Access::Read),
+                (sn.sigma_init.buffer(), Access::Read),
+                (sn.u.buffer(), Access::ReadWrite),
+                (u.buffer(), Access::ReadWrite),
+                (v.buffer(), Access::ReadWrite),
+                (sigma.buffer(), Access::ReadWrite),
+                (weight.buffer(), Access::ReadWrite),
+            ],
+            [1, 1, 1],
+        )?;
+        return Ok(NormalizedWeight {
+            weight,
+            sigma,
+            u,
+            v,
+        });
+    }
+    let (sigma, v, u) = if iters == 0 {
+        estimate_sigma(w, &sn.u)?
+    } else {
+        let (sigma, v) = power_iteration(w, &sn.u, iters)?;
+        let u = if keep_u {
+            sn.u.deep_clone()?
+        } else {
+            sn.u.clone()
+        };
+        (sigma, v, u)
+    };
+    let weight = scale_by_sigma_ratio(w, &sn.sigma_init, &sigma)?;
+    Ok(NormalizedWeight {
+        weight,
+        sigma,
+        u,
+        v,
+    })
 }
 
 /// `iters` iterations starting from `u_in`, writing the normalised `u` to `u_out` (may be `u_in`).
@@ -220,7 +343,7 @@ pub fn scale_by_sigma_ratio(w: &Tensor, sigma_init: &Tensor, sigma: &Tensor) -> 
 }
 
 /// Gradient of `W̄ = σ0 · W / (uᵀ W v)` with `u, v` constant, given `G = dL/dW̄`:
-/// `dW = σ0/σ · (G − ⟨G, W⟩/σ · u vᵀ)`.
+/// `dW = σ0/σ · (G − ⟨G, W⟩/σ · u vᵀ)`. One dispatch where [`fused`] holds, else three.
 pub fn spectral_normalize_backward(
     g: &Tensor,
     w: &Tensor,
@@ -246,6 +369,26 @@ pub fn spectral_normalize_backward(
     check_scalar(op, "sigma_init", sigma_init)?;
     check_scalar(op, "sigma", sigma)?;
     let gpu = w.gpu();
+    if fused(gpu, out, inp) {
+        let dw = Tensor::empty(gpu, w.shape())?;
+        gpu.dispatch(
+            &SHADER,
+            "normalize_weight_backward_fused",
+            &[],
+            bytemuck::bytes_of(&params(out, inp, w.numel())),
+            &[
+                (g.buffer(), Access::Read),
+                (w.buffer(), Access::Read),
+                (u.buffer(), Access::Read),
+                (v.buffer(), Access::Read),
+                (sigma_init.buffer(), Access::Read),
+                (sigma.buffer(), Access::Read),
+                (dw.buffer(), Access::ReadWrite),
+            ],
+            [1, 1, 1],
+        )?;
+        return Ok(dw);
+    }
     let row_dots = Tensor::empty(gpu, &[out])?;
     let (entry, grid) = match lanes(gpu, inp) {
         true => ("row_dots_lanes", grid_1d(out, 64)),
