@@ -28,6 +28,27 @@ struct Params {
     seq_len: u32,     // L
     row_blocks: u32,  // ⌈L / ROWS⌉: workgroups per head
     scale: f32,       // c = 1/√HEAD_DIM
+    // Where the `_lanes` kernels find rows (the other kernels read [heads, L, HEAD_DIM] only): head
+    // `item · heads_per_item + h`, row `l` of q, k, v (and dq, dk, dv) starts at vec4
+    // `item · in_item + l · in_row + h · in_head + {q,k,v}_off`, of out and dout at
+    // `item · out_item + l · out_row + h · out_head`. [heads, L, 16]: heads_per_item 1,
+    // in_item = out_item = 4L, in_row = out_row = 4, in_head = out_head = 0, offsets 0. Packed
+    // (`attention_packed_*` in the launcher): q, k, v are parts of one [B, L, parts, H, 16]
+    // projection and out is [B, L, H, 16], so no copies split or merge the heads.
+    heads_per_item: u32,
+    in_item: u32,
+    in_row: u32,
+    in_head: u32,
+    out_item: u32,
+    out_row: u32,
+    out_head: u32,
+    q_off: u32,
+    k_off: u32,
+    v_off: u32,
+    // 1: the dk/dv kernel adds dk to what its dk buffer holds (tied L2 packed: dq was written there,
+    // and q's gradient is dq + dk)
+    accumulate_dk: u32,
+    _pad: u32,
 }
 
 // 0 = dot product, 1 = L2 distance.
@@ -1161,34 +1182,41 @@ fn attention_backward_dkdv_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
 // leave 3 of 4 lanes idle at this width. Rows past L are clamped to the last row when loading; their
 // scores are masked and their outputs dropped. One loop per kernel, ⌈L / 8⌉ trips.
 
-const LN_D4: u32 = 4u;    // vec4s per row: HEAD_DIM = 16
 const LN_ROWS: u32 = 8u;  // rows per workgroup = lanes
 
-// vec4 index of d-quad c of `row` (clamped to the sequence) in a head starting at vec4 `hb`
-fn ln_at(hb: u32, row: u32, c: u32) -> u32 {
-    return hb + min(row, p.seq_len - 1u) * LN_D4 + c;
+// first vec4 of `row` (clamped to the sequence) of `head` in q, k, v (plus the operand's `off`)
+// and in out, dout (Params: the layout)
+fn in_at(head: u32, row: u32, off: u32) -> u32 {
+    let item = head / p.heads_per_item;
+    let h = head - item * p.heads_per_item;
+    return item * p.in_item + min(row, p.seq_len - 1u) * p.in_row + h * p.in_head + off;
+}
+fn out_at(head: u32, row: u32) -> u32 {
+    let item = head / p.heads_per_item;
+    let h = head - item * p.heads_per_item;
+    return item * p.out_item + min(row, p.seq_len - 1u) * p.out_row + h * p.out_head;
 }
 
 // one row of 16 as a mat4x4, column c = d-quad c
-fn q_row(hb: u32, row: u32) -> mat4x4<f32> {
-    return mat4x4(q4_at(ln_at(hb, row, 0u)), q4_at(ln_at(hb, row, 1u)), q4_at(ln_at(hb, row, 2u)),
-                  q4_at(ln_at(hb, row, 3u)));
+fn q_row(head: u32, row: u32) -> mat4x4<f32> {
+    let at = in_at(head, row, p.q_off);
+    return mat4x4(q4_at(at), q4_at(at + 1u), q4_at(at + 2u), q4_at(at + 3u));
 }
-fn k_row(hb: u32, row: u32) -> mat4x4<f32> {
-    return mat4x4(k4_at(ln_at(hb, row, 0u)), k4_at(ln_at(hb, row, 1u)), k4_at(ln_at(hb, row, 2u)),
-                  k4_at(ln_at(hb, row, 3u)));
+fn k_row(head: u32, row: u32) -> mat4x4<f32> {
+    let at = in_at(head, row, p.k_off);
+    return mat4x4(k4_at(at), k4_at(at + 1u), k4_at(at + 2u), k4_at(at + 3u));
 }
-fn v_row(hb: u32, row: u32) -> mat4x4<f32> {
-    return mat4x4(v4_at(ln_at(hb, row, 0u)), v4_at(ln_at(hb, row, 1u)), v4_at(ln_at(hb, row, 2u)),
-                  v4_at(ln_at(hb, row, 3u)));
+fn v_row(head: u32, row: u32) -> mat4x4<f32> {
+    let at = in_at(head, row, p.v_off);
+    return mat4x4(v4_at(at), v4_at(at + 1u), v4_at(at + 2u), v4_at(at + 3u));
 }
-fn dout_row(hb: u32, row: u32) -> mat4x4<f32> {
-    return mat4x4(dout4_at(ln_at(hb, row, 0u)), dout4_at(ln_at(hb, row, 1u)),
-                  dout4_at(ln_at(hb, row, 2u)), dout4_at(ln_at(hb, row, 3u)));
+fn dout_row(head: u32, row: u32) -> mat4x4<f32> {
+    let at = out_at(head, row);
+    return mat4x4(dout4_at(at), dout4_at(at + 1u), dout4_at(at + 2u), dout4_at(at + 3u));
 }
-fn out_row(hb: u32, row: u32) -> mat4x4<f32> {
-    return mat4x4(out4_at(ln_at(hb, row, 0u)), out4_at(ln_at(hb, row, 1u)),
-                  out4_at(ln_at(hb, row, 2u)), out4_at(ln_at(hb, row, 3u)));
+fn out_row(head: u32, row: u32) -> mat4x4<f32> {
+    let at = out_at(head, row);
+    return mat4x4(out4_at(at), out4_at(at + 1u), out4_at(at + 2u), out4_at(at + 3u));
 }
 
 // a·b over all 16 dims
@@ -1234,8 +1262,8 @@ fn ln_bias(m: mat4x4<f32>, row: u32) -> f32 {
     return select(MASKED, l2_bias(row_dot(m, m)), row < p.seq_len);
 }
 
-fn ln_store(hb: u32, row: u32, m: mat4x4<f32>) {
-    let at = hb + row * LN_D4;
+fn ln_store(head: u32, row: u32, m: mat4x4<f32>) {
+    let at = out_at(head, row);
     out4_w[at] = m[0];
     out4_w[at + 1u] = m[1];
     out4_w[at + 2u] = m[2];
@@ -1248,15 +1276,15 @@ fn attention_forward_lanes(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(subgroup_invocation_id) lane: u32) {
     let pl = ln_place(wid, nwg);
     let row = pl.first_row + lane;
-    let hb = pl.head * p.seq_len * LN_D4;
-    let qi = q_row(hb, row);
+    let head = pl.head;
+    let qi = q_row(head, row);
     let qa = dot_factor() * qi;
     var o = mat4x4<f32>();
     var run_max = MASKED;
     var run_sum = 0.0;
     for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + LN_ROWS) {
-        let kl = k_row(hb, step0 + lane);
-        let vl = v_row(hb, step0 + lane);
+        let kl = k_row(head, step0 + lane);
+        let vl = v_row(head, step0 + lane);
         let bl = ln_bias(kl, step0 + lane);
         let s_lo = ln_scores4(qa, kl, bl, 0u);
         let s_hi = ln_scores4(qa, kl, bl, 4u);
@@ -1270,7 +1298,7 @@ fn attention_forward_lanes(@builtin(workgroup_id) wid: vec3<u32>,
         run_max = new_max;
     }
     if (pl.valid_group && row < p.seq_len) {
-        ln_store(hb, row, (1.0 / run_sum) * o);
+        ln_store(head, row, (1.0 / run_sum) * o);
         lse_w[pl.head * p.seq_len + row] = run_max + log(run_sum) + l2_bias(row_dot(qi, qi));
     }
 }
@@ -1281,19 +1309,19 @@ fn attention_backward_dq_lanes(@builtin(workgroup_id) wid: vec3<u32>,
                                @builtin(subgroup_invocation_id) lane: u32) {
     let pl = ln_place(wid, nwg);
     let row = pl.first_row + lane;
-    let hb = pl.head * p.seq_len * LN_D4;
+    let head = pl.head;
     let stat = pl.head * p.seq_len + min(row, p.seq_len - 1u);
     let alpha = dot_factor();
-    let qi = q_row(hb, row);
+    let qi = q_row(head, row);
     let qa = alpha * qi;
-    let dout_i = dout_row(hb, row);
-    let delta = row_dot(dout_i, out_row(hb, row));
+    let dout_i = dout_row(head, row);
+    let delta = row_dot(dout_i, out_row(head, row));
     // P_ij = exp(α q·k + b_j + r_i − lse_i)
     let shift = l2_bias(row_dot(qi, qi)) - lse_in[stat];
     var dq = mat4x4<f32>();
     for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + LN_ROWS) {
-        let kl = k_row(hb, step0 + lane);
-        let vl = v_row(hb, step0 + lane);
+        let kl = k_row(head, step0 + lane);
+        let vl = v_row(head, step0 + lane);
         let bl = ln_bias(kl, step0 + lane);
         let p_lo = exp(ln_scores4(qa, kl, bl, 0u) + shift);
         let p_hi = exp(ln_scores4(qa, kl, bl, 4u) + shift);
@@ -1303,7 +1331,7 @@ fn attention_backward_dq_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     }
     if (pl.valid_group && row < p.seq_len) {
         delta_w[stat] = delta;
-        let at = hb + row * LN_D4;
+        let at = in_at(pl.head, row, p.q_off);
         dq4_w[at] = alpha * dq[0];
         dq4_w[at + 1u] = alpha * dq[1];
         dq4_w[at + 2u] = alpha * dq[2];
@@ -1317,20 +1345,20 @@ fn attention_backward_dkdv_lanes(@builtin(workgroup_id) wid: vec3<u32>,
                                  @builtin(subgroup_invocation_id) lane: u32) {
     let pl = ln_place(wid, nwg);
     let row = pl.first_row + lane;  // this lane's key
-    let hb = pl.head * p.seq_len * LN_D4;
+    let head = pl.head;
     let stat_base = pl.head * p.seq_len;
     let alpha = dot_factor();
-    let kj = k_row(hb, row);
+    let kj = k_row(head, row);
     let ka = alpha * kj;
-    let vj = v_row(hb, row);
+    let vj = v_row(head, row);
     let bj = l2_bias(row_dot(kj, kj));
     var dk = mat4x4<f32>();  // Σ_i dS_ij q_i
     var dv = mat4x4<f32>();  // Σ_i P_ij dout_i
     var ds_sum = 0.0;
     for (var step0 = 0u; step0 < p.seq_len; step0 = step0 + LN_ROWS) {
         let i = step0 + lane;  // the query this lane loads for the step
-        let ql = q_row(hb, i);
-        let dl = dout_row(hb, i);
+        let ql = q_row(head, i);
+        let dl = dout_row(head, i);
         let at = stat_base + min(i, p.seq_len - 1u);
         // r_i − lse_i, MASKED for queries past the sequence
         let shift = select(MASKED, l2_bias(row_dot(ql, ql)) - lse_in[at], i < p.seq_len);
@@ -1346,16 +1374,22 @@ fn attention_backward_dkdv_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     if (pl.valid_group && row < p.seq_len) {
         // dk = α (Σ dS q − [L2] k Σ dS)
         let k_term = select(0.0, ds_sum, is_l2());
-        let at = hb + row * LN_D4;
-        let dk_row = alpha * (dk - k_term * kj);
+        var dk_row = alpha * (dk - k_term * kj);
+        let at = in_at(pl.head, row, p.k_off);
+        if (p.accumulate_dk != 0u) {
+            // q's gradient, dq (written there by the dq kernel) + dk
+            dk_row = mat4x4(dk4_w[at] + dk_row[0], dk4_w[at + 1u] + dk_row[1],
+                            dk4_w[at + 2u] + dk_row[2], dk4_w[at + 3u] + dk_row[3]);
+        }
         dk4_w[at] = dk_row[0];
         dk4_w[at + 1u] = dk_row[1];
         dk4_w[at + 2u] = dk_row[2];
         dk4_w[at + 3u] = dk_row[3];
-        dv4_w[at] = dv[0];
-        dv4_w[at + 1u] = dv[1];
-        dv4_w[at + 2u] = dv[2];
-        dv4_w[at + 3u] = dv[3];
+        let av = in_at(pl.head, row, p.v_off);
+        dv4_w[av] = dv[0];
+        dv4_w[av + 1u] = dv[1];
+        dv4_w[av + 2u] = dv[2];
+        dv4_w[av + 3u] = dv[3];
     }
 }
 // END SUBGROUP KERNELS

@@ -1187,3 +1187,161 @@ fn spectral_norm_fused_kernels_match_the_separate_ones() {
         }
     }
 }
+
+/// Packed attention (the lanes kernels reading q, k, v in place in the `[B, L, parts · H · 16]`
+/// projection and writing `[B, L, H · 16]`, the CPU default at head width 16) against the f64
+/// reference and, bit for bit, against the lanes kernels on the heads split out on the host, for
+/// both kinds (tied L2: `k = q`, q's gradient `dq + dk`), odd batches, lengths and head counts.
+#[test]
+fn packed_attention_matches_the_split_heads() {
+    use vitgan::ops::attention::{
+        AttentionKernel, Packed, attention_backward_with, attention_forward_with,
+        attention_packed_backward, attention_packed_forward,
+    };
+    let g = profiled_gpu(None).unwrap();
+    const DH: usize = 16;
+    for (i, &(kind, bsz, len, heads)) in [
+        (AttentionKind::L2, 1usize, 1usize, 1usize),
+        (AttentionKind::L2, 3, 17, 4),
+        (AttentionKind::L2, 2, 33, 3),
+        (AttentionKind::Dot, 1, 1, 1),
+        (AttentionKind::Dot, 3, 16, 4),
+        (AttentionKind::Dot, 5, 9, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let label = format!("{kind:?} B{bsz} L{len} H{heads}");
+        let parts = kind.packed_parts();
+        let width = parts * heads * DH;
+        let mut r = rng(990 + i as u64);
+        let qkv = random(&mut r, bsz * len * width, -1.0, 1.0);
+        let dout = random(&mut r, bsz * len * heads * DH, -1.0, 1.0);
+        let qkv_t = upload_to(&g, &qkv, &[bsz, len, width]);
+        let p = Packed::of(&qkv_t, heads, kind).unwrap();
+        if !p.runs_packed(&g) {
+            eprintln!(
+                "{label}: {} does not run the lanes kernels; skipped",
+                g.describe()
+            );
+            return;
+        }
+        // the heads on the host: part t, head h, row l at [b, l, t, h, :]
+        let split = |t: usize| -> Vec<f32> {
+            let mut out = Vec::with_capacity(bsz * heads * len * DH);
+            for b in 0..bsz {
+                for h in 0..heads {
+                    for l in 0..len {
+                        let at = ((b * len + l) * parts + t) * heads * DH + h * DH;
+                        out.extend_from_slice(&qkv[at..at + DH]);
+                    }
+                }
+            }
+            out
+        };
+        // [B, L, H, Dh] ↔ [B, H, L, Dh]
+        let to_heads = |x: &[f32]| -> Vec<f32> {
+            let mut out = vec![0.0; x.len()];
+            for b in 0..bsz {
+                for l in 0..len {
+                    for h in 0..heads {
+                        let from = ((b * len + l) * heads + h) * DH;
+                        let to = ((b * heads + h) * len + l) * DH;
+                        out[to..to + DH].copy_from_slice(&x[from..from + DH]);
+                    }
+                }
+            }
+            out
+        };
+        let (q, v) = (split(0), split(parts - 1));
+        let k = if kind == AttentionKind::L2 {
+            q.clone()
+        } else {
+            split(1)
+        };
+        let shape = [bsz, heads, len, DH];
+        let (qt, kt, vt) = (
+            upload_to(&g, &q, &shape),
+            upload_to(&g, &k, &shape),
+            upload_to(&g, &v, &shape),
+        );
+        let lanes = AttentionKernel::Lanes;
+        let (want_out, want_lse) = attention_forward_with(&qt, &kt, &vt, kind, lanes).unwrap();
+        let dout_heads = upload_to(&g, &to_heads(&dout), &shape);
+        let (dq, dk, dv) = attention_backward_with(
+            &qt,
+            &kt,
+            &vt,
+            &want_out,
+            &want_lse,
+            &dout_heads,
+            kind,
+            lanes,
+        )
+        .unwrap();
+
+        let ((out, lse), ran) = dispatched(&g, || attention_packed_forward(&qkv_t, &p).unwrap());
+        assert_eq!(ran.len(), 1, "{label}: one dispatch, ran {ran:?}");
+        let dout_t = upload_to(&g, &dout, &[bsz, len, heads * DH]);
+        let dqkv = attention_packed_backward(&qkv_t, &out, &lse, &dout_t, &p).unwrap();
+        let (out, lse, dqkv) = (
+            out.to_vec().unwrap(),
+            lse.to_vec().unwrap(),
+            dqkv.to_vec().unwrap(),
+        );
+        assert_eq!(out.len(), bsz * len * heads * DH, "{label}");
+
+        // bit for bit: the same kernels' arithmetic, only the addresses differ
+        assert!(to_heads(&out) == want_out.to_vec().unwrap(), "{label}: out");
+        assert!(lse == want_lse.to_vec().unwrap(), "{label}: lse");
+        let (dq, dk, dv) = (
+            dq.to_vec().unwrap(),
+            dk.to_vec().unwrap(),
+            dv.to_vec().unwrap(),
+        );
+        let dq_total: Vec<f32> = match kind {
+            AttentionKind::L2 => dq.iter().zip(&dk).map(|(a, b)| a + b).collect(),
+            AttentionKind::Dot => dq.clone(),
+        };
+        let grads: Vec<&[f32]> = match kind {
+            AttentionKind::L2 => vec![&dq_total, &dv],
+            AttentionKind::Dot => vec![&dq_total, &dk, &dv],
+        };
+        let mut want_dqkv = vec![0.0f32; qkv.len()];
+        for (t, grad) in grads.iter().enumerate() {
+            for b in 0..bsz {
+                for h in 0..heads {
+                    for l in 0..len {
+                        let at = ((b * len + l) * parts + t) * heads * DH + h * DH;
+                        let from = ((b * heads + h) * len + l) * DH;
+                        want_dqkv[at..at + DH].copy_from_slice(&grad[from..from + DH]);
+                    }
+                }
+            }
+        }
+        assert!(dqkv == want_dqkv, "{label}: d(qkv)");
+
+        // and the f64 reference
+        let d = Dims::new(bsz * heads, len, DH);
+        let (q64, k64, v64) = (to_f64(&q), to_f64(&k), to_f64(&v));
+        let (ref_out, _) = attention_ref(&q64, &k64, &v64, d, kind);
+        assert_close(
+            &to_heads(&out),
+            &ref_out,
+            1e-5,
+            1e-4,
+            &format!("out, {label}"),
+        );
+        let (rq, rk, rv) =
+            attention_backward_ref(&q64, &k64, &v64, &to_f64(&to_heads(&dout)), d, kind);
+        let rq: Vec<f64> = match kind {
+            AttentionKind::L2 => rq.iter().zip(&rk).map(|(a, b)| a + b).collect(),
+            AttentionKind::Dot => rq,
+        };
+        assert_close(&dq_total, &rq, 1e-5, 1e-4, &format!("dq, {label}"));
+        assert_close(&dv, &rv, 1e-5, 1e-4, &format!("dv, {label}"));
+        if kind == AttentionKind::Dot {
+            assert_close(&dk, &rk, 1e-5, 1e-4, &format!("dk, {label}"));
+        }
+    }
+}

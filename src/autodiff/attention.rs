@@ -66,6 +66,63 @@ impl Tape {
     }
 }
 
+impl Tape {
+    /// Multi-head attention of a packed projection `qkv` `[B, L, parts · H · Dh]` (tied L2: parts
+    /// `q, v` with `k = q`; dot product: `q, k, v`; see [`AttentionKind::packed_parts`]) →
+    /// `[B, L, H · Dh]`, the heads side by side. Where the lanes kernels run
+    /// ([`Packed::runs_packed`]) they read the heads in place and write the output merged
+    /// ([`attention_packed_forward`]): no copies, the same bits. Elsewhere (and with
+    /// `VITGAN_ATTENTION_KERNEL=composed`) the heads are split by copies ([`Tape::split_heads`]),
+    /// attended by [`Tape::attention`] / [`Tape::l2_attention_tied`] and merged again.
+    pub fn attention_packed(&self, qkv: Var, heads: usize, kind: AttentionKind) -> Result<Var> {
+        let value = self.value(qkv);
+        let p = Packed::of(&value, heads, kind)?;
+        let composed = overrides::value("VITGAN_ATTENTION_KERNEL").as_deref() == Some("composed");
+        if composed || !p.runs_packed(value.gpu()) {
+            let (q, k, v) = self.split_heads(qkv, heads, kind)?;
+            let o = match kind {
+                AttentionKind::L2 => self.l2_attention_tied(q, v)?,
+                AttentionKind::Dot => self.attention(q, k, v, AttentionKind::Dot)?,
+            };
+            let o = self.permute(o, &[0, 2, 1, 3])?; // [B, L, H, Dh]
+            return self.reshape(o, &[p.batch, p.seq_len, p.heads * p.head_dim]);
+        }
+        let (out, lse) = attention_packed_forward(&value, &p)?;
+        let saved_out = out.clone();
+        Ok(self.record(out, &[qkv], move |g| {
+            Ok(vec![Some(attention_packed_backward(
+                &value, &saved_out, &lse, g, &p,
+            )?)])
+        }))
+    }
+
+    /// The heads of a packed projection `qkv` `[B, L, parts · H · Dh]` as `(q, k, v)`, each
+    /// `[B, H, L, Dh]` (copies; `k` is `q` for tied L2).
+    pub fn split_heads(
+        &self,
+        qkv: Var,
+        heads: usize,
+        kind: AttentionKind,
+    ) -> Result<(Var, Var, Var)> {
+        let p = Packed::of(&self.value(qkv), heads, kind)?;
+        let (bsz, len, h, dh) = (p.batch, p.seq_len, p.heads, p.head_dim);
+        let parts = kind.packed_parts();
+        let x = self.reshape(qkv, &[bsz, len, parts, h, dh])?;
+        let x = self.permute(x, &[2, 0, 3, 1, 4])?; // [parts, B, H, L, Dh]
+        let part = |i: usize| -> Result<Var> {
+            let t = self.slice(x, 0, i, 1)?;
+            self.reshape(t, &[bsz, h, len, dh])
+        };
+        Ok(match kind {
+            AttentionKind::L2 => {
+                let q = part(0)?;
+                (q, q, part(1)?)
+            }
+            AttentionKind::Dot => (part(0)?, part(1)?, part(2)?),
+        })
+    }
+}
+
 /// Whether attention runs as the composition of primitive ops rather than the fused kernels: only
 /// when `VITGAN_ATTENTION_KERNEL=composed` asks for it (and the `[B, H, L, L]` scores of `q`,
 /// `[B, H, L, Dh]`, fit one binding). Measured on lavapipe (2 cores) at the `tiny` preset's shape,

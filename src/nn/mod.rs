@@ -322,37 +322,14 @@ impl Attention {
     /// The per-head projections of `x` `[B, L, D]`: `(q, k, v)`, each `[B, H, L, Dh]` (`k` is `q`
     /// for tied L2 attention).
     pub fn heads(&self, tape: &Tape, x: Var) -> Result<(Var, Var, Var)> {
-        let s = tape.shape(x);
-        let (bsz, len) = (s[0], s[1]);
-        let (h, dh) = (self.heads, self.dim / self.heads);
-        let parts = if self.kind == AttentionKind::L2 { 2 } else { 3 };
         let p = self.qkv.forward(tape, x)?;
-        let p = tape.reshape(p, &[bsz, len, parts, h, dh])?;
-        let p = tape.permute(p, &[2, 0, 3, 1, 4])?; // [parts, B, H, L, Dh]
-        let part = |i: usize| -> Result<Var> {
-            let t = tape.slice(p, 0, i, 1)?;
-            tape.reshape(t, &[bsz, h, len, dh])
-        };
-        Ok(match self.kind {
-            AttentionKind::L2 => {
-                let q = part(0)?;
-                (q, q, part(1)?)
-            }
-            AttentionKind::Dot => (part(0)?, part(1)?, part(2)?),
-        })
+        tape.split_heads(p, self.heads, self.kind)
     }
 
     /// `x`: `[B, L, D]` → `[B, L, D]`.
     pub fn forward(&self, tape: &Tape, x: Var) -> Result<Var> {
-        let s = tape.shape(x);
-        let (bsz, len) = (s[0], s[1]);
-        let (q, k, v) = self.heads(tape, x)?;
-        let o = match self.kind {
-            AttentionKind::L2 => tape.l2_attention_tied(q, v)?,
-            AttentionKind::Dot => tape.attention(q, k, v, AttentionKind::Dot)?,
-        };
-        let o = tape.permute(o, &[0, 2, 1, 3])?; // [B, L, H, Dh]
-        let o = tape.reshape(o, &[bsz, len, self.dim])?;
+        let p = self.qkv.forward(tape, x)?;
+        let o = tape.attention_packed(p, self.heads, self.kind)?;
         self.out.forward(tape, o)
     }
 }

@@ -55,6 +55,14 @@ pub enum AttentionKind {
 }
 
 impl AttentionKind {
+    /// Parts of the packed projection: tied L2 `[q, v]` (`k = q`), dot product `[q, k, v]`.
+    pub fn packed_parts(self) -> usize {
+        match self {
+            AttentionKind::Dot => 3,
+            AttentionKind::L2 => 2,
+        }
+    }
+
     fn code(self) -> f64 {
         match self {
             AttentionKind::Dot => 0.0,
@@ -252,6 +260,71 @@ struct Params {
     seq_len: u32,
     row_blocks: u32,
     scale: f32,
+    layout: RowLayout,
+}
+
+/// Where the `_lanes` kernels find each head's rows, in vec4s (`Params` in the WGSL, which states
+/// the formula); the other kernels read `[heads, L, Dh]` only.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowLayout {
+    heads_per_item: u32,
+    in_item: u32,
+    in_row: u32,
+    in_head: u32,
+    out_item: u32,
+    out_row: u32,
+    out_head: u32,
+    q_off: u32,
+    k_off: u32,
+    v_off: u32,
+    accumulate_dk: u32,
+    _pad: u32,
+}
+
+impl RowLayout {
+    /// q, k, v, out, dout all `[heads, L, Dh]`.
+    fn contiguous(seq_len: usize, head_dim: usize) -> RowLayout {
+        let d4 = head_dim.div_ceil(4) as u32;
+        RowLayout {
+            heads_per_item: 1,
+            in_item: seq_len as u32 * d4,
+            in_row: d4,
+            in_head: 0,
+            out_item: seq_len as u32 * d4,
+            out_row: d4,
+            out_head: 0,
+            q_off: 0,
+            k_off: 0,
+            v_off: 0,
+            accumulate_dk: 0,
+            _pad: 0,
+        }
+    }
+
+    /// q, k, v parts of one `[B, L, parts, H, Dh]` projection (tied L2: parts q, v with `k = q`;
+    /// dot product: q, k, v) and out `[B, L, H, Dh]`.
+    fn packed(p: &Packed) -> RowLayout {
+        let d4 = (p.head_dim / 4) as u32;
+        let (h, l) = (p.heads as u32, p.seq_len as u32);
+        let parts = p.kind.packed_parts() as u32;
+        let part = h * d4;
+        let tied = p.kind == AttentionKind::L2;
+        RowLayout {
+            heads_per_item: h,
+            in_item: l * parts * part,
+            in_row: parts * part,
+            in_head: d4,
+            out_item: l * part,
+            out_row: part,
+            out_head: d4,
+            q_off: 0,
+            k_off: if tied { 0 } else { part },
+            v_off: if tied { part } else { 2 * part },
+            accumulate_dk: tied as u32,
+            _pad: 0,
+        }
+    }
 }
 
 /// Sizes of a checked attention problem.
@@ -345,6 +418,22 @@ fn launch(
     buffers: &[(&wgpu::Buffer, Access)],
     textures: Option<&[(u32, wgpu::TextureView)]>,
 ) -> Result<()> {
+    let layout = RowLayout::contiguous(dims.seq_len, dims.head_dim);
+    launch_with_layout(gpu, kernel, entry, dims, kind, layout, buffers, textures)
+}
+
+/// [`launch`] with the rows where `layout` says (only the lanes kernels read it).
+#[allow(clippy::too_many_arguments)]
+fn launch_with_layout(
+    gpu: &Gpu,
+    kernel: AttentionKernel,
+    entry: &'static str,
+    dims: Dims,
+    kind: AttentionKind,
+    layout: RowLayout,
+    buffers: &[(&wgpu::Buffer, Access)],
+    textures: Option<&[(u32, wgpu::TextureView)]>,
+) -> Result<()> {
     let scale = 1.0 / (dims.head_dim as f32).sqrt();
     let (entry, rows_per_group, constants) = match kernel {
         AttentionKernel::Tiled => {
@@ -380,6 +469,7 @@ fn launch(
         seq_len: dims.seq_len as u32,
         row_blocks: row_blocks as u32,
         scale,
+        layout,
     };
     let groups = grid_1d(dims.heads * row_blocks, 1);
     if let Some(textures) = textures {
@@ -601,4 +691,209 @@ pub fn attention_backward_with(
         textures.as_ref().map(|t| &t[..4]), // q, k, v, dout: dkdv does not read `out`
     )?;
     Ok((dq, dk, dv))
+}
+
+/// A packed attention problem: the heads of `B` items of `L` tokens, their q, k, v as parts of one
+/// projection `[B, L, parts · H · Dh]` (see [`AttentionKind::packed_parts`]), the output
+/// `[B, L, H · Dh]` — what a transformer block's linear layers produce and read, so no copies split
+/// or merge the heads. Only the lanes kernels read this layout ([`Packed::runs_packed`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Packed {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub kind: AttentionKind,
+}
+
+impl Packed {
+    /// The problem of a projection `[B, L, parts · H · Dh]` with `heads` heads.
+    pub fn of(qkv: &Tensor, heads: usize, kind: AttentionKind) -> Result<Packed> {
+        const OP: &str = "attention_packed";
+        let parts = kind.packed_parts();
+        let &[batch, seq_len, width] = qkv.shape() else {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the projection must be [B, L, parts · H · Dh], got {:?}",
+                    qkv.shape()
+                ),
+            ));
+        };
+        if heads == 0 || width % (parts * heads) != 0 || width == 0 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the projection's width {width} must be {parts} parts × {heads} heads × Dh \
+                     ({kind:?} attention)"
+                ),
+            ));
+        }
+        if qkv.numel() > u32::MAX as usize / 2 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{:?} has too many elements for 32-bit indexing; use a smaller batch",
+                    qkv.shape()
+                ),
+            ));
+        }
+        Ok(Packed {
+            batch,
+            seq_len,
+            heads,
+            head_dim: width / (parts * heads),
+            kind,
+        })
+    }
+
+    /// Whether the packed kernels run this problem: the lanes kernels are the adapter's choice for
+    /// its head width (CPU adapters with subgroups, `Dh = 16`; see [`AttentionKernel::for_problem`]).
+    /// Elsewhere the caller splits the heads and calls [`attention_forward`].
+    pub fn runs_packed(&self, gpu: &Gpu) -> bool {
+        AttentionKernel::for_problem(gpu, self.head_dim) == AttentionKernel::Lanes
+    }
+
+    fn dims(&self) -> Dims {
+        Dims {
+            heads: self.batch * self.heads,
+            seq_len: self.seq_len,
+            head_dim: self.head_dim,
+        }
+    }
+
+    fn check(&self, op: &'static str, gpu: &Gpu) -> Result<()> {
+        if !self.runs_packed(gpu) {
+            return Err(Error::Other(format!(
+                "{op}: packed attention runs on the lanes kernels only (head width \
+                 {LANES_HEAD_DIM} on CPU adapters with subgroups); this problem has head width {} \
+                 on {}",
+                self.head_dim,
+                gpu.describe()
+            )));
+        }
+        check_kernel(op, AttentionKernel::Lanes, gpu, self.dims())
+    }
+}
+
+/// Packed attention forward: `(out [B, L, H · Dh], lse [B, H, L])` from the projection `qkv` (see
+/// [`Packed`]); the same function and the same bits as [`attention_forward`] on the split heads.
+pub fn attention_packed_forward(qkv: &Tensor, p: &Packed) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "attention_packed_forward";
+    let gpu = qkv.gpu();
+    p.check(OP, gpu)?;
+    let out = Tensor::empty(gpu, &[p.batch, p.seq_len, p.heads * p.head_dim])?;
+    let lse = Tensor::empty(gpu, &[p.batch, p.heads, p.seq_len])?;
+    if qkv.numel() == 0 || p.seq_len == 0 {
+        return Ok((out, lse));
+    }
+    let kernel = AttentionKernel::Lanes;
+    launch_with_layout(
+        gpu,
+        kernel,
+        "attention_forward",
+        p.dims(),
+        p.kind,
+        RowLayout::packed(p),
+        &[
+            (qkv.buffer(), Access::Read),
+            (qkv.buffer(), Access::Read),
+            (qkv.buffer(), Access::Read),
+            (out.buffer(), Access::ReadWrite),
+            (lse.buffer(), Access::ReadWrite),
+        ],
+        input_textures(gpu, kernel, &[(10, qkv), (11, qkv), (12, qkv)])?.as_deref(),
+    )?;
+    Ok((out, lse))
+}
+
+/// Packed attention backward: the projection's gradient `d(qkv)`, shaped like `qkv`, from the
+/// forward's `qkv`, `out`, `lse` and the output gradient `dout` `[B, L, H · Dh]`. For tied L2 the
+/// q part holds `dq + dk`. The same bits as [`attention_backward`] on the split heads, with the
+/// parts' gradients put together.
+pub fn attention_packed_backward(
+    qkv: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    p: &Packed,
+) -> Result<Tensor> {
+    const OP: &str = "attention_packed_backward";
+    let gpu = qkv.gpu();
+    p.check(OP, gpu)?;
+    let o_shape = [p.batch, p.seq_len, p.heads * p.head_dim];
+    for (name, t) in [("out", out), ("dout", dout)] {
+        if t.shape() != o_shape {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{name} {:?} must be [B, L, H · Dh] = {o_shape:?}",
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    if lse.shape() != [p.batch, p.heads, p.seq_len] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "lse {:?} must be [B, H, L] = {:?}",
+                lse.shape(),
+                [p.batch, p.heads, p.seq_len]
+            ),
+        ));
+    }
+    let dqkv = Tensor::empty(gpu, qkv.shape())?;
+    if qkv.numel() == 0 || p.seq_len == 0 {
+        return Ok(dqkv);
+    }
+    let delta = Tensor::empty(gpu, lse.shape())?;
+    let kernel = AttentionKernel::Lanes;
+    let layout = RowLayout::packed(p);
+    let textures = input_textures(
+        gpu,
+        kernel,
+        &[(10, qkv), (11, qkv), (12, qkv), (13, dout), (14, out)],
+    )?;
+    launch_with_layout(
+        gpu,
+        kernel,
+        "attention_backward_dq",
+        p.dims(),
+        p.kind,
+        layout,
+        &[
+            (qkv.buffer(), Access::Read),
+            (qkv.buffer(), Access::Read),
+            (qkv.buffer(), Access::Read),
+            (dout.buffer(), Access::Read),
+            (lse.buffer(), Access::Read),
+            (out.buffer(), Access::Read),
+            (delta.buffer(), Access::ReadWrite),
+            (dqkv.buffer(), Access::ReadWrite),
+        ],
+        textures.as_deref(),
+    )?;
+    // dk and dv land in their parts of the same gradient (disjoint vec4s; for tied L2 dk is added
+    // to the dq the first kernel wrote)
+    launch_with_layout(
+        gpu,
+        kernel,
+        "attention_backward_dkdv",
+        p.dims(),
+        p.kind,
+        layout,
+        &[
+            (qkv.buffer(), Access::Read),
+            (qkv.buffer(), Access::Read),
+            (qkv.buffer(), Access::Read),
+            (dout.buffer(), Access::Read),
+            (lse.buffer(), Access::Read),
+            (delta.buffer(), Access::Read),
+            (dqkv.buffer(), Access::ReadWrite),
+            (dqkv.buffer(), Access::ReadWrite),
+        ],
+        textures.as_ref().map(|t| &t[..4]),
+    )?;
+    Ok(dqkv)
 }
