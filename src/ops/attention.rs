@@ -654,41 +654,27 @@ pub fn attention_backward_with(
         kernel,
         &[(10, q), (11, k), (12, v), (13, dout), (14, out)],
     )?;
-    launch(
+    let layout = RowLayout::contiguous(dims.seq_len, dims.head_dim);
+    let operands = BackwardOperands {
+        q,
+        k,
+        v,
+        dout,
+        lse,
+        out,
+        delta: &delta,
+        dq: &dq,
+        dk: &dk,
+        dv: &dv,
+    };
+    launch_backward(
         gpu,
         kernel,
-        "attention_backward_dq",
         dims,
         kind,
-        &[
-            (q.buffer(), Access::Read),
-            (k.buffer(), Access::Read),
-            (v.buffer(), Access::Read),
-            (dout.buffer(), Access::Read),
-            (lse.buffer(), Access::Read),
-            (out.buffer(), Access::Read),
-            (delta.buffer(), Access::ReadWrite),
-            (dq.buffer(), Access::ReadWrite),
-        ],
+        layout,
+        &operands,
         textures.as_deref(),
-    )?;
-    launch(
-        gpu,
-        kernel,
-        "attention_backward_dkdv",
-        dims,
-        kind,
-        &[
-            (q.buffer(), Access::Read),
-            (k.buffer(), Access::Read),
-            (v.buffer(), Access::Read),
-            (dout.buffer(), Access::Read),
-            (lse.buffer(), Access::Read),
-            (delta.buffer(), Access::Read),
-            (dk.buffer(), Access::ReadWrite),
-            (dv.buffer(), Access::ReadWrite),
-        ],
-        textures.as_ref().map(|t| &t[..4]), // q, k, v, dout: dkdv does not read `out`
     )?;
     Ok((dq, dk, dv))
 }
@@ -855,45 +841,94 @@ pub fn attention_packed_backward(
         kernel,
         &[(10, qkv), (11, qkv), (12, qkv), (13, dout), (14, out)],
     )?;
+    // dk and dv land in their parts of the same gradient (disjoint vec4s; for tied L2 dk is added
+    // to the dq the first kernel wrote)
+    let operands = BackwardOperands {
+        q: qkv,
+        k: qkv,
+        v: qkv,
+        dout,
+        lse,
+        out,
+        delta: &delta,
+        dq: &dqkv,
+        dk: &dqkv,
+        dv: &dqkv,
+    };
+    launch_backward(
+        gpu,
+        kernel,
+        p.dims(),
+        p.kind,
+        layout,
+        &operands,
+        textures.as_deref(),
+    )?;
+    Ok(dqkv)
+}
+
+/// What the two backward kernels read and write (`dq`, `dk`, `dv` may be one tensor, in parts of
+/// which a packed layout puts them).
+struct BackwardOperands<'a> {
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    dout: &'a Tensor,
+    lse: &'a Tensor,
+    out: &'a Tensor,
+    delta: &'a Tensor,
+    dq: &'a Tensor,
+    dk: &'a Tensor,
+    dv: &'a Tensor,
+}
+
+/// `attention_backward_dq` (dq and D), then `attention_backward_dkdv` (dk, dv), reading the inputs
+/// through `textures` when given (q, k, v, dout, out: dkdv takes the first four).
+fn launch_backward(
+    gpu: &Gpu,
+    kernel: AttentionKernel,
+    dims: Dims,
+    kind: AttentionKind,
+    layout: RowLayout,
+    t: &BackwardOperands,
+    textures: Option<&[(u32, wgpu::TextureView)]>,
+) -> Result<()> {
     launch_with_layout(
         gpu,
         kernel,
         "attention_backward_dq",
-        p.dims(),
-        p.kind,
+        dims,
+        kind,
         layout,
         &[
-            (qkv.buffer(), Access::Read),
-            (qkv.buffer(), Access::Read),
-            (qkv.buffer(), Access::Read),
-            (dout.buffer(), Access::Read),
-            (lse.buffer(), Access::Read),
-            (out.buffer(), Access::Read),
-            (delta.buffer(), Access::ReadWrite),
-            (dqkv.buffer(), Access::ReadWrite),
+            (t.q.buffer(), Access::Read),
+            (t.k.buffer(), Access::Read),
+            (t.v.buffer(), Access::Read),
+            (t.dout.buffer(), Access::Read),
+            (t.lse.buffer(), Access::Read),
+            (t.out.buffer(), Access::Read),
+            (t.delta.buffer(), Access::ReadWrite),
+            (t.dq.buffer(), Access::ReadWrite),
         ],
-        textures.as_deref(),
+        textures,
     )?;
-    // dk and dv land in their parts of the same gradient (disjoint vec4s; for tied L2 dk is added
-    // to the dq the first kernel wrote)
     launch_with_layout(
         gpu,
         kernel,
         "attention_backward_dkdv",
-        p.dims(),
-        p.kind,
+        dims,
+        kind,
         layout,
         &[
-            (qkv.buffer(), Access::Read),
-            (qkv.buffer(), Access::Read),
-            (qkv.buffer(), Access::Read),
-            (dout.buffer(), Access::Read),
-            (lse.buffer(), Access::Read),
-            (delta.buffer(), Access::Read),
-            (dqkv.buffer(), Access::ReadWrite),
-            (dqkv.buffer(), Access::ReadWrite),
+            (t.q.buffer(), Access::Read),
+            (t.k.buffer(), Access::Read),
+            (t.v.buffer(), Access::Read),
+            (t.dout.buffer(), Access::Read),
+            (t.lse.buffer(), Access::Read),
+            (t.delta.buffer(), Access::Read),
+            (t.dk.buffer(), Access::ReadWrite),
+            (t.dv.buffer(), Access::ReadWrite),
         ],
-        textures.as_ref().map(|t| &t[..4]),
-    )?;
-    Ok(dqkv)
+        textures.map(|t| &t[..4]), // q, k, v, dout: dkdv does not read `out`
+    )
 }
