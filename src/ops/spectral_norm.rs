@@ -90,6 +90,10 @@ fn lanes(gpu: &Gpu, loop_len: usize) -> bool {
 const FUSED_MAX_VEC: usize = 1024;
 /// Invocations of the one-dispatch kernels' single workgroup (`FUSED_WG`).
 const FUSED_WG: usize = 256;
+/// Largest weight (elements) the one-dispatch kernels take: one workgroup runs on one CPU thread
+/// and reads W three times, so a large weight is faster spread over the separate kernels'
+/// workgroups (`tiny`'s weights are at most 8,192; `cifar32`'s 768 × 384 was not faster fused).
+const FUSED_MAX_ELEMENTS: usize = 16_384;
 
 /// Loop iterations of one invocation of `normalize_weight_fused` (the larger of the two fused
 /// kernels): loading `u`, the two products, the two norms and their tree sums, the scaling.
@@ -108,7 +112,8 @@ fn fused_trips(rows: usize, cols: usize) -> usize {
 /// Whether a weight `[rows, cols]` runs its forward and backward as one dispatch each
 /// (`normalize_weight_fused`, `normalize_weight_backward_fused`): the default on CPU adapters for a
 /// weight whose vectors fit workgroup memory and whose loops fit the CPU loop budget, since they
-/// compute the `_lanes` path's sums in its order (the same bits) from 1 dispatch instead of 5 and 3;
+/// compute the `_lanes` path's sums in its order (the same bits) from 1 dispatch instead of 5 and 3
+/// (weights up to `FUSED_MAX_ELEMENTS`);
 /// `VITGAN_SPECTRAL_NORM_KERNEL=fused` asks for them on any adapter (within those limits),
 /// `lanes|workgroup` for the separate kernels.
 fn fused(gpu: &Gpu, rows: usize, cols: usize) -> bool {
@@ -120,6 +125,7 @@ fn fused(gpu: &Gpu, rows: usize, cols: usize) -> bool {
     wanted
         && rows <= FUSED_MAX_VEC
         && cols <= FUSED_MAX_VEC
+        && rows * cols <= FUSED_MAX_ELEMENTS
         && fits_loop_budget(fused_trips(rows, cols))
 }
 
