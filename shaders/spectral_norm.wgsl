@@ -243,7 +243,9 @@ fn spectral_normalize_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
 // ---- One dispatch per weight (one workgroup of FUSED_WG invocations; the launcher checks that both
 // vectors fit FUSED_MAX_VEC and that every invocation's loops stay within the CPU loop budget).
 // Each phase computes what the separate kernels above compute, in their order: the products as
-// the `_lanes` kernels (one invocation per output, a serial loop), the norms as `normalize`.
+// the `_lanes` kernels (one invocation per output, a serial loop), the norms as `normalize`. The
+// two norm phases are written out twice: naga does not accept a workgroup-array pointer as a
+// function argument, and the arrays are not interchangeable module variables.
 
 const FUSED_WG: u32 = 256u;
 const FUSED_MAX_VEC: u32 = 1024u;

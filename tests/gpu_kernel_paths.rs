@@ -1346,5 +1346,29 @@ fn packed_attention_matches_the_split_heads() {
         if kind == AttentionKind::Dot {
             assert_close(&dk, &rk, 1e-5, 1e-4, &format!("dk, {label}"));
         }
+
+        // and central differences of Σ out ⊙ dout through the packed forward, at a few entries
+        let loss = |x: &[f32]| -> f64 {
+            let t = upload_to(&g, x, &[bsz, len, width]);
+            let (o, _) = attention_packed_forward(&t, &p).unwrap();
+            let o = o.to_vec().unwrap();
+            o.iter()
+                .zip(&dout)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum()
+        };
+        let h = 1e-2f32;
+        for e in 0..6 {
+            let at = (e * 7919 + i * 31) % qkv.len();
+            let (mut plus, mut minus) = (qkv.clone(), qkv.clone());
+            plus[at] += h;
+            minus[at] -= h;
+            let fd = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
+            let got = dqkv[at] as f64;
+            assert!(
+                (fd - got).abs() <= 2e-2 * (1.0 + got.abs()),
+                "{label}: d(qkv)[{at}] = {got}, central difference {fd}"
+            );
+        }
     }
 }

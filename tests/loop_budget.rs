@@ -294,3 +294,39 @@ fn long_attention_is_an_error_on_cpu_adapters() {
     };
     assert!(e.to_string().contains("loop iterations"), "{e}");
 }
+/// The packed attention (the lanes kernels reading the heads in place in the projection) keeps the
+/// lanes kernels' bound: 4,000 keys give the lanes kernels' bits, 270,000 are refused by name.
+#[test]
+fn long_packed_attention_is_right_within_the_budget_and_refused_past_it() {
+    use vitgan::ops::attention::{
+        AttentionKernel, AttentionKind, Packed, attention_forward_with, attention_packed_forward,
+    };
+    let dh = 16usize;
+    if !AttentionKernel::Lanes.supports(&gpu(), dh) {
+        return;
+    }
+    let l = 4_000usize;
+    let x = random(&mut rng(22), l * dh, -1.0, 1.0);
+    let q = upload(&x, &[1, 1, l, dh]);
+    let (want, _) =
+        attention_forward_with(&q, &q, &q, AttentionKind::L2, AttentionKernel::Lanes).unwrap();
+    // one head, parts [q, v] with v = q
+    let qkv: Vec<f32> = x
+        .chunks(dh)
+        .flat_map(|r| r.iter().chain(r).copied())
+        .collect();
+    let qkv = upload(&qkv, &[1, l, 2 * dh]);
+    let p = Packed::of(&qkv, 1, AttentionKind::L2).unwrap();
+    let (out, _) = attention_packed_forward(&qkv, &p).unwrap();
+    assert!(
+        out.to_vec().unwrap() == want.to_vec().unwrap(),
+        "packed L2 attention over {l} keys differs from the lanes kernels"
+    );
+    let long = 270_000usize;
+    let qkv = upload(&vec![0.0; long * 2 * dh], &[1, long, 2 * dh]);
+    let p = Packed::of(&qkv, 1, AttentionKind::L2).unwrap();
+    let Err(e) = attention_packed_forward(&qkv, &p) else {
+        panic!("a packed sequence of {long} keys must be refused");
+    };
+    assert!(e.to_string().contains("loop iterations"), "{e}");
+}

@@ -64,9 +64,7 @@ impl Tape {
             Ok(vec![dq, need_v.then_some(dv)])
         }))
     }
-}
 
-impl Tape {
     /// Multi-head attention of a packed projection `qkv` `[B, L, parts · H · Dh]` (tied L2: parts
     /// `q, v` with `k = q`; dot product: `q, k, v`; see [`AttentionKind::packed_parts`]) →
     /// `[B, L, H · Dh]`, the heads side by side. Where the lanes kernels run
@@ -77,8 +75,7 @@ impl Tape {
     pub fn attention_packed(&self, qkv: Var, heads: usize, kind: AttentionKind) -> Result<Var> {
         let value = self.value(qkv);
         let p = Packed::of(&value, heads, kind)?;
-        let composed = overrides::value("VITGAN_ATTENTION_KERNEL").as_deref() == Some("composed");
-        if composed || !p.runs_packed(value.gpu()) {
+        if composition_requested() || !p.runs_packed(value.gpu()) {
             let (q, k, v) = self.split_heads(qkv, heads, kind)?;
             let o = match kind {
                 AttentionKind::L2 => self.l2_attention_tied(q, v)?,
@@ -134,13 +131,18 @@ impl Tape {
 /// which is not understood yet: the function is the same (tested against the f64 reference), the
 /// rounding is not.
 pub fn composes_attention(q: &Tensor) -> bool {
-    if overrides::value("VITGAN_ATTENTION_KERNEL").as_deref() != Some("composed") {
+    if !composition_requested() {
         return false;
     }
     let [b, h, l, _] = q.shape()[..] else {
         return false;
     };
     q.gpu().fits_one_buffer((b * h * l * l * 4) as u64)
+}
+
+/// Whether `VITGAN_ATTENTION_KERNEL=composed` asks for attention composed from primitive ops.
+fn composition_requested() -> bool {
+    overrides::value("VITGAN_ATTENTION_KERNEL").as_deref() == Some("composed")
 }
 
 /// The same attention composed from primitive tape ops, materialising the `[B, H, L, L]` scores with a
