@@ -201,6 +201,53 @@ struct TrainFlags {
           value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
     inr_tied_init: Option<bool>,
 
+    /// Patch side in G (divides the image size; tiny: 4, so 16 tokens at 16×16) [default: the
+    /// preset's]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    g_patch: Option<u64>,
+    /// Transformer blocks in G [default: the preset's; tiny 2]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    g_depth: Option<u64>,
+    /// Token width of G (a multiple of --g-heads) [default: the preset's; tiny 64]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    g_width: Option<u64>,
+    /// Attention heads in G [default: the preset's; tiny 4]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    g_heads: Option<u64>,
+    /// Hidden width of G's MLPs [default: the preset's; tiny 128]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=16384))]
+    g_mlp: Option<u64>,
+    /// Patch side in D (divides the image size; tiny: 4, so 16 tokens at 16×16) [default: the
+    /// preset's]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    d_patch: Option<u64>,
+    /// Transformer blocks in D [default: the preset's; tiny 2]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    d_depth: Option<u64>,
+    /// Token width of D (a multiple of --d-heads) [default: the preset's; tiny 64]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    d_width: Option<u64>,
+    /// Attention heads in D [default: the preset's; tiny 4]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    d_heads: Option<u64>,
+    /// Hidden width of D's MLPs [default: the preset's; tiny 128]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=16384))]
+    d_mlp: Option<u64>,
+    /// Hidden width of G's INR patch decoder [default: the preset's; tiny 32]
+    #[arg(long, value_name = "N", help_heading = "Model size (over the preset)",
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    inr_hidden: Option<u64>,
+
     #[command(flatten)]
     device: cli::DeviceFlags,
 }
@@ -241,7 +288,8 @@ impl TrainFlags {
             sample_every, plot_log, checkpoint_every, eval_every, eval_n, fid_every, fid_n, inception, batch,
             lr, lr_g, lr_d, beta1, beta2, bcr, lecam, aug_prob, ema, seed, warmup, mapping_lr_mult,
             loss, reuse_fakes, d_attention, d_norm, d_overlap, g_style, g_decoder, d_query_gain, equalised_affines,
-            inr_demod, inr_tied_init)
+            inr_demod, inr_tied_init, g_patch, d_patch, g_depth, g_width, g_heads, g_mlp, d_depth, d_width, d_heads,
+            d_mlp, inr_hidden)
     }
 }
 
@@ -257,10 +305,46 @@ struct ModelSwitches {
     equalised_affines: Option<bool>,
     inr_demod: Option<bool>,
     inr_tied_init: Option<bool>,
+    /// patch, depth, width, heads, MLP width of G and of D
+    g_size: NetSize,
+    d_size: NetSize,
+    inr_hidden: Option<u64>,
+}
+
+/// Sizes of one transformer given on the command line (each over the preset's).
+#[derive(Default)]
+struct NetSize {
+    patch: Option<u64>,
+    depth: Option<u64>,
+    width: Option<u64>,
+    heads: Option<u64>,
+    mlp: Option<u64>,
+}
+
+impl NetSize {
+    fn apply(&self, net: &mut vitgan::model::NetConfig) {
+        let pairs = [
+            (&mut net.patch, self.patch),
+            (&mut net.depth, self.depth),
+            (&mut net.width, self.width),
+            (&mut net.heads, self.heads),
+            (&mut net.mlp_hidden, self.mlp),
+        ];
+        for (slot, value) in pairs {
+            if let Some(v) = value {
+                *slot = v as usize;
+            }
+        }
+    }
 }
 
 impl ModelSwitches {
     fn apply(&self, m: &mut ModelConfig) {
+        self.g_size.apply(&mut m.generator);
+        self.d_size.apply(&mut m.discriminator);
+        if let Some(v) = self.inr_hidden {
+            m.inr_hidden = v as usize;
+        }
         if let Some(v) = self.d_attention {
             m.d_attention = v;
         }
@@ -465,6 +549,14 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
         "inr-tied-init",
         text(name_of(&ON_OFF, &model.inr_tied_output_init)),
     );
+    for (who, net) in [("g", &model.generator), ("d", &model.discriminator)] {
+        set(&format!("{who}-patch"), int(net.patch as u64));
+        set(&format!("{who}-depth"), int(net.depth as u64));
+        set(&format!("{who}-width"), int(net.width as u64));
+        set(&format!("{who}-heads"), int(net.heads as u64));
+        set(&format!("{who}-mlp"), int(net.mlp_hidden as u64));
+    }
+    set("inr-hidden", int(model.inr_hidden as u64));
     set("log-every", int(args.log_every));
     set("sample-every", int(args.sample_every));
     set("checkpoint-every", int(args.checkpoint_every));
@@ -553,6 +645,21 @@ fn parse_args() -> Result<Args> {
             equalised_affines: flags.equalised_affines,
             inr_demod: flags.inr_demod,
             inr_tied_init: flags.inr_tied_init,
+            g_size: NetSize {
+                patch: flags.g_patch,
+                depth: flags.g_depth,
+                width: flags.g_width,
+                heads: flags.g_heads,
+                mlp: flags.g_mlp,
+            },
+            d_size: NetSize {
+                patch: flags.d_patch,
+                depth: flags.d_depth,
+                width: flags.d_width,
+                heads: flags.d_heads,
+                mlp: flags.d_mlp,
+            },
+            inr_hidden: flags.inr_hidden,
         },
         preset: flags.preset.unwrap_or_else(|| "tiny".into()),
         data: flags.data.unwrap_or_else(|| "synthetic".into()),

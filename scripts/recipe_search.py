@@ -172,7 +172,7 @@ def sln(G, prefix, h, w):
 
 
 def init_g(P, cfg, k):
-    d = cfg["width"]
+    d = cfg["g"]["width"]
     for i in range(cfg["mapping"]):
         add_linear(P, f"generator.mapping.{i}", cfg["latent"] if i == 0 else d, d, eq=True)
     add_sine(P, "generator.pos_embed", d, 3.0)
@@ -181,14 +181,14 @@ def init_g(P, cfg, k):
         add_affine(P, n + ".gamma", d, d, 1.0, k)
         add_affine(P, n + ".beta", d, d, 0.0, k)
 
-    for i in range(cfg["depth"]):
+    for i in range(cfg["g"]["depth"]):
         b = f"generator.blocks.{i}"
         sln(b + ".norm1")
         add_linear(P, b + ".attn.qkv", d, 3 * d, eq=True)
         add_linear(P, b + ".attn.out", d, d, eq=True)
         sln(b + ".norm2")
-        add_linear(P, b + ".mlp.fc1", d, cfg["mlp"], eq=True)
-        add_linear(P, b + ".mlp.fc2", cfg["mlp"], d, eq=True)
+        add_linear(P, b + ".mlp.fc1", d, cfg["g"]["mlp"], eq=True)
+        add_linear(P, b + ".mlp.fc2", cfg["g"]["mlp"], d, eq=True)
     sln("generator.final_norm")
     hd, c = cfg["inr"], cfg["channels"]
     dec = "generator.decoder"
@@ -209,12 +209,12 @@ def init_g(P, cfg, k):
 
 
 def init_d(P, cfg, k):
-    d, p = cfg["width"], cfg["patch"]
+    d, p = cfg["d"]["width"], cfg["d"]["patch"]
     kk = p + 2 * (p // 2)
     add_linear(P, "discriminator.patch_embed", kk * kk * cfg["channels"], d, norm="isn")
     P.params["discriminator.class_token"] = torch.randn(1, 1, d) * 0.02
     add_sine(P, "discriminator.pos_embed", d, 3.0)
-    for i in range(cfg["depth"]):
+    for i in range(cfg["d"]["depth"]):
         b = f"discriminator.blocks.{i}"
         for n in ("norm1", "norm2"):
             P.params[f"{b}.{n}.gamma"] = torch.ones(d)
@@ -222,8 +222,8 @@ def init_d(P, cfg, k):
         rg = torch.cat([torch.full((d,), k.q_gain), torch.ones(d)])
         add_linear(P, b + ".attn.qkv", d, 2 * d, norm="isn", row_gain=rg)
         add_linear(P, b + ".attn.out", d, d, norm="isn")
-        add_linear(P, b + ".mlp.fc1", d, cfg["mlp"], norm="isn")
-        add_linear(P, b + ".mlp.fc2", cfg["mlp"], d, norm="isn")
+        add_linear(P, b + ".mlp.fc1", d, cfg["d"]["mlp"], norm="isn")
+        add_linear(P, b + ".mlp.fc2", cfg["d"]["mlp"], d, norm="isn")
     P.params["discriminator.final_norm.gamma"] = torch.ones(d)
     P.params["discriminator.final_norm.beta"] = torch.zeros(d)
     add_linear(P, "discriminator.head", d, 1, norm="isn")
@@ -246,7 +246,7 @@ def inr_decode(G, prefix, y, patch, demod_out):
 
 
 def generator(G, cfg, z, k):
-    d, p = cfg["width"], cfg["patch"]
+    d, p = cfg["g"]["width"], cfg["g"]["patch"]
     B = z.shape[0]
     grid = cfg["size"] // p
     T = grid * grid
@@ -254,9 +254,9 @@ def generator(G, cfg, z, k):
     for i in range(cfg["mapping"]):
         w = sp.linear(G, f"generator.mapping.{i}", w, act="leaky", equalised_lr=True)
     h = sp.sine_embedding(G, "generator.pos_embed", grid, grid).reshape(1, T, d).expand(B, T, d)
-    for i in range(cfg["depth"]):
+    for i in range(cfg["g"]["depth"]):
         b = f"generator.blocks.{i}"
-        h = h + sp.attention(G, b + ".attn", sln(G, b + ".norm1", h, w), cfg["heads"], "Dot",
+        h = h + sp.attention(G, b + ".attn", sln(G, b + ".norm1", h, w), cfg["g"]["heads"], "Dot",
                              equalised_lr=True)
         h = h + sp.mlp(G, b + ".mlp", sln(G, b + ".norm2", h, w), equalised_lr=True)
     y = sln(G, "generator.final_norm", h, w)
@@ -271,7 +271,8 @@ def discriminator(Dn, cfg, img, iters):
 
     c = C()
     c.image_size = cfg["size"]
-    c.d = {"width": cfg["width"], "patch": cfg["patch"], "depth": cfg["depth"], "heads": cfg["heads"]}
+    c.d = {"width": cfg["d"]["width"], "patch": cfg["d"]["patch"], "depth": cfg["d"]["depth"],
+           "heads": cfg["d"]["heads"]}
     return sp.discriminator_forward(Dn, c, img, iters)
 
 
@@ -363,6 +364,13 @@ def main():
                     help="1: the INR output layer's rows (one per channel) equal at init")
     ap.add_argument("--loss", default="logistic", choices=["logistic", "hinge"])
     ap.add_argument("--seed", type=int, default=0)
+    for who in ("g", "d"):  # the crate's --g-depth … --d-mlp (tiny's sizes by default)
+        ap.add_argument(f"--{who}-patch", type=int, default=4)
+        ap.add_argument(f"--{who}-depth", type=int, default=2)
+        ap.add_argument(f"--{who}-width", type=int, default=64)
+        ap.add_argument(f"--{who}-heads", type=int, default=4)
+        ap.add_argument(f"--{who}-mlp", type=int, default=128)
+    ap.add_argument("--inr", type=int, default=32, help="the INR decoder's hidden width")
     ap.add_argument("--eval-n", type=int, default=2048)
     ap.add_argument("--save", default=None)
     ap.add_argument("--threads", type=int, default=2)
@@ -373,8 +381,9 @@ def main():
     k = ap.parse_args()
     torch.set_num_threads(k.threads)
     torch.manual_seed(k.seed)
-    cfg = dict(size=16, channels=3, latent=64, mapping=2, patch=4, depth=2, width=64, heads=4,
-               mlp=128, inr=32)
+    net = lambda who: {f: getattr(k, f"{who}_{f}") for f in ("patch", "depth", "width", "heads", "mlp")}
+    cfg = dict(size=16, channels=3, latent=64, mapping=2, g=net("g"), d=net("d"),
+               inr=k.inr)
     loaders = {"fmnist": load_fmnist, "synthetic": load_synthetic, "synthetic-colour": load_synthetic_colour}
     data = loaders[k.data](cfg["size"])
     G, Dn = Params(), Params()

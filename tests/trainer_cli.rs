@@ -81,6 +81,37 @@ fn hyperparameters_out_of_range_are_refused_before_training() {
     }
 }
 
+/// Model sizes that do not fit together are refused before any work, naming the field and values.
+#[test]
+fn model_sizes_that_do_not_fit_are_refused_before_training() {
+    for (args, want) in [
+        (
+            &["--g-width", "50", "--g-heads", "4"][..],
+            "generator.heads",
+        ),
+        (&["--d-patch", "5"][..], "discriminator.patch"),
+        (
+            &["--g-width", "1024", "--g-heads", "2"][..],
+            "head width 512",
+        ),
+    ] {
+        let dir = scratch("sizes");
+        let out = trainer()
+            .args(args)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(want) && !err.contains("step "),
+            "{args:?}: {err}"
+        );
+        assert!(!dir.exists(), "{args:?}: nothing is written");
+    }
+}
+
 /// Kills and reaps the child if the test fails before it exits.
 struct KillOnDrop(Option<std::process::Child>);
 
@@ -191,7 +222,8 @@ fn a_run_repeats_exactly_from_its_config_file() {
     let file = dir.join("settings.toml");
     std::fs::write(
         &file,
-        "steps = 2\nbatch = 4\nlr = 0.001\nseed = 3\nsample-every = 100\nd-overlap = false\n",
+        "steps = 2\nbatch = 4\nlr = 0.001\nseed = 3\nsample-every = 100\nd-overlap = false\n\
+         g-width = 48\ng-heads = 3\n",
     )
     .unwrap();
     let run = |config: &std::path::Path, extra: &[&str], out: &str| {
@@ -223,6 +255,11 @@ fn a_run_repeats_exactly_from_its_config_file() {
         "d-overlap = \"off\"",
         "preset = \"tiny\"",
         "plot-log = \"on\"",
+        "g-width = 48",
+        "g-heads = 3",
+        "g-patch = 4", // the preset's sizes, resolved
+        "d-width = 64",
+        "inr-hidden = 32",
     ] {
         assert!(written.lines().any(|l| l == line), "{line} in\n{written}");
     }
@@ -236,6 +273,8 @@ fn a_run_repeats_exactly_from_its_config_file() {
     }
     let first = Checkpoint::load(&dir.join("first/checkpoint.safetensors")).unwrap();
     assert_eq!(first.metadata.get("run.config"), Some(&written));
+    let width = first.metadata.get("config.generator.width");
+    assert_eq!(width.map(String::as_str), Some("48"));
 
     run(&dir.join("first/config.toml"), &eval, "second");
     let again = std::fs::read_to_string(dir.join("second/config.toml")).unwrap();
