@@ -354,7 +354,10 @@ fn main() -> Result<()> {
         };
         let batch = batch_override.unwrap_or(default_batch);
         let (recipe, recipe_label) = if default_recipe {
-            (TrainConfig::default(), "default recipe: no bCR, no aug")
+            (
+                TrainConfig::default(),
+                "default recipe: no bCR, no aug, LeCam 0.1",
+            )
         } else {
             (TrainConfig::paper(), "bCR, aug 0.8")
         };

@@ -133,7 +133,7 @@ struct TrainFlags {
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
           value_parser = cli::non_negative, allow_negative_numbers = true)]
     bcr: Option<f32>,
-    /// LeCam regularisation weight (0 disables) [default: 0]
+    /// LeCam regularisation weight (0 disables; the paper: 0) [default: 0.1]
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
           value_parser = cli::non_negative, allow_negative_numbers = true)]
     lecam: Option<f32>,
@@ -256,7 +256,7 @@ const AFTER_HELP: &str = "\
 Every log line is also appended to OUT/metrics.jsonl (one JSON object per line: losses, D's
 logits and ranking accuracy, gradient norms, D's attention per block, and SWD/KID with their
 real-vs-real floor and untrained-generator values at evaluation steps). The paper's recipe is
---bcr 10 --aug-prob 0.8 --inr-demod on.
+--bcr 10 --aug-prob 0.8 --inr-demod on --lecam 0.
 
 Ctrl-C writes a checkpoint before exiting (status 130); --resume continues exactly where it stopped.";
 
