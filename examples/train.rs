@@ -137,6 +137,14 @@ struct TrainFlags {
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
           value_parser = cli::non_negative, allow_negative_numbers = true)]
     lecam: Option<f32>,
+    /// R1 weight γ on real images, estimated by finite differences along Gaussian noise (0
+    /// disables; the paper: 0) [default: 0]
+    #[arg(long, value_name = "X", help_heading = "Hyperparameters",
+          value_parser = cli::non_negative, allow_negative_numbers = true)]
+    r1: Option<f32>,
+    /// Apply R1 every N steps with weight γ·N (lazy regularisation) [default: 1]
+    #[arg(long, value_name = "N", help_heading = "Hyperparameters")]
+    r1_every: Option<u64>,
     /// DiffAugment probability per op (0 disables; the paper: 0.8) [default: 0]
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
           value_parser = cli::probability, allow_negative_numbers = true)]
@@ -286,7 +294,7 @@ impl TrainFlags {
         merge_flags!(over, base;
             preset, data, crop, decode_cache, channels, out, config, resume, steps, log_every,
             sample_every, plot_log, checkpoint_every, eval_every, eval_n, fid_every, fid_n, inception, batch,
-            lr, lr_g, lr_d, beta1, beta2, bcr, lecam, aug_prob, ema, seed, warmup, mapping_lr_mult,
+            lr, lr_g, lr_d, beta1, beta2, bcr, lecam, r1, r1_every, aug_prob, ema, seed, warmup, mapping_lr_mult,
             loss, reuse_fakes, d_attention, d_norm, d_overlap, g_style, g_decoder, d_query_gain, equalised_affines,
             inr_demod, inr_tied_init, g_patch, d_patch, g_depth, g_width, g_heads, g_mlp, d_depth, d_width, d_heads,
             d_mlp, inr_hidden)
@@ -518,6 +526,8 @@ fn run_config_toml(args: &Args, model: &ModelConfig, train: &TrainConfig, steps:
     set("beta2", float(train.beta2));
     set("bcr", float(train.bcr_real));
     set("lecam", float(train.lecam));
+    set("r1", float(train.r1));
+    set("r1-every", int(train.r1_every));
     set("aug-prob", float(train.aug_prob));
     set("ema", float(train.ema_decay));
     set("seed", int(train.seed));
@@ -627,6 +637,8 @@ fn parse_args() -> Result<Args> {
     set(&mut train.bcr_real, flags.bcr);
     set(&mut train.bcr_fake, flags.bcr);
     set(&mut train.lecam, flags.lecam);
+    set(&mut train.r1, flags.r1);
+    train.r1_every = flags.r1_every.unwrap_or(train.r1_every);
     set(&mut train.aug_prob, flags.aug_prob);
     set(&mut train.ema_decay, flags.ema);
     set(&mut train.mapping_lr_mult, flags.mapping_lr_mult);

@@ -568,12 +568,20 @@ def run_step(tensors, meta):
     if bcr:
         inputs.append(diff_augment(xa, seeds[2], 1.0, OPS_SHIFT))
         inputs.append(diff_augment(fa, seeds[3], 1.0, OPS_SHIFT))
+    r1 = "parity.r1_noise" in tensors  # R1 acts in this step (lazy R1 skips some steps)
+    if r1:
+        inputs.append(xa + torch.tensor(tensors["parity.r1_noise"], dtype=DT))
     logits = discriminator_forward(Dn, cfg, torch.cat(inputs, 0), iters=1)
     part = lambda i: logits[i * B:(i + 1) * B]
     lr, lf = part(0), part(1)
     d_loss = d_loss_terms(lr, lf, loss)
     if bcr:
         d_loss = d_loss + bcr_real * ((lr - part(2)) ** 2).mean() + bcr_fake * ((lf - part(3)) ** 2).mean()
+    if r1:
+        # R1 (γ/2)·E‖∇ₓD(x)‖² as the crate estimates it: (γ·every/(2σ²))·E(D(x + σε) − D(x))²
+        sigma = f32(train["r1_noise_std"])
+        w = f32(train["r1"]) * int(train["r1_every"]) / (2 * sigma * sigma)
+        d_loss = d_loss + w * ((part(len(inputs) - 1) - lr) ** 2).mean()
     if lecam > 0:
         a_f = float(tensors["lecam.fake"][0])
         a_r = float(tensors["lecam.real"][0])

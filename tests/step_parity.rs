@@ -29,10 +29,11 @@ use vitgan::train::{GanLoss, StepTrace, TrainConfig, Trainer};
 /// every logit lies in (−1, 1), where the exact gradient of D's head bias and final LayerNorm shift
 /// is 0, and Adam's first step (`lr·g/(|g| + ε)`) turns float32's ~1e-8 remainder into a move of
 /// ~0.8·lr that float64 does not make; `hinge_loss_is_the_formula` checks that loss instead.
-const CASES: [(&str, &str, usize); 3] = [
+const CASES: [(&str, &str, usize); 4] = [
     ("tiny_b32", "tiny", 32),
     ("cifar32_b8", "cifar32", 8),
     ("tiny_b32_reuse", "tiny", 32),
+    ("tiny_b32_r1_lecam", "tiny", 32),
 ];
 
 /// Gradient entries compared per parameter tensor.
@@ -41,13 +42,19 @@ const ENTRIES_PER_TENSOR: usize = 4;
 /// The training config of every parity case: [`TrainConfig::paper`] (bCR λ = 10, augmentation
 /// p = 0.8, Adam lr 0.002, β = (0, 0.99), logistic loss, fresh latents in G's step), not the
 /// default, so changes of the default recipe do not move the fixtures; a case named `*_reuse`
-/// turns on `reuse_fakes`.
+/// turns on `reuse_fakes`, one named `*_r1_lecam` R1 γ = 10 (every step: the noisy real batch
+/// is a fifth part of D's batch; γ this large so that the term, ~0.6, weighs as much as the
+/// losses in the gradients compared) and LeCam λ = 0.1 (its averages are 0 at the first step, so the
+/// term is `λ·(E D(x)² + E D(G(z))²)`).
 fn parity_config(case: &str, batch: usize) -> TrainConfig {
+    let r1_lecam = case.ends_with("_r1_lecam");
     TrainConfig {
         batch,
         seed: 7,
         loss: GanLoss::Logistic,
         reuse_fakes: case.ends_with("_reuse"),
+        r1: if r1_lecam { 10.0 } else { 0.0 },
+        lecam: if r1_lecam { 0.1 } else { 0.0 },
         ..TrainConfig::paper()
     }
 }
@@ -249,6 +256,12 @@ fn cifar32_step_matches_pytorch() {
 #[test]
 fn tiny_reuse_step_matches_pytorch() {
     let (case, preset, batch) = CASES[2];
+    check_case(case, preset, batch);
+}
+
+#[test]
+fn tiny_r1_lecam_step_matches_pytorch() {
+    let (case, preset, batch) = CASES[3];
     check_case(case, preset, batch);
 }
 

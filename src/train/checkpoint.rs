@@ -62,6 +62,14 @@ impl Trainer {
             ckpt.tensors
                 .push((name.into(), t.shape().to_vec(), t.to_vec()?));
         }
+        if self.r1_active() {
+            let noise = self.r1_noise(b)?;
+            ckpt.tensors.push((
+                "parity.r1_noise".into(),
+                noise.shape().to_vec(),
+                noise.to_vec()?,
+            ));
+        }
         let seeds: Vec<String> = (0..5).map(|k| self.aug_seed(k).to_string()).collect();
         let meta = &mut ckpt.metadata;
         meta.insert("parity.aug_seeds".into(), seeds.join(","));

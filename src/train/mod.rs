@@ -66,6 +66,14 @@ pub struct TrainConfig {
     /// `λ·(E(D(x) − α_F)² + E(D(G(z)) − α_R)²)` added to D's loss, with `α_R`, `α_F` moving averages
     /// (decay 0.99) of D's mean logit on real and generated images.
     pub lecam: f32,
+    /// R1 weight γ (Mescheder et al. 2018; 0 = off, the default): `(γ/2)·E‖∇ₓD(x)‖²` on real images
+    /// (as D sees them, after augmentation), estimated without a double backward as
+    /// `(γ/(2σ²))·E(D(x + σε) − D(x))²` with `ε ~ N(0, I)` and `σ =` [`R1_NOISE_STD`]: for small σ,
+    /// `E_ε(D(x + σε) − D(x))² = σ²‖∇ₓD(x)‖² + O(σ³)`, and so for its gradient in D's weights.
+    pub r1: f32,
+    /// Apply R1 every this many steps only, with weight `γ·r1_every` (StyleGAN2's lazy
+    /// regularisation; 1 = every step).
+    pub r1_every: u64,
     /// Probability of each augmentation op (paper: 0.8; default 0 = no augmentation).
     pub aug_prob: f32,
     /// EMA decay of G's weights (ramped up as `min(decay, (1 + t)/(10 + t))` over the first steps).
@@ -112,6 +120,8 @@ impl TrainConfig {
             bcr_real: 10.0,
             bcr_fake: 10.0,
             lecam: 0.0,
+            r1: 0.0,
+            r1_every: 1,
             aug_prob: 0.8,
             ema_decay: 0.999,
             seed: 0,
@@ -125,9 +135,10 @@ impl TrainConfig {
     /// The fields an independent implementation of one step needs, as a JSON object: `batch`,
     /// `lr_g`, `lr_d`, `beta1`, `beta2`, `eps` (Adam's, 1e-8), `bcr_real`, `bcr_fake`, `lecam`,
     /// `aug_prob`, `seed`, `loss` (`"logistic"` | `"hinge"`), `reuse_fakes` (G's step on the latents of
-    /// D's, whose `z_d` it then uses); each f32 as its shortest decimal, always with a `.` or an exponent (a
-    /// float to JSON readers). Warm-up and the mapping multiplier are left out: they do not act on
-    /// the first step of a run without warm-up.
+    /// D's, whose `z_d` it then uses), and with R1 on `r1`, `r1_every` and `r1_noise_std` (σ; the noise
+    /// itself is `parity.r1_noise` of [`Trainer::step_inputs`]); each f32 as its shortest decimal,
+    /// always with a `.` or an exponent (a float to JSON readers). Warm-up and the mapping multiplier
+    /// are left out: they do not act on the first step of a run without warm-up.
     pub fn step_fields_json(&self) -> String {
         let f = |x: f32| {
             let s = x.to_string();
@@ -136,7 +147,7 @@ impl TrainConfig {
         format!(
             "{{\"batch\": {}, \"lr_g\": {}, \"lr_d\": {}, \"beta1\": {}, \"beta2\": {}, \"eps\": 1e-8, \
              \"bcr_real\": {}, \"bcr_fake\": {}, \"lecam\": {}, \"aug_prob\": {}, \"seed\": {}, \
-             \"loss\": \"{}\", \"reuse_fakes\": {}}}",
+             \"loss\": \"{}\", \"reuse_fakes\": {}{}}}",
             self.batch,
             f(self.lr_g),
             f(self.lr_d),
@@ -148,7 +159,17 @@ impl TrainConfig {
             f(self.aug_prob),
             self.seed,
             self.loss.name(),
-            self.reuse_fakes
+            self.reuse_fakes,
+            if self.r1 > 0.0 {
+                format!(
+                    ", \"r1\": {}, \"r1_every\": {}, \"r1_noise_std\": {}",
+                    f(self.r1),
+                    self.r1_every,
+                    f(R1_NOISE_STD)
+                )
+            } else {
+                String::new()
+            }
         )
     }
 
@@ -190,6 +211,7 @@ impl TrainConfig {
             ("--bcr", self.bcr_real),
             ("--bcr", self.bcr_fake),
             ("--lecam", self.lecam),
+            ("--r1", self.r1),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(
@@ -200,6 +222,9 @@ impl TrainConfig {
         }
         if self.batch == 0 {
             return bad("--batch", "must be at least 1".into());
+        }
+        if self.r1_every == 0 {
+            return bad("--r1-every", "must be at least 1".into());
         }
         Ok(())
     }
@@ -223,7 +248,7 @@ pub struct StepOutput {
 /// implementation (`tests/step_parity.rs`, `scripts/step_parity.py`).
 pub struct StepTrace {
     /// All of D's logits in its step, `[4B, 1]` with bCR (real, fake, shifted real, shifted fake),
-    /// else `[2B, 1]`.
+    /// else `[2B, 1]`; with R1 in this step, `B` more last (the real images plus R1's noise).
     pub d_logits: Tensor,
     /// D's parameter gradients of D's loss (before D's Adam step).
     pub d_grads: Vec<(String, Tensor)>,
@@ -232,6 +257,11 @@ pub struct StepTrace {
     /// G's parameter gradients of G's loss (after D's update, before G's Adam step).
     pub g_grads: Vec<(String, Tensor)>,
 }
+
+/// The noise scale σ of R1's finite-difference estimate, in image units ([-1, 1]): small against
+/// the images (a 16×16×3 image's norm is ~17, the noise's ~1.4), large against f32 rounding of D's
+/// logits.
+pub const R1_NOISE_STD: f32 = 0.05;
 
 /// A 64-bit mix of several values (SplitMix64 finaliser), for deriving per-step seeds.
 pub fn mix_seed(parts: &[u64]) -> u64 {
@@ -399,6 +429,7 @@ impl Trainer {
         let bcr = self.config.bcr_real > 0.0 || self.config.bcr_fake > 0.0;
         let (xa, fa) = (self.maybe_augment(x, 0)?, self.maybe_augment(fake, 1)?);
         let mut inputs = vec![xa, fa];
+        let r1_now = self.r1_active();
         if bcr {
             // bCR's transform T: a random translation + scaling of what D saw, always applied
             inputs.push(diff_augment(
@@ -415,6 +446,9 @@ impl Trainer {
                 1.0,
                 AugmentOps::SHIFT,
             )?);
+        }
+        if r1_now {
+            inputs.push(t.add(xa, t.constant(self.r1_noise(b)?))?);
         }
         let logits = self.discriminator.forward(t, t.concat(&inputs, 0)?)?;
         let part = |i: usize| t.slice(logits, 0, i * b, b);
@@ -436,6 +470,14 @@ impl Trainer {
             let r = t.scale(sq_diff(lr, part(2)?)?, self.config.bcr_real)?;
             let f = t.scale(sq_diff(lf, part(3)?)?, self.config.bcr_fake)?;
             d_loss = t.add(d_loss, t.add(r, f)?)?;
+        }
+        if r1_now {
+            // (γ·every/(2σ²))·E(D(x + σε) − D(x))², the noisy copy last in the batch
+            let noisy = part(inputs.len() - 1)?;
+            let sq = t.mean(t.unary(t.sub(noisy, lr)?, Unary::Square)?)?;
+            let w =
+                self.config.r1 * self.config.r1_every as f32 / (2.0 * R1_NOISE_STD * R1_NOISE_STD);
+            d_loss = t.add(d_loss, t.scale(sq, w)?)?;
         }
         if self.config.lecam > 0.0 {
             // R = E‖D(x) − α_F‖² + E‖D(G(z)) − α_R‖², α = moving averages of D's outputs
@@ -512,6 +554,20 @@ impl Trainer {
             grad_sq_norms: d_norm.zip(g_norm),
         };
         Ok((out, trace))
+    }
+
+    /// Whether this step's D update carries the R1 term.
+    pub fn r1_active(&self) -> bool {
+        self.config.r1 > 0.0 && self.step % self.config.r1_every == 0
+    }
+
+    /// R1's noise `σε` for this step, `[n, H, W, C]`, a pure function of (seed, step).
+    pub fn r1_noise(&self, n: usize) -> Result<Tensor> {
+        let m = &self.model;
+        let shape = [n, m.image_size, m.image_size, m.channels];
+        let mut init = Init::new(mix_seed(&[self.config.seed, self.step, 200]));
+        let count = shape.iter().product();
+        Tensor::from_slice(&self.gpu, &init.normal(count, R1_NOISE_STD), &shape)
     }
 
     fn update_lecam(&self, real: &Tensor, fake: &Tensor) -> Result<()> {
