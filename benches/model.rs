@@ -354,12 +354,14 @@ fn main() -> Result<()> {
         };
         let batch = batch_override.unwrap_or(default_batch);
         let (recipe, recipe_label) = if default_recipe {
-            (
-                TrainConfig::default(),
-                "default recipe: no bCR, no aug, LeCam 0.1",
-            )
+            let d = TrainConfig::default();
+            let label = format!(
+                "default recipe: no bCR, no aug, LeCam {}, R1 {} every {} steps",
+                d.lecam, d.r1, d.r1_every
+            );
+            (d, label)
         } else {
-            (TrainConfig::paper(), "bCR, aug 0.8")
+            (TrainConfig::paper(), "bCR, aug 0.8".to_string())
         };
         let cfg = TrainConfig {
             batch,
@@ -369,7 +371,7 @@ fn main() -> Result<()> {
         let recipe_label = if cfg.reuse_fakes {
             format!("{recipe_label}; G's step on D's fakes")
         } else {
-            recipe_label.to_string()
+            recipe_label
         };
         let mut first = Trainer::new(&bench.gpu, &model, &cfg)?;
         let s = model.image_size;

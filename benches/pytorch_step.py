@@ -11,8 +11,10 @@ one whole step of the crate to ~1e-5 in float64. Before timing, one step is comp
 exactly as the crate computes its first step, and its two losses must agree with `--expect` (the
 crate's) to 1e-3 relative: a yardstick that computes another step measures nothing. Then the timed
 steps: D's step (one power iteration per ISN weight, bCR and augmentation as configured, Adam), G's
-step (D frozen), the EMA of G's weights; new latents and augmentation seeds every step, the same
-real batch (as the crate's bench). torch.optim.Adam (foreach), as a PyTorch user would write it.
+step (D frozen), the EMA of G's weights; LeCam's term and moving averages and the (lazy) R1 term
+when configured; new latents, augmentation seeds and R1 noise every step, the same real batch (as
+the crate's bench). Like the crate bench's, the figure is the median step, over steps with and
+without lazy R1 alike: with R1 every 4 steps, in both a step without it. torch.optim.Adam (foreach), as a PyTorch user would write it.
 
 Prints one line: `d_loss g_loss median_ms images_per_s`. A dev-time tool: nothing in the crate or
 CI needs PyTorch.
@@ -59,6 +61,11 @@ def main():
     aug_prob = sp.f32(train["aug_prob"])
     bcr_real, bcr_fake = sp.f32(train["bcr_real"]), sp.f32(train["bcr_fake"])
     bcr = bcr_real > 0 or bcr_fake > 0
+    lecam = sp.f32(train["lecam"])
+    r1 = sp.f32(train.get("r1", 0.0))
+    r1_every = int(train.get("r1_every", 1))
+    r1_std = sp.f32(train.get("r1_noise_std", 0.05))
+    lecam_avg = {"real": 0.0, "fake": 0.0}
     loss = train.get("loss", "logistic")
     reuse_fakes = bool(train.get("reuse_fakes", False))
     real = torch.tensor(tensors["parity.real"], dtype=torch.float32)
@@ -89,6 +96,9 @@ def main():
         if bcr:
             inputs += [sp.diff_augment(xa, seeds[2], 1.0, sp.OPS_SHIFT),
                        sp.diff_augment(fa, seeds[3], 1.0, sp.OPS_SHIFT)]
+        r1_now = r1 > 0 and t % r1_every == 0
+        if r1_now:  # the crate's R1 estimate: D on the real batch plus Gaussian noise
+            inputs.append(xa + r1_std * torch.randn(xa.shape, generator=gen))
         logits = sp.discriminator_forward(Dn, cfg, torch.cat(inputs, 0), iters=1)
         part = lambda i: logits[i * B:(i + 1) * B]
         lr_, lf = part(0), part(1)
@@ -96,6 +106,14 @@ def main():
         if bcr:
             d_loss = (d_loss + bcr_real * ((lr_ - part(2)) ** 2).mean()
                       + bcr_fake * ((lf - part(3)) ** 2).mean())
+        if r1_now:
+            w = r1 * r1_every / (2 * r1_std * r1_std)
+            d_loss = d_loss + w * ((part(len(inputs) - 1) - lr_) ** 2).mean()
+        if lecam > 0:
+            d_loss = d_loss + lecam * (((lr_ - lecam_avg["fake"]) ** 2).mean()
+                                       + ((lf - lecam_avg["real"]) ** 2).mean())
+            for key, v in (("real", lr_), ("fake", lf)):
+                lecam_avg[key] = 0.99 * lecam_avg[key] + 0.01 * float(v.detach().mean())
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()

@@ -133,17 +133,18 @@ struct TrainFlags {
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
           value_parser = cli::non_negative, allow_negative_numbers = true)]
     bcr: Option<f32>,
-    /// LeCam regularisation weight (0 disables; the paper: 0) [default: 0.1]
+    /// LeCam regularisation weight (0 disables; the paper: 0) [default: 0]
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
           value_parser = cli::non_negative, allow_negative_numbers = true)]
     lecam: Option<f32>,
     /// R1 weight γ on real images, estimated by finite differences along Gaussian noise (0
-    /// disables; the paper: 0) [default: 0]
+    /// disables; the paper: 0) [default: 0.1]
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
           value_parser = cli::non_negative, allow_negative_numbers = true)]
     r1: Option<f32>,
-    /// Apply R1 every N steps with weight γ·N (lazy regularisation) [default: 1]
-    #[arg(long, value_name = "N", help_heading = "Hyperparameters")]
+    /// Apply R1 every N steps with weight γ·N (lazy regularisation) [default: 4]
+    #[arg(long, value_name = "N", help_heading = "Hyperparameters",
+          value_parser = clap::value_parser!(u64).range(1..))]
     r1_every: Option<u64>,
     /// DiffAugment probability per op (0 disables; the paper: 0.8) [default: 0]
     #[arg(long, value_name = "X", help_heading = "Hyperparameters",
@@ -264,7 +265,7 @@ const AFTER_HELP: &str = "\
 Every log line is also appended to OUT/metrics.jsonl (one JSON object per line: losses, D's
 logits and ranking accuracy, gradient norms, D's attention per block, and SWD/KID with their
 real-vs-real floor and untrained-generator values at evaluation steps). The paper's recipe is
---bcr 10 --aug-prob 0.8 --inr-demod on --lecam 0.
+--bcr 10 --aug-prob 0.8 --inr-demod on --r1 0.
 
 Ctrl-C writes a checkpoint before exiting (status 130); --resume continues exactly where it stopped.";
 

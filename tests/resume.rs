@@ -45,13 +45,16 @@ fn micro() -> ModelConfig {
     }
 }
 
-/// The paper's recipe (bCR λ = 10 on real and fake, augmentation p = 0.8, EMA) plus LeCam and a
-/// learning-rate warm-up, so that every saved state changes what the next step does.
+/// The paper's recipe (bCR λ = 10 on real and fake, augmentation p = 0.8, EMA) plus LeCam, lazy
+/// R1 (every second step, so a resumed run must pick up the schedule) and a learning-rate warm-up,
+/// so that every saved state changes what the next step does.
 fn config() -> TrainConfig {
     TrainConfig {
         batch: BATCH,
         seed: 11,
         lecam: 0.1,
+        r1: 0.1,
+        r1_every: 2,
         warmup_steps: 10,
         ..TrainConfig::paper()
     }

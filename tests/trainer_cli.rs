@@ -347,6 +347,8 @@ fn every_binary_documents_its_flags_and_refuses_bad_ones() {
                 "--beta2",
                 "--bcr",
                 "--lecam",
+                "--r1",
+                "--r1-every",
                 "--aug-prob",
                 "--ema",
                 "--seed",
