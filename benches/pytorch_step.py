@@ -14,7 +14,8 @@ steps: D's step (one power iteration per ISN weight, bCR and augmentation as con
 step (D frozen), the EMA of G's weights; LeCam's term and moving averages and the (lazy) R1 term
 when configured; new latents, augmentation seeds and R1 noise every step, the same real batch (as
 the crate's bench). Like the crate bench's, the figure is the median step, over steps with and
-without lazy R1 alike: with R1 every 4 steps, in both a step without it. torch.optim.Adam (foreach), as a PyTorch user would write it.
+without lazy R1 alike: with R1 every 4 steps, in both a step without it. torch.optim.Adam
+(foreach), as a PyTorch user would write it.
 
 Prints one line: `d_loss g_loss median_ms images_per_s`. A dev-time tool: nothing in the crate or
 CI needs PyTorch.

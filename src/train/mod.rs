@@ -46,8 +46,7 @@ impl GanLoss {
 /// Training hyperparameters. Defaults: the recipe measured best here (README, *Recipe*): the
 /// paper's optimiser (Adam lr 0.002, β = (0, 0.99)) and EMA, without bCR and DiffAugment — at the
 /// budgets measured (≤ 1,000 steps of `tiny`) both regularisers kept D at 2 ln 2 and cost SWD —
-/// and with lazy R1 γ = 0.1 every 4 steps instead; [`TrainConfig::paper`] has
-/// the paper's values.
+/// and with lazy R1 γ = 0.1 every 4 steps instead; [`TrainConfig::paper`] has the paper's values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     /// Images per batch (paper: 128).
@@ -68,8 +67,8 @@ pub struct TrainConfig {
     /// `λ·(E(D(x) − α_F)² + E(D(G(z)) − α_R)²)` added to D's loss, with `α_R`, `α_F` moving averages
     /// (decay 0.99) of D's mean logit on real and generated images.
     pub lecam: f32,
-    /// R1 weight γ (Mescheder et al. 2018; 0 = off; default 0.1, the paper 0): `(γ/2)·E‖∇ₓD(x)‖²` on real images
-    /// (as D sees them, after augmentation), estimated without a double backward as
+    /// R1 weight γ (Mescheder et al. 2018; 0 = off; default 0.1, the paper 0): `(γ/2)·E‖∇ₓD(x)‖²`
+    /// on real images (as D sees them, after augmentation), estimated without a double backward as
     /// `(γ/(2σ²))·E(D(x + σε) − D(x))²` with `ε ~ N(0, I)` and `σ =` [`R1_NOISE_STD`]: for small σ,
     /// `E_ε(D(x + σε) − D(x))² = σ²‖∇ₓD(x)‖² + O(σ³)`, and so for its gradient in D's weights.
     pub r1: f32,
