@@ -205,7 +205,7 @@ struct TrainFlags {
           value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
     inr_demod: Option<bool>,
     /// on | off: the INR output layer's rows (one per channel) equal at init, so G starts grey
-    /// [default: on for tiny, off for the other presets]
+    /// [default: on for tiny and tiny32, off for the other presets]
     #[arg(long, value_name = "B", help_heading = "Model switches (the paper's ablations and init)",
           value_parser = cli::switch(&ON_OFF), hide_possible_values = true)]
     inr_tied_init: Option<bool>,

@@ -4,7 +4,8 @@ Trains a small CNN classifier on the 60,000 Fashion-MNIST training images at 16�
 downsampling, approximately what the crate does to 28×28 images; once, then kept in
 `target/class_mix_classifier.pt`), reports its accuracy on the 10,000 test images, then
 classifies each given `.npy` of samples (uint8 NHWC, C = 1 or 3, as `generate --npy` and
-`baseline_dcgan.py` write them; RGB is averaged to grey) and prints, per file, the fraction of
+`baseline_dcgan.py` write them; RGB is averaged to grey, sizes other than 16×16 are
+area-downsampled to it) and prints, per file, the fraction of
 samples in each class, the total-variation distance of that histogram from the uniform training mix
 (0 = balanced, 0.9 = one class), the mean top-class probability (how confidently the samples
 read as garments), and a Fréchet distance in the classifier's 128-d penultimate features (ReLU
@@ -101,6 +102,9 @@ def main():
                 u8 = torch.tensor(np.load(path), dtype=torch.float32)
                 chroma = float(u8.std(3, unbiased=False).mean()) / 255 if u8.shape[3] > 1 else 0.0
                 s = u8.mean(3, keepdim=True).permute(0, 3, 1, 2) / 127.5 - 1
+                if s.shape[2:] != (16, 16):
+                    # larger samples (tiny32's 32×32) are area-downsampled to the classifier's size
+                    s = F.interpolate(s, size=(16, 16), mode="area")
             p = F.softmax(net(s), 1)
             hist = torch.bincount(p.argmax(1), minlength=10).float() / len(s)
             tv = 0.5 * float((hist - 0.1).abs().sum())
