@@ -1,5 +1,6 @@
 //! The networks: shapes for every preset, parameter counts against a hand count, a whole-network
-//! gradient check, and the discriminator's invariance to rescaling an ISN weight.
+//! gradient check, the discriminator's invariance to rescaling an ISN weight, and the tied INR
+//! output rows (the weights, and the grey images of `tiny` and `tiny32` at initialisation).
 mod common;
 use common::*;
 use vitgan::model::{Discriminator, Generator, ModelConfig, NetConfig};
@@ -15,6 +16,12 @@ fn build(cfg: &ModelConfig, seed: u64) -> (ParamStore, Generator, ParamStore, Di
     let generator = Generator::new(&g, &mut gp, &mut init, cfg).unwrap();
     let disc = Discriminator::new(&g, &mut dp, &mut init, cfg).unwrap();
     (gp, generator, dp, disc)
+}
+
+/// `n` latents of `cfg`, uniform in [-1, 1], from `seed`.
+fn latents(g: &vitgan::Gpu, cfg: &ModelConfig, n: usize, seed: u64) -> Tensor {
+    let values = random(&mut rng(seed), n * cfg.latent_dim, -1.0, 1.0);
+    Tensor::from_slice(g, &values, &[n, cfg.latent_dim]).unwrap()
 }
 
 /// Parameter counts by hand from the architecture in VITGAN.md.
@@ -64,14 +71,7 @@ fn forward_shapes_tiny_tiny32_and_cifar32_at_batch_2() {
         let (_, generator, _, disc) = build(&cfg, 2);
         let g = gpu();
         let tape = Tape::new(&g);
-        let z = tape.constant(
-            Tensor::from_slice(
-                &g,
-                &random(&mut rng(3), 2 * cfg.latent_dim, -1.0, 1.0),
-                &[2, cfg.latent_dim],
-            )
-            .unwrap(),
-        );
+        let z = tape.constant(latents(&g, &cfg, 2, 3));
         let img = generator.forward(&tape, z).unwrap();
         assert_eq!(
             tape.shape(img),
@@ -331,5 +331,45 @@ fn tied_inr_output_init_copies_the_first_row_only() {
         } else {
             assert_eq!(va, vb, "{} moved", a.name);
         }
+    }
+}
+
+/// Tied INR output rows (`tiny`, `tiny32`): the untrained generator paints R = G = B exactly; with
+/// independent rows (the same preset switched off) its channels differ.
+#[test]
+fn tied_inr_rows_start_grey_and_independent_rows_do_not() {
+    let g = gpu();
+    let channel_spread = |cfg: &ModelConfig| {
+        let (_, generator, _, _) = build(cfg, 4);
+        let tape = Tape::new(&g);
+        let z = tape.constant(latents(&g, cfg, 2, 5));
+        let pixels = tape
+            .value(generator.forward(&tape, z).unwrap())
+            .to_vec()
+            .unwrap();
+        pixels
+            .chunks(3)
+            .map(|p| (p[0] - p[1]).abs().max((p[0] - p[2]).abs()))
+            .fold(0.0f32, f32::max)
+    };
+    for cfg in [ModelConfig::tiny(), ModelConfig::tiny32()] {
+        assert!(cfg.inr_tied_output_init, "{} ties its INR rows", cfg.name);
+        assert_eq!(cfg.channels, 3);
+        assert_eq!(
+            channel_spread(&cfg),
+            0.0,
+            "{}: untrained G is grey",
+            cfg.name
+        );
+        let untied = ModelConfig {
+            inr_tied_output_init: false,
+            ..cfg.clone()
+        };
+        let spread = channel_spread(&untied);
+        assert!(
+            spread > 0.01,
+            "{}: independent rows give colour ({spread})",
+            cfg.name
+        );
     }
 }
